@@ -1,0 +1,87 @@
+//! One module per subcommand. Each resolves its settings (flag, then environment, then pipeline
+//! file, then default), calls the library, and prints its typed summary through the `Printer`.
+
+mod check;
+mod run;
+mod runs;
+mod serve;
+mod snapshots;
+mod validate;
+
+use crate::cli::{Cli, Command};
+use crate::clock::Clock;
+use crate::env_vars;
+use crate::error::UserError;
+use crate::model::csv_row::CsvLayout;
+use crate::pipeline::{self, Pipeline, SourceConfig};
+use crate::printer::Printer;
+use crate::sources::Source;
+use crate::sources::csv_bulk::CsvSource;
+use crate::sources::http::HttpClient;
+use crate::sources::ord::OrdSource;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Settings every command shares.
+pub struct Globals {
+    pub warehouse_flag: Option<PathBuf>,
+    pub pipelines_dir: PathBuf,
+    pub printer: Printer,
+    pub clock: Clock,
+}
+
+impl Globals {
+    /// `--warehouse` / ODSYNC_WAREHOUSE, else the pipeline's `warehouse`, else `snapshots`.
+    pub fn warehouse(&self, pipeline: Option<&Pipeline>) -> PathBuf {
+        self.warehouse_flag
+            .clone()
+            .or_else(|| pipeline.and_then(|p| p.config.warehouse.clone()))
+            .unwrap_or_else(|| PathBuf::from("snapshots"))
+    }
+
+    pub fn load(&self, name: &str) -> anyhow::Result<Pipeline> {
+        Ok(pipeline::load(name, &self.pipelines_dir)?)
+    }
+}
+
+pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
+    let clock = match std::env::var(env_vars::ODSYNC_NOW) {
+        Ok(v) if !v.is_empty() => Clock::parse(&v).map_err(|e| UserError(format!("{}: {e}", env_vars::ODSYNC_NOW)))?,
+        _ => Clock::system(),
+    };
+    let globals = Globals {
+        warehouse_flag: cli.warehouse,
+        pipelines_dir: cli.pipelines_dir,
+        printer: Printer { json: cli.json },
+        clock,
+    };
+    match cli.command {
+        Command::Run(args) => run::run(&globals, &args),
+        Command::Check(args) => check::run(&globals, &args),
+        Command::Snapshots(cmd) => snapshots::run(&globals, &cmd),
+        Command::Runs(args) => runs::run(&globals, &args),
+        Command::Validate(args) => validate::run(&globals, &args),
+        Command::Serve(args) => serve::run(&args),
+    }
+}
+
+/// The source a pipeline describes, with the base-URL override applied.
+pub fn build_source(pipeline: &Pipeline, base_url: Option<&str>) -> anyhow::Result<(Box<dyn Source>, Option<CsvLayout>)> {
+    let contact = std::env::var(env_vars::ODSYNC_CONTACT).ok().filter(|c| !c.is_empty());
+    let http = HttpClient::new(pipeline.config.http.settings(contact.as_deref()))?;
+    Ok(match &pipeline.config.source {
+        SourceConfig::Ord(ord) => {
+            let base = base_url.unwrap_or(&ord.base_url);
+            (Box::new(OrdSource::new(base, http, pipeline.config.scope.clone())?), None)
+        }
+        SourceConfig::Csv(csv) => {
+            let layout = CsvLayout::new(csv.kind, csv.primary_role.as_deref());
+            let source = CsvSource::new(&csv.location, layout.clone(), csv.zip_entry.clone(), http);
+            (Box::new(source), Some(layout))
+        }
+    })
+}
+
+pub(crate) fn display_path(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,48 @@
+//! `odsync run <pipeline>`: the scheduled job.
+
+use super::{Globals, build_source, display_path};
+use crate::cli::RunArgs;
+use crate::pipeline::runner::{RunOptions, RunSummary, Runner};
+use std::process::ExitCode;
+
+pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = globals.load(&args.pipeline)?;
+    let (source, csv_layout) = build_source(&pipeline, args.base_url.as_deref())?;
+    let runner = Runner {
+        pipeline: &pipeline,
+        warehouse: globals.warehouse(Some(&pipeline)),
+        source,
+        clock: globals.clock,
+        csv_layout,
+    };
+    let options = RunOptions { full: args.full, codes: args.codes.clone() };
+    let summary = runner.run(&options)?;
+    globals.printer.emit(&summary, human)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let verb = if s.status == "unchanged" { "unchanged: same content as" } else { "committed" };
+    out.push_str(&format!(
+        "{}: {} run {} — {} version {}\n",
+        s.pipeline, s.mode, s.run_id, verb, s.snapshot_version
+    ));
+    out.push_str(&format!("  why: {}\n", s.mode_reason));
+    out.push_str(&format!(
+        "  records: {} fetched, {} unchanged, {} quarantined, {} out of scope → {} organisations\n",
+        s.records.fetched, s.records.unchanged, s.records.quarantined, s.records.out_of_scope, s.records.organisations
+    ));
+    let tables: Vec<String> = s.tables.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    out.push_str(&format!("  tables: {}\n", tables.join(", ")));
+    out.push_str(&format!(
+        "  http: {} requests, {} retries; watermark {} → {}; {} ms\n",
+        s.fetch.http.requests,
+        s.fetch.http.retries,
+        s.watermark_before.map_or("none".into(), |d| d.to_string()),
+        s.watermark_after.map_or("none".into(), |d| d.to_string()),
+        s.duration_ms
+    ));
+    out.push_str(&format!("  snapshot: {}\n", display_path(&s.snapshot_path)));
+    out
+}

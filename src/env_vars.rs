@@ -1,0 +1,15 @@
+//! Every environment variable odsync reads, in one place. Precedence everywhere: command-line flag,
+//! then environment variable, then pipeline file, then built-in default.
+
+/// Warehouse directory (snapshots and `catalog.duckdb`); default `snapshots`.
+pub const ODSYNC_WAREHOUSE: &str = "ODSYNC_WAREHOUSE";
+/// Directory holding `<pipeline>.toml` files; default `pipelines`.
+pub const ODSYNC_PIPELINES_DIR: &str = "ODSYNC_PIPELINES_DIR";
+/// Overrides an ORD pipeline's `source.base_url` (the demo and tests point it at the local server).
+pub const ODSYNC_ORD_BASE_URL: &str = "ODSYNC_ORD_BASE_URL";
+/// Contact put in the User-Agent (an email or URL), overriding `http.contact`.
+pub const ODSYNC_CONTACT: &str = "ODSYNC_CONTACT";
+/// Pins the clock (RFC 3339 or YYYY-MM-DD): deterministic runs in tests and the demo.
+pub const ODSYNC_NOW: &str = "ODSYNC_NOW";
+/// Log filter for stderr (tracing `EnvFilter` syntax, e.g. `info`, `odsync=debug`); default `warn`.
+pub const ODSYNC_LOG: &str = "ODSYNC_LOG";

@@ -1,0 +1,264 @@
+//! One line of an ODS bulk CSV file (the headerless "standard 27 field format", REFERENCE.md 4)
+//! → [`OrgRecord`].
+//!
+//! Real copies vary: re-saved files drop trailing empty columns (24–26 fields) and quoting; both
+//! CRLF and LF occur. Lines are right-padded to 27 fields. CSV carries no roles or relationships
+//! beyond its own columns, so the file kind supplies the primary role and the parent columns
+//! (National Grouping, High Level Health Geography, commissioner) become relationships whose
+//! `source_field` names the column they came from.
+
+use super::{OrgRecord, Organisation, Period, Relationship, Role};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub const STANDARD_FIELDS: usize = 27;
+/// Fewest fields a re-saved line keeps (everything after the GOR code, field 24, is empty).
+pub const MIN_FIELDS: usize = 24;
+
+/// Which ODS file a CSV is; decides roles, record class and which columns mean what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CsvKind {
+    /// NHS trusts.
+    Etr,
+    /// NHS trust sites.
+    Ets,
+    /// GP practices and other prescribing cost centres.
+    Epraccur,
+    /// CCGs / sub-ICB locations.
+    Eccg,
+    /// Welsh local health boards.
+    Wlhb,
+    /// Welsh local health board sites.
+    Wlhbsite,
+}
+
+impl CsvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CsvKind::Etr => "etr",
+            CsvKind::Ets => "ets",
+            CsvKind::Epraccur => "epraccur",
+            CsvKind::Eccg => "eccg",
+            CsvKind::Wlhb => "wlhb",
+            CsvKind::Wlhbsite => "wlhbsite",
+        }
+    }
+
+    /// The ORD primary role this file's rows carry (REFERENCE.md 5). Which of RO142/RO144 Welsh
+    /// boards carry is unverified, so pipelines may override it.
+    pub fn default_primary_role(self) -> &'static str {
+        match self {
+            CsvKind::Etr => "RO197",
+            CsvKind::Ets => "RO198",
+            CsvKind::Epraccur => "RO177",
+            CsvKind::Eccg => "RO98",
+            CsvKind::Wlhb => "RO144",
+            CsvKind::Wlhbsite => "RO149",
+        }
+    }
+
+    fn record_class(self) -> &'static str {
+        match self {
+            CsvKind::Ets | CsvKind::Wlhbsite => "RC2",
+            _ => "RC1",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvLayout {
+    pub kind: CsvKind,
+    pub primary_role: String,
+}
+
+impl CsvLayout {
+    pub fn new(kind: CsvKind, primary_role: Option<&str>) -> Self {
+        CsvLayout {
+            kind,
+            primary_role: primary_role.unwrap_or(kind.default_primary_role()).to_owned(),
+        }
+    }
+}
+
+/// Splits one CSV line (quoted or not, with or without its line ending) into exactly 27 fields.
+pub fn split_fields(line: &[u8]) -> Result<Vec<String>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line);
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => {}
+        Ok(false) => return Err("empty line".into()),
+        Err(e) => return Err(format!("unreadable CSV: {e}")),
+    }
+    let n = record.len();
+    if !(MIN_FIELDS..=STANDARD_FIELDS).contains(&n) {
+        return Err(format!(
+            "{n} fields; the ODS standard layout has {STANDARD_FIELDS} (re-saved copies {MIN_FIELDS}-{STANDARD_FIELDS}): is this an ODS bulk file of the configured kind?"
+        ));
+    }
+    let mut fields: Vec<String> = record.iter().map(|f| f.trim().to_owned()).collect();
+    fields.resize(STANDARD_FIELDS, String::new());
+    Ok(fields)
+}
+
+pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<OrgRecord, String> {
+    let f = split_fields(line)?;
+    // Field numbers below are 1-based, as in the ODS file specifications.
+    let field = |n: usize| -> Option<String> { Some(f[n - 1].clone()).filter(|s| !s.is_empty()) };
+    let code = field(1).ok_or("field 1 (Organisation Code) is empty")?;
+    let name = field(2).ok_or("field 2 (Name) is empty")?;
+    let open = csv_date(&f[10], 11)?;
+    let close = csv_date(&f[11], 12)?;
+    let kind = layout.kind;
+
+    let status = if kind == CsvKind::Epraccur {
+        // epraccur has its own status code: A active, C closed, D dormant, P proposed.
+        match f[12].as_str() {
+            "C" => "Inactive",
+            _ => "Active",
+        }
+    } else if close.is_some_and(|c| c <= today) {
+        "Inactive"
+    } else {
+        "Active"
+    };
+    let operational = Period { start: open, end: close };
+    let uid = |suffix: &str| Some(format!("{code}:csv:{suffix}"));
+
+    let mut roles = vec![Role {
+        role_id: layout.primary_role.clone(),
+        unique_role_id: uid("primary"),
+        is_primary: true,
+        operational: operational.clone(),
+        legal: Period::default(),
+        status: Some(status.to_owned()),
+    }];
+    let mut extra_role = |role_id: &str| {
+        roles.push(Role {
+            role_id: role_id.to_owned(),
+            unique_role_id: uid(role_id),
+            is_primary: false,
+            operational: operational.clone(),
+            legal: Period::default(),
+            status: Some(status.to_owned()),
+        });
+    };
+    match kind {
+        // Prescribing setting 4 = GP practice, the CSV equivalent of ORD role RO76.
+        CsvKind::Epraccur if f[25] == "4" => extra_role("RO76"),
+        // Since late 2025, eccg field 14 carries pipe-separated non-primary role ids.
+        CsvKind::Eccg => f[13]
+            .split('|')
+            .filter(|r| r.starts_with("RO"))
+            .for_each(&mut extra_role),
+        _ => {}
+    }
+
+    let mut relationships = Vec::new();
+    let mut rel = |n: usize, rel_type: &str, period: Period| {
+        if let Some(target) = field(n) {
+            relationships.push(Relationship {
+                rel_type: rel_type.to_owned(),
+                target_code: target,
+                target_primary_role: None,
+                unique_rel_id: uid(&n.to_string()),
+                operational: period,
+                legal: Period::default(),
+                status: Some(status.to_owned()),
+                source_field: Some(format!("csv:{n}")),
+            });
+        }
+    };
+    rel(3, "NATIONAL_GROUPING", Period::default());
+    rel(4, "HIGH_LEVEL_HEALTH_GEOGRAPHY", Period::default());
+    match kind {
+        CsvKind::Epraccur => {
+            let joined = Period { start: csv_date(&f[15], 16)?, end: csv_date(&f[16], 17)? };
+            rel(15, "COMMISSIONER", joined);
+        }
+        // ets field 15 is read as the parent trust by third-party code (REFERENCE.md 4.3,
+        // unverified); kept as a CSV-marked relationship so the hierarchy stage can judge it.
+        CsvKind::Ets => rel(15, "PARENT", Period::default()),
+        _ => {}
+    }
+
+    Ok(OrgRecord {
+        organisation: Organisation {
+            code,
+            name,
+            status: Some(status.to_owned()),
+            record_class: Some(kind.record_class().to_owned()),
+            primary_role: Some(layout.primary_role.clone()),
+            operational,
+            legal: Period::default(),
+            last_change_date: None,
+            address_line1: field(5),
+            address_line2: field(6),
+            address_line3: field(7),
+            town: field(8),
+            county: field(9),
+            postcode: field(10),
+            country: None,
+            uprn: None,
+            telephone: field(18),
+            website: None,
+            ref_only: false,
+        },
+        roles,
+        relationships,
+        successors: Vec::new(),
+    })
+}
+
+fn csv_date(text: &str, field: usize) -> Result<Option<NaiveDate>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(text, "%Y%m%d")
+        .map(Some)
+        .map_err(|_| format!("field {field}: `{text}` is not a YYYYMMDD date"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RM3: &[u8] = b"\"RM3\",\"SALFORD ROYAL NHS FOUNDATION TRUST\",\"Y62\",\"Q83\",\"STOTT LANE\",\"SALFORD\",\"\",\"MANCHESTER\",\"\",\"M6 8HD\",\"19930401\",\"20210930\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"0\",\"\",\"B\",\"\",\"\",\"\"\r\n";
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()
+    }
+
+    #[test]
+    fn a_quoted_crlf_line_and_its_unquoted_24_field_resave_parse_alike() {
+        let layout = CsvLayout::new(CsvKind::Etr, None);
+        let full = parse_line(RM3, &layout, today()).unwrap();
+        let resaved = "RM3,SALFORD ROYAL NHS FOUNDATION TRUST,Y62,Q83,STOTT LANE,SALFORD,,MANCHESTER,,M6 8HD,19930401,20210930,,,,,,,,,,0,,B\n";
+        assert_eq!(parse_line(resaved.as_bytes(), &layout, today()).unwrap(), full);
+        assert_eq!(full.organisation.status.as_deref(), Some("Inactive"));
+        assert_eq!(full.relationships.len(), 2);
+        assert_eq!(full.relationships[1].target_code, "Q83");
+        assert_eq!(full.relationships[1].source_field.as_deref(), Some("csv:4"));
+    }
+
+    #[test]
+    fn a_future_close_date_keeps_the_row_active() {
+        let layout = CsvLayout::new(CsvKind::Etr, None);
+        let early = NaiveDate::from_ymd_opt(2021, 9, 1).unwrap();
+        let rec = parse_line(RM3, &layout, early).unwrap();
+        assert_eq!(rec.organisation.status.as_deref(), Some("Active"));
+    }
+
+    #[test]
+    fn too_few_fields_and_bad_dates_are_explained() {
+        let layout = CsvLayout::new(CsvKind::Etr, None);
+        let err = parse_line(b"RM3,NAME,Y62\n", &layout, today()).unwrap_err();
+        assert!(err.contains("3 fields"), "{err}");
+        let bad = String::from_utf8_lossy(RM3).replace("19930401", "1993-04-01");
+        let err = parse_line(bad.as_bytes(), &layout, today()).unwrap_err();
+        assert!(err.contains("field 11"), "{err}");
+    }
+}

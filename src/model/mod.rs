@@ -1,0 +1,171 @@
+//! The canonical ODS model: every source (ORD JSON, bulk CSV, later FHIR) is parsed into these
+//! types, and every snapshot table is built from them (see [`tables`] for the Arrow schemas).
+//!
+//! Invariants:
+//! - A snapshot's tables are a pure function of its `raw` records plus [`SCHEMA_VERSION`]: any
+//!   snapshot can be re-derived (replayed) from its `raw` table.
+//! - Parsing is lenient about shape (optional keys, numbers as strings and back) but strict about
+//!   meaning: a record without a code or name, or with a date that is not a date, is quarantined
+//!   with a reason naming the field, never silently dropped or half-filled.
+
+pub mod csv_row;
+pub mod ord_json;
+pub mod tables;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// Bumped whenever a table's columns or their derivation change; recorded in every manifest.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A dated span (ODS `Date[]` entries of one `Type`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub start: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Organisation {
+    pub code: String,
+    pub name: String,
+    pub status: Option<String>,
+    pub record_class: Option<String>,
+    pub primary_role: Option<String>,
+    pub operational: Period,
+    pub legal: Period,
+    pub last_change_date: Option<NaiveDate>,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub address_line3: Option<String>,
+    pub town: Option<String>,
+    pub county: Option<String>,
+    pub postcode: Option<String>,
+    pub country: Option<String>,
+    /// Kept as text: it is an identifier (a JSON number in ORD, a string in FHIR).
+    pub uprn: Option<String>,
+    pub telephone: Option<String>,
+    pub website: Option<String>,
+    pub ref_only: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Role {
+    pub role_id: String,
+    /// ORD `uniqueRoleId` (a number, sometimes a string); `<code>:csv:…` for roles read from CSV.
+    pub unique_role_id: Option<String>,
+    pub is_primary: bool,
+    pub operational: Period,
+    pub legal: Period,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Relationship {
+    pub rel_type: String,
+    pub target_code: String,
+    pub target_primary_role: Option<String>,
+    pub unique_rel_id: Option<String>,
+    pub operational: Period,
+    pub legal: Period,
+    pub status: Option<String>,
+    /// `None` for ORD relationships; `csv:<field number>` when derived from a bulk CSV column.
+    pub source_field: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Successor {
+    /// `Predecessor` or `Successor`, from the viewpoint of the record that carries it.
+    pub kind: String,
+    pub target_code: String,
+    pub target_primary_role: Option<String>,
+    pub legal_start: Option<NaiveDate>,
+    pub unique_succ_id: Option<String>,
+}
+
+/// One organisation with its child rows, as parsed from one raw record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrgRecord {
+    pub organisation: Organisation,
+    pub roles: Vec<Role>,
+    pub relationships: Vec<Relationship>,
+    pub successors: Vec<Successor>,
+}
+
+impl OrgRecord {
+    /// Every role id the record carries (primary and non-primary), for scope checks.
+    pub fn role_ids(&self) -> impl Iterator<Item = &str> {
+        self.roles.iter().map(|r| r.role_id.as_str())
+    }
+}
+
+/// Where a raw payload came from; decides how it is parsed on replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFormat {
+    /// An ORD `GET /organisations/{code}` body.
+    OrdJson,
+    /// One line of a headerless 27-field ODS bulk CSV file.
+    Csv,
+}
+
+impl RawFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawFormat::OrdJson => "ord_json",
+            RawFormat::Csv => "csv",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ord_json" => Some(RawFormat::OrdJson),
+            "csv" => Some(RawFormat::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// A record exactly as received, before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub code: String,
+    pub format: RawFormat,
+    /// Where it was read: the URL, or `file:line` for CSV.
+    pub origin: String,
+    pub payload: Vec<u8>,
+}
+
+/// A record that could not be fetched or parsed; kept with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quarantined {
+    pub code: Option<String>,
+    /// Where it came from: a URL, or `file:line`.
+    pub source: String,
+    pub reason: String,
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// What the parsers need besides the payload.
+#[derive(Debug, Clone)]
+pub struct ParseContext {
+    /// CSV has no status column (except epraccur): a close date on or before this day means
+    /// `Inactive`.
+    pub today: NaiveDate,
+    pub csv: csv_row::CsvLayout,
+}
+
+/// Parses one raw record with the parser its format names.
+pub fn parse_raw(raw: &RawRecord, ctx: &ParseContext) -> Result<OrgRecord, String> {
+    match raw.format {
+        RawFormat::OrdJson => ord_json::parse_organisation(&raw.payload),
+        RawFormat::Csv => csv_row::parse_line(&raw.payload, &ctx.csv, ctx.today),
+    }
+}
+
+/// Parses `YYYY-MM-DD` (API) dates.
+pub(crate) fn parse_iso_date(text: &str, field: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("field `{field}`: `{text}` is not a YYYY-MM-DD date"))
+}

@@ -1,0 +1,323 @@
+//! Arrow schemas of the snapshot tables, and building them from parsed records.
+//!
+//! Every table is sorted by its key before it is built, so the same records always give the same
+//! batches (and the same Parquet bytes). Column specs are declared once per table; the schema and
+//! the batch are both derived from that declaration so they cannot drift apart.
+
+use super::{OrgRecord, Organisation, Quarantined, RawRecord, Relationship, Role, Successor};
+use arrow::array::{ArrayRef, BinaryArray, BooleanArray, Date32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Table names, in the order they are written and listed in the manifest.
+pub const TABLE_NAMES: [&str; 7] = [
+    "organisations",
+    "roles",
+    "relationships",
+    "successors",
+    "code_system_roles",
+    "quarantine",
+    "raw",
+];
+
+/// One entry of the ORD `/roles` code system, stored with every snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CodeSystemRole {
+    pub role_id: String,
+    pub code: Option<String>,
+    pub display_name: Option<String>,
+    pub primary_role: bool,
+}
+
+/// The tables of one snapshot, ready to write.
+pub struct SnapshotTables {
+    pub batches: Vec<(&'static str, RecordBatch)>,
+    /// sha256 over every table's rows except `raw` (see [`build`]): equal hashes mean equal data.
+    pub content_hash: String,
+}
+
+impl SnapshotTables {
+    pub fn rows(&self, table: &str) -> usize {
+        self.batches
+            .iter()
+            .find(|(name, _)| *name == table)
+            .map_or(0, |(_, b)| b.num_rows())
+    }
+}
+
+enum Kind<T> {
+    Str(for<'a> fn(&'a T) -> Option<&'a str>),
+    Date(fn(&T) -> Option<NaiveDate>),
+    Bool(fn(&T) -> bool),
+    Bin(for<'a> fn(&'a T) -> &'a [u8]),
+}
+
+struct Column<T> {
+    name: &'static str,
+    nullable: bool,
+    kind: Kind<T>,
+}
+
+const fn req<T>(name: &'static str, kind: Kind<T>) -> Column<T> {
+    Column { name, nullable: false, kind }
+}
+const fn opt<T>(name: &'static str, kind: Kind<T>) -> Column<T> {
+    Column { name, nullable: true, kind }
+}
+
+fn schema_of<T>(columns: &[Column<T>]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| {
+                let dt = match c.kind {
+                    Kind::Str(_) => DataType::Utf8,
+                    Kind::Date(_) => DataType::Date32,
+                    Kind::Bool(_) => DataType::Boolean,
+                    Kind::Bin(_) => DataType::Binary,
+                };
+                Field::new(c.name, dt, c.nullable)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn batch_of<T>(columns: &[Column<T>], rows: &[T]) -> RecordBatch {
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .map(|c| -> ArrayRef {
+            match c.kind {
+                Kind::Str(f) => Arc::new(rows.iter().map(f).collect::<StringArray>()),
+                Kind::Date(f) => {
+                    Arc::new(rows.iter().map(|r| f(r).map(days)).collect::<Date32Array>())
+                }
+                Kind::Bool(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()),
+                Kind::Bin(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BinaryArray>()),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema_of(columns), arrays)
+        .expect("column specs and arrays are built from the same declaration")
+}
+
+fn days(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    i32::try_from((d - epoch).num_days()).expect("ODS dates fit in i32 days")
+}
+
+struct OrgRow {
+    org: Organisation,
+    row_hash: String,
+}
+
+fn organisation_columns() -> Vec<Column<OrgRow>> {
+    use Kind::*;
+    vec![
+        req("code", Str(|r| Some(&r.org.code))),
+        req("name", Str(|r| Some(&r.org.name))),
+        opt("status", Str(|r| r.org.status.as_deref())),
+        opt("record_class", Str(|r| r.org.record_class.as_deref())),
+        opt("primary_role", Str(|r| r.org.primary_role.as_deref())),
+        opt("operational_start", Date(|r| r.org.operational.start)),
+        opt("operational_end", Date(|r| r.org.operational.end)),
+        opt("legal_start", Date(|r| r.org.legal.start)),
+        opt("legal_end", Date(|r| r.org.legal.end)),
+        opt("last_change_date", Date(|r| r.org.last_change_date)),
+        opt("address_line1", Str(|r| r.org.address_line1.as_deref())),
+        opt("address_line2", Str(|r| r.org.address_line2.as_deref())),
+        opt("address_line3", Str(|r| r.org.address_line3.as_deref())),
+        opt("town", Str(|r| r.org.town.as_deref())),
+        opt("county", Str(|r| r.org.county.as_deref())),
+        opt("postcode", Str(|r| r.org.postcode.as_deref())),
+        opt("country", Str(|r| r.org.country.as_deref())),
+        opt("uprn", Str(|r| r.org.uprn.as_deref())),
+        opt("telephone", Str(|r| r.org.telephone.as_deref())),
+        opt("website", Str(|r| r.org.website.as_deref())),
+        req("ref_only", Bool(|r| r.org.ref_only)),
+        req("row_hash", Str(|r| Some(&r.row_hash))),
+    ]
+}
+
+fn role_columns() -> Vec<Column<(String, Role)>> {
+    use Kind::*;
+    vec![
+        req("code", Str(|r| Some(&r.0))),
+        req("role_id", Str(|r| Some(&r.1.role_id))),
+        opt("unique_role_id", Str(|r| r.1.unique_role_id.as_deref())),
+        req("is_primary", Bool(|r| r.1.is_primary)),
+        opt("operational_start", Date(|r| r.1.operational.start)),
+        opt("operational_end", Date(|r| r.1.operational.end)),
+        opt("legal_start", Date(|r| r.1.legal.start)),
+        opt("legal_end", Date(|r| r.1.legal.end)),
+        opt("status", Str(|r| r.1.status.as_deref())),
+    ]
+}
+
+fn relationship_columns() -> Vec<Column<(String, Relationship)>> {
+    use Kind::*;
+    vec![
+        req("code", Str(|r| Some(&r.0))),
+        req("rel_type", Str(|r| Some(&r.1.rel_type))),
+        req("target_code", Str(|r| Some(&r.1.target_code))),
+        opt("target_primary_role", Str(|r| r.1.target_primary_role.as_deref())),
+        opt("unique_rel_id", Str(|r| r.1.unique_rel_id.as_deref())),
+        opt("operational_start", Date(|r| r.1.operational.start)),
+        opt("operational_end", Date(|r| r.1.operational.end)),
+        opt("legal_start", Date(|r| r.1.legal.start)),
+        opt("legal_end", Date(|r| r.1.legal.end)),
+        opt("status", Str(|r| r.1.status.as_deref())),
+        opt("source_field", Str(|r| r.1.source_field.as_deref())),
+    ]
+}
+
+fn successor_columns() -> Vec<Column<(String, Successor)>> {
+    use Kind::*;
+    vec![
+        req("code", Str(|r| Some(&r.0))),
+        req("type", Str(|r| Some(&r.1.kind))),
+        req("target_code", Str(|r| Some(&r.1.target_code))),
+        opt("target_primary_role", Str(|r| r.1.target_primary_role.as_deref())),
+        opt("legal_start", Date(|r| r.1.legal_start)),
+        opt("unique_succ_id", Str(|r| r.1.unique_succ_id.as_deref())),
+    ]
+}
+
+fn code_system_columns() -> Vec<Column<CodeSystemRole>> {
+    use Kind::*;
+    vec![
+        req("role_id", Str(|r| Some(&r.role_id))),
+        opt("code", Str(|r| r.code.as_deref())),
+        opt("display_name", Str(|r| r.display_name.as_deref())),
+        req("primary_role", Bool(|r| r.primary_role)),
+    ]
+}
+
+fn quarantine_columns() -> Vec<Column<Quarantined>> {
+    use Kind::*;
+    vec![
+        opt("code", Str(|r| r.code.as_deref())),
+        req("source", Str(|r| Some(&r.source))),
+        req("reason", Str(|r| Some(&r.reason))),
+        req("raw", Bin(|r| &r.raw)),
+    ]
+}
+
+struct RawRow {
+    raw: RawRecord,
+    sha256: String,
+}
+
+fn raw_columns() -> Vec<Column<RawRow>> {
+    use Kind::*;
+    vec![
+        req("code", Str(|r| Some(&r.raw.code))),
+        req("format", Str(|r| Some(r.raw.format.as_str()))),
+        req("origin", Str(|r| Some(&r.raw.origin))),
+        req("sha256", Str(|r| Some(&r.sha256))),
+        req("payload", Bin(|r| &r.raw.payload)),
+    ]
+}
+
+/// The schema of a snapshot table by name (for readers and documentation).
+pub fn schema(table: &str) -> Option<SchemaRef> {
+    Some(match table {
+        "organisations" => schema_of(&organisation_columns()),
+        "roles" => schema_of(&role_columns()),
+        "relationships" => schema_of(&relationship_columns()),
+        "successors" => schema_of(&successor_columns()),
+        "code_system_roles" => schema_of(&code_system_columns()),
+        "quarantine" => schema_of(&quarantine_columns()),
+        "raw" => schema_of(&raw_columns()),
+        _ => return None,
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn json_line(hasher: &mut Sha256, row: &impl Serialize) {
+    hasher.update(serde_json::to_vec(row).expect("model types serialise"));
+    hasher.update(b"\n");
+}
+
+/// Builds every snapshot table. Inputs may come in any order; each table is sorted by its key.
+///
+/// The content hash covers the parsed tables and the quarantine, not the `raw` bytes: a source
+/// that re-serialises an unchanged record differently (key order, whitespace) is not a change.
+pub fn build(
+    mut records: Vec<OrgRecord>,
+    mut raw: Vec<RawRecord>,
+    mut quarantine: Vec<Quarantined>,
+    mut code_system: Vec<CodeSystemRole>,
+) -> SnapshotTables {
+    records.sort_by(|a, b| a.organisation.code.cmp(&b.organisation.code));
+    raw.sort_by(|a, b| a.code.cmp(&b.code));
+    quarantine.sort_by(|a, b| {
+        (&a.code, &a.source, &a.reason).cmp(&(&b.code, &b.source, &b.reason))
+    });
+    code_system.sort_by(|a, b| a.role_id.cmp(&b.role_id));
+
+    let mut orgs = Vec::with_capacity(records.len());
+    let mut roles = Vec::new();
+    let mut rels = Vec::new();
+    let mut succs = Vec::new();
+    for rec in records {
+        let code = rec.organisation.code.clone();
+        let row_hash = sha256_hex(&serde_json::to_vec(&rec.organisation).expect("serialises"))
+            [..32]
+            .to_owned();
+        orgs.push(OrgRow { org: rec.organisation, row_hash });
+        roles.extend(rec.roles.into_iter().map(|r| (code.clone(), r)));
+        rels.extend(rec.relationships.into_iter().map(|r| (code.clone(), r)));
+        succs.extend(rec.successors.into_iter().map(|r| (code.clone(), r)));
+    }
+    roles.sort_by(|a, b| {
+        (&a.0, &a.1.unique_role_id, &a.1.role_id).cmp(&(&b.0, &b.1.unique_role_id, &b.1.role_id))
+    });
+    rels.sort_by(|a, b| {
+        (&a.0, &a.1.unique_rel_id, &a.1.rel_type, &a.1.target_code)
+            .cmp(&(&b.0, &b.1.unique_rel_id, &b.1.rel_type, &b.1.target_code))
+    });
+    succs.sort_by(|a, b| {
+        (&a.0, &a.1.unique_succ_id, &a.1.target_code)
+            .cmp(&(&b.0, &b.1.unique_succ_id, &b.1.target_code))
+    });
+    let raw_rows: Vec<RawRow> = raw
+        .into_iter()
+        .map(|r| RawRow { sha256: sha256_hex(&r.payload), raw: r })
+        .collect();
+
+    let mut hasher = Sha256::new();
+    hasher.update(format!("odsync-schema-{}\n", super::SCHEMA_VERSION));
+    orgs.iter().for_each(|r| json_line(&mut hasher, &r.org));
+    hasher.update(b"#roles\n");
+    roles.iter().for_each(|r| json_line(&mut hasher, r));
+    hasher.update(b"#relationships\n");
+    rels.iter().for_each(|r| json_line(&mut hasher, r));
+    hasher.update(b"#successors\n");
+    succs.iter().for_each(|r| json_line(&mut hasher, r));
+    hasher.update(b"#code_system_roles\n");
+    code_system.iter().for_each(|r| json_line(&mut hasher, r));
+    hasher.update(b"#quarantine\n");
+    for q in &quarantine {
+        json_line(&mut hasher, q);
+        hasher.update(sha256_hex(&q.raw));
+    }
+
+    SnapshotTables {
+        batches: vec![
+            ("organisations", batch_of(&organisation_columns(), &orgs)),
+            ("roles", batch_of(&role_columns(), &roles)),
+            ("relationships", batch_of(&relationship_columns(), &rels)),
+            ("successors", batch_of(&successor_columns(), &succs)),
+            ("code_system_roles", batch_of(&code_system_columns(), &code_system)),
+            ("quarantine", batch_of(&quarantine_columns(), &quarantine)),
+            ("raw", batch_of(&raw_columns(), &raw_rows)),
+        ],
+        content_hash: format!("{:x}", hasher.finalize()),
+    }
+}

@@ -1,0 +1,304 @@
+//! Pipeline definitions: `pipelines/<name>.toml`, parsed strictly (unknown keys are errors) and
+//! validated as a whole so that every problem in a file is reported at once.
+
+pub mod runner;
+
+use crate::model::csv_row::CsvKind;
+use crate::sources::http::HttpSettings;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_ORD_BASE_URL: &str = "https://directory.spineservices.nhs.uk/ORD/2-0-0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline `{name}` not found: no file `{path}`\nHelp: pipelines are TOML files under `pipelines/` (or set ODSYNC_PIPELINES_DIR); pass a name such as `nhs_trusts` or a path to a .toml file")]
+    NotFound { name: String, path: PathBuf },
+    #[error("cannot read pipeline file `{path}`: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid pipeline file `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid pipeline file `{path}`:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Must match the file name (`nhs_trusts.toml` → `nhs_trusts`): it names the snapshot folder.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Warehouse directory (snapshots and catalog); relative paths are relative to the working
+    /// directory. Overridden by `--warehouse` and `ODSYNC_WAREHOUSE`.
+    #[serde(default)]
+    pub warehouse: Option<PathBuf>,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub scope: ScopeConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Ord(OrdSourceConfig),
+    Csv(CsvSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Ord(_) => "ord",
+            SourceConfig::Csv(_) => "csv",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdSourceConfig {
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Days subtracted from the watermark before calling `/sync`: ODS's nightly future-date
+    /// checker bumps LastChangeDate after the fact, so a one-day window would miss changes.
+    #[serde(default = "default_overlap_days")]
+    pub overlap_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvSourceConfig {
+    /// Which ODS file this is (etr, ets, epraccur, eccg, wlhb, wlhbsite).
+    pub kind: CsvKind,
+    /// A path or an http(s) URL, to a `.csv` or a `.zip` holding one.
+    pub location: String,
+    /// Overrides the primary role the file kind implies.
+    #[serde(default)]
+    pub primary_role: Option<String>,
+    /// The CSV inside a zip, when it holds more than one.
+    #[serde(default)]
+    pub zip_entry: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// One ORD search per role (`PrimaryRoleId=`); an organisation is in scope when its primary
+    /// role is listed here.
+    #[serde(default)]
+    pub primary_roles: Vec<String>,
+    /// One ORD search with `Roles=` (primary or non-primary); in scope when any role matches.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// `Active` or `Inactive`; absent means both.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// ORD asks callers to stay below 5 requests per second.
+    #[serde(default = "default_rps")]
+    pub requests_per_second: f64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_backoff_base")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Put in the User-Agent so ODS can reach whoever runs this job (ODSYNC_CONTACT overrides).
+    #[serde(default)]
+    pub contact: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every HttpConfig field has a default")
+    }
+}
+
+fn default_base_url() -> String {
+    DEFAULT_ORD_BASE_URL.to_owned()
+}
+fn default_overlap_days() -> u32 {
+    2
+}
+fn default_rps() -> f64 {
+    5.0
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_backoff_base() -> u64 {
+    500
+}
+fn default_backoff_max() -> u64 {
+    30_000
+}
+
+impl HttpConfig {
+    pub fn settings(&self, contact_override: Option<&str>) -> HttpSettings {
+        let contact = contact_override.or(self.contact.as_deref());
+        HttpSettings {
+            requests_per_second: self.requests_per_second,
+            concurrency: self.concurrency,
+            timeout: Duration::from_secs(self.timeout_secs),
+            max_retries: self.max_retries,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            user_agent: match contact {
+                Some(c) => format!("odsync/{} (+{c})", env!("CARGO_PKG_VERSION")),
+                None => format!("odsync/{}", env!("CARGO_PKG_VERSION")),
+            },
+        }
+    }
+}
+
+/// A loaded, validated pipeline and the file it came from.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    pub config: PipelineConfig,
+}
+
+/// Finds a pipeline by name in `dir` (or takes `name_or_path` as a path when it ends in .toml).
+pub fn locate(name_or_path: &str, dir: &Path) -> PathBuf {
+    if name_or_path.ends_with(".toml") {
+        PathBuf::from(name_or_path)
+    } else {
+        dir.join(format!("{name_or_path}.toml"))
+    }
+}
+
+pub fn load(name_or_path: &str, dir: &Path) -> Result<Pipeline, PipelineError> {
+    let path = locate(name_or_path, dir);
+    if !path.exists() {
+        return Err(PipelineError::NotFound { name: name_or_path.to_owned(), path });
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|source| PipelineError::Read { path: path.clone(), source })?;
+    let config = parse(&text, &path)?;
+    let problems = validate(&config, &path);
+    if !problems.is_empty() {
+        return Err(PipelineError::Invalid { path, problems });
+    }
+    Ok(Pipeline { path, config })
+}
+
+/// Parses TOML; the error names the line, column and key (toml's own message does).
+pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig, PipelineError> {
+    toml::from_str(text).map_err(|e| PipelineError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+/// Every semantic problem in a parsed pipeline, each naming its key.
+pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if config.name != stem {
+        problems.push(format!(
+            "`name` is `{}` but the file is `{stem}.toml`: they must match (the name is the snapshot folder)",
+            config.name
+        ));
+    }
+    if config.name.is_empty()
+        || !config.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        problems.push(format!(
+            "`name` `{}` must be non-empty and use only letters, digits, `_` and `-`",
+            config.name
+        ));
+    }
+    let role_ok = |r: &String| {
+        r.len() > 2 && r.starts_with("RO") && r[2..].chars().all(|c| c.is_ascii_digit())
+    };
+    for (key, list) in [("scope.primary_roles", &config.scope.primary_roles), ("scope.roles", &config.scope.roles)] {
+        for r in list.iter().filter(|r| !role_ok(r)) {
+            problems.push(format!("`{key}`: `{r}` is not an ODS role id (like `RO197`)"));
+        }
+    }
+    if let Some(status) = &config.scope.status {
+        if status != "Active" && status != "Inactive" {
+            problems.push(format!("`scope.status`: `{status}` must be `Active` or `Inactive`"));
+        }
+    }
+    match &config.source {
+        SourceConfig::Ord(ord) => {
+            if let Err(e) = reqwest::Url::parse(&ord.base_url) {
+                problems.push(format!("`source.base_url`: `{}` is not a URL ({e})", ord.base_url));
+            }
+            if config.scope.primary_roles.is_empty() && config.scope.roles.is_empty() {
+                problems.push(
+                    "`scope`: an ORD pipeline needs `primary_roles` or `roles` (fetching all of ODS is not a scope)".into(),
+                );
+            }
+            if ord.overlap_days > 30 {
+                problems.push(format!("`source.overlap_days`: {} is more than 30", ord.overlap_days));
+            }
+        }
+        SourceConfig::Csv(csv) => {
+            if csv.location.trim().is_empty() {
+                problems.push("`source.location` is empty".into());
+            }
+            if let Some(r) = &csv.primary_role {
+                if !role_ok(r) {
+                    problems.push(format!("`source.primary_role`: `{r}` is not an ODS role id"));
+                }
+            }
+        }
+    }
+    let http = &config.http;
+    if !(http.requests_per_second > 0.0 && http.requests_per_second <= 1000.0) {
+        problems.push(format!(
+            "`http.requests_per_second`: {} must be above 0 and at most 1000",
+            http.requests_per_second
+        ));
+    }
+    if !(1..=32).contains(&http.concurrency) {
+        problems.push(format!("`http.concurrency`: {} must be 1 to 32", http.concurrency));
+    }
+    if http.timeout_secs == 0 {
+        problems.push("`http.timeout_secs` must be at least 1".into());
+    }
+    if http.backoff_base_ms > http.backoff_max_ms {
+        problems.push("`http.backoff_base_ms` is larger than `http.backoff_max_ms`".into());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let text = "name = \"x\"\n[source]\ntype = \"ord\"\nbase_ulr = \"http://x\"\n";
+        let err = parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("base_ulr"), "{err}");
+        assert!(err.contains("x.toml"), "{err}");
+    }
+
+    #[test]
+    fn validation_reports_every_problem_at_once() {
+        let text = "name = \"other\"\n[source]\ntype = \"ord\"\n[scope]\nprimary_roles = [\"R197\"]\n[http]\nconcurrency = 0\n";
+        let config = parse(text, Path::new("x.toml")).unwrap();
+        let problems = validate(&config, Path::new("pipelines/x.toml"));
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+    }
+}

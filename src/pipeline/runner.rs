@@ -1,0 +1,411 @@
+//! One run of a pipeline: decide the mode, fetch, apply to the previous snapshot, parse and
+//! quarantine, build the tables, commit a version (or find it unchanged), record the run.
+//!
+//! Invariants:
+//! - A failed run commits no snapshot and leaves the watermark where it was (it is read from
+//!   successful runs only); its row in `runs` says which stage failed and why.
+//! - Every record fetched ends up in the snapshot, in the quarantine with a reason, or counted as
+//!   out of scope; nothing is dropped silently.
+//! - A delta (incremental or `--codes`) is applied to the previous snapshot's raw records, and the
+//!   tables are always re-derived from the resulting raw set, so a delta snapshot and a baseline
+//!   of the same data are identical.
+
+use super::{Pipeline, ScopeConfig};
+use crate::catalog::{Catalog, RunRecord};
+use crate::clock::Clock;
+use crate::model::csv_row::CsvLayout;
+use crate::model::tables::{self, sha256_hex};
+use crate::model::{OrgRecord, ParseContext, Quarantined, RawRecord, parse_raw};
+use crate::snapshot::{CommitOutcome, Manifest, SnapshotStore, SourceInfo};
+use crate::sources::{FetchMetrics, FetchMode, Source};
+use chrono::NaiveDate;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `/sync` only reaches back this many days (ORD answers 406 beyond it).
+pub const SYNC_MAX_DAYS: i64 = 185;
+
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    /// Force a baseline even when an incremental run is possible.
+    pub full: bool,
+    /// Refresh only these codes.
+    pub codes: Option<Vec<String>>,
+}
+
+/// Record counts of one run.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Records received from the source this run.
+    pub fetched: u64,
+    /// Of those, byte-identical to the previous snapshot's copy.
+    pub unchanged: u64,
+    /// Quarantined records in the snapshot (new failures plus ones carried forward).
+    pub quarantined: u64,
+    /// Fetched records whose roles or status are outside the pipeline scope (left out, counted).
+    pub out_of_scope: u64,
+    /// Organisations in the resulting snapshot.
+    pub organisations: u64,
+}
+
+/// The typed result of `odsync run`: printed, written to `--json`, checked by tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub pipeline: String,
+    /// `succeeded` (a new version) or `unchanged` (same content as the latest version).
+    pub status: String,
+    pub mode: String,
+    pub mode_reason: String,
+    pub snapshot_version: u64,
+    pub previous_version: Option<u64>,
+    pub snapshot_path: PathBuf,
+    pub watermark_before: Option<NaiveDate>,
+    pub watermark_after: Option<NaiveDate>,
+    pub records: RecordCounts,
+    pub tables: BTreeMap<String, u64>,
+    pub fetch: FetchMetrics,
+    pub content_hash: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("run `{run_id}` of pipeline `{pipeline}` failed at the {stage} stage: nothing was committed and the watermark did not move")]
+pub struct RunError {
+    pub run_id: String,
+    pub pipeline: String,
+    pub stage: &'static str,
+    #[source]
+    pub source: anyhow::Error,
+}
+
+pub struct Runner<'a> {
+    pub pipeline: &'a Pipeline,
+    pub warehouse: PathBuf,
+    pub source: Box<dyn Source>,
+    pub clock: Clock,
+    pub csv_layout: Option<CsvLayout>,
+}
+
+impl ScopeConfig {
+    /// Whether a parsed record belongs to this scope (empty lists mean "everything").
+    pub fn matches(&self, rec: &OrgRecord) -> bool {
+        let by_role = (self.primary_roles.is_empty() && self.roles.is_empty())
+            || rec
+                .organisation
+                .primary_role
+                .as_ref()
+                .is_some_and(|p| self.primary_roles.contains(p))
+            || rec.role_ids().any(|r| self.roles.iter().any(|s| s == r));
+        let by_status = self
+            .status
+            .as_ref()
+            .is_none_or(|s| rec.organisation.status.as_ref().is_some_and(|o| o.eq_ignore_ascii_case(s)));
+        by_role && by_status
+    }
+}
+
+/// Chooses baseline or incremental (REFERENCE.md 2.5: `/sync` reaches back 185 days).
+pub fn choose_mode(
+    options: &RunOptions,
+    supports_deltas: bool,
+    has_previous: bool,
+    watermark: Option<NaiveDate>,
+    overlap_days: u32,
+    today: NaiveDate,
+) -> FetchMode {
+    let baseline = |reason: &str| FetchMode::Baseline { reason: reason.to_owned() };
+    if let Some(codes) = &options.codes {
+        if supports_deltas && has_previous {
+            return FetchMode::Codes { codes: codes.clone() };
+        }
+    }
+    if !supports_deltas {
+        return baseline("the source is a whole file: every run reads all of it");
+    }
+    if options.full {
+        return baseline("forced with --full");
+    }
+    if !has_previous {
+        return baseline("no previous snapshot");
+    }
+    let Some(watermark) = watermark else {
+        return baseline("no watermark from an earlier successful run");
+    };
+    let since = watermark - chrono::Days::new(u64::from(overlap_days));
+    if (today - since).num_days() > SYNC_MAX_DAYS {
+        return FetchMode::Baseline {
+            reason: format!(
+                "the watermark {watermark} minus {overlap_days} days overlap is more than {SYNC_MAX_DAYS} days ago: /sync cannot reach back that far"
+            ),
+        };
+    }
+    FetchMode::Incremental { since }
+}
+
+impl Runner<'_> {
+    pub fn run(&self, options: &RunOptions) -> anyhow::Result<RunSummary> {
+        let started = Instant::now();
+        let name = self.pipeline.config.name.clone();
+        let now = self.clock.now();
+        let store = SnapshotStore::new(&self.warehouse, &name);
+
+        let catalog = Catalog::open(&self.warehouse)?;
+        let run_id = format!("{}-{}-{:04}", now.format("%Y%m%dT%H%M%SZ"), name, catalog.next_run_number(&name)?);
+        let _lock = store.lock(&run_id)?;
+        let previous = store.latest()?;
+        let watermark_before = catalog.watermark(&name)?.or(previous.as_ref().and_then(|m| m.watermark));
+        let overlap = match &self.pipeline.config.source {
+            super::SourceConfig::Ord(o) => o.overlap_days,
+            super::SourceConfig::Csv(_) => 0,
+        };
+        let mode = choose_mode(
+            options,
+            self.source.supports_deltas(),
+            previous.is_some(),
+            watermark_before,
+            overlap,
+            self.clock.today(),
+        );
+        let mode_reason = match &mode {
+            FetchMode::Baseline { reason } => reason.clone(),
+            FetchMode::Incremental { since } => format!("/sync from {since} (watermark minus {overlap} days)"),
+            FetchMode::Codes { codes } => format!("refresh of {} given codes", codes.len()),
+        };
+        let mut record = RunRecord {
+            run_id: run_id.clone(),
+            pipeline: name.clone(),
+            mode: mode.name().to_owned(),
+            mode_reason: Some(mode_reason.clone()),
+            source: self.source.kind().to_owned(),
+            source_location: None,
+            started_at: now.to_rfc3339(),
+            finished_at: None,
+            status: "running".into(),
+            watermark_before,
+            watermark_after: None,
+            records_fetched: None,
+            records_unchanged: None,
+            records_quarantined: None,
+            snapshot_version: None,
+            error: None,
+        };
+        catalog.start_run(&record, &now)?;
+        // Released while the run works: see the catalog module docs.
+        drop(catalog);
+        tracing::info!(run_id, mode = mode.name(), reason = mode_reason, "run started");
+
+        let result = self.work(&store, previous.as_ref(), &mode, &run_id, watermark_before);
+        let catalog = Catalog::open(&self.warehouse)?;
+        match result {
+            Ok((mut summary, location)) => {
+                summary.mode_reason = mode_reason;
+                summary.duration_ms = started.elapsed().as_millis() as u64;
+                record.status = summary.status.clone();
+                record.source_location = Some(location);
+                record.watermark_after = summary.watermark_after;
+                record.records_fetched = Some(summary.records.fetched as i64);
+                record.records_unchanged = Some(summary.records.unchanged as i64);
+                record.records_quarantined = Some(summary.records.quarantined as i64);
+                record.snapshot_version = Some(summary.snapshot_version as i64);
+                catalog.finish_run(&record, &self.clock.now())?;
+                catalog.refresh_views()?;
+                Ok(summary)
+            }
+            Err((stage, error)) => {
+                record.status = "failed".into();
+                record.error = Some(format!("{stage}: {error:#}"));
+                catalog.finish_run(&record, &self.clock.now())?;
+                Err(RunError { run_id, pipeline: name, stage, source: error }.into())
+            }
+        }
+    }
+
+    /// The fallible middle of a run; errors carry the stage they happened in.
+    fn work(
+        &self,
+        store: &SnapshotStore,
+        previous: Option<&Manifest>,
+        mode: &FetchMode,
+        run_id: &str,
+        watermark_before: Option<NaiveDate>,
+    ) -> Result<(RunSummary, String), (&'static str, anyhow::Error)> {
+        let config = &self.pipeline.config;
+        let fetched = self.source.fetch(mode).map_err(|e| ("fetch", e.into()))?;
+
+        let previous_raw: Vec<RawRecord> = match previous {
+            Some(m) => store.read_raw(m.version).map_err(|e| ("read previous snapshot", e.into()))?,
+            None => Vec::new(),
+        };
+        let previous_sha: BTreeMap<&str, String> =
+            previous_raw.iter().map(|r| (r.code.as_str(), sha256_hex(&r.payload))).collect();
+        let mut counts = RecordCounts { fetched: fetched.records.len() as u64, ..RecordCounts::default() };
+        counts.unchanged = fetched
+            .records
+            .iter()
+            .filter(|r| previous_sha.get(r.code.as_str()) == Some(&sha256_hex(&r.payload)))
+            .count() as u64;
+
+        let ctx = ParseContext {
+            today: self.clock.today(),
+            csv: self.csv_layout.clone().unwrap_or_else(|| CsvLayout::new(crate::model::csv_row::CsvKind::Etr, None)),
+        };
+        // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
+        // snapshot with the fetched records applied (delta).
+        let mut current: BTreeMap<String, RawRecord> = BTreeMap::new();
+        let mut quarantine: Vec<Quarantined> = fetched.failures.clone();
+        if !fetched.complete {
+            let attempted: BTreeSet<&str> = fetched
+                .records
+                .iter()
+                .map(|r| r.code.as_str())
+                .chain(fetched.failures.iter().filter_map(|q| q.code.as_deref()))
+                .collect();
+            let previous_quarantine = match previous {
+                Some(m) => store.read_quarantine(m.version).map_err(|e| ("read previous snapshot", e.into()))?,
+                None => Vec::new(),
+            };
+            // Quarantined earlier and not retried now: still unresolved, so it stays.
+            quarantine.extend(
+                previous_quarantine
+                    .into_iter()
+                    .filter(|q| q.code.as_deref().is_none_or(|c| !attempted.contains(c))),
+            );
+            current.extend(previous_raw.into_iter().map(|r| (r.code.clone(), r)));
+        }
+        let mut parsed: BTreeMap<String, OrgRecord> = BTreeMap::new();
+        for raw in fetched.records {
+            match parse_raw(&raw, &ctx) {
+                Ok(rec) if rec.organisation.code != raw.code => quarantine.push(Quarantined {
+                    code: Some(raw.code.clone()),
+                    source: raw.origin.clone(),
+                    reason: format!("asked for `{}` but the record is `{}`", raw.code, rec.organisation.code),
+                    raw: raw.payload,
+                }),
+                Ok(rec) if config.scope.matches(&rec) || !self.source.supports_deltas() => {
+                    parsed.insert(raw.code.clone(), rec);
+                    current.insert(raw.code.clone(), raw);
+                }
+                Ok(_) => {
+                    counts.out_of_scope += 1;
+                    current.remove(&raw.code);
+                }
+                // A delta keeps the previous good copy of a record whose new copy is broken.
+                Err(reason) => quarantine.push(Quarantined {
+                    code: Some(raw.code.clone()),
+                    source: raw.origin.clone(),
+                    reason,
+                    raw: raw.payload,
+                }),
+            }
+        }
+        // Records carried forward from the previous snapshot are parsed again: the tables are
+        // always derived from the raw set as a whole.
+        let carried: Vec<String> = current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
+        for code in carried {
+            let raw = &current[&code];
+            match parse_raw(raw, &ctx) {
+                Ok(rec) => {
+                    parsed.insert(code, rec);
+                }
+                Err(reason) => {
+                    let raw = current.remove(&code).expect("key exists");
+                    quarantine.push(Quarantined { code: Some(code), source: raw.origin, reason, raw: raw.payload });
+                }
+            }
+        }
+        counts.quarantined = quarantine.len() as u64;
+        counts.organisations = parsed.len() as u64;
+
+        let code_system = fetched.code_system.clone().unwrap_or_default();
+        let built = tables::build(
+            parsed.into_values().collect(),
+            current.into_values().collect(),
+            quarantine,
+            code_system,
+        );
+        let watermark_after = match mode {
+            FetchMode::Codes { .. } => watermark_before,
+            _ if self.source.supports_deltas() => Some(self.clock.today()),
+            _ => None,
+        };
+        let fetch_summary = serde_json::json!({
+            "listed": fetched.metrics.listed,
+            "total_count_header": fetched.metrics.total_count_header,
+            "records_fetched": fetched.metrics.records_fetched,
+            "records_failed": fetched.metrics.records_failed,
+            "records": counts,
+        });
+        let manifest = Manifest {
+            manifest_format: crate::snapshot::MANIFEST_FORMAT,
+            pipeline: config.name.clone(),
+            version: 0,
+            previous_version: None,
+            run_id: run_id.to_owned(),
+            created_at: self.clock.now(),
+            mode: mode.name().to_owned(),
+            source: SourceInfo {
+                kind: self.source.kind().to_owned(),
+                location: fetched.location.clone(),
+                parameters: fetched.parameters.clone(),
+            },
+            watermark: watermark_after,
+            schema_version: crate::model::SCHEMA_VERSION,
+            odsync_version: env!("CARGO_PKG_VERSION").to_owned(),
+            content_hash: String::new(),
+            tables: BTreeMap::new(),
+            summary: fetch_summary,
+        };
+        let outcome = store.commit(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        let (status, version) = match outcome {
+            CommitOutcome::Committed { version } => ("succeeded", version),
+            CommitOutcome::Unchanged { version } => ("unchanged", version),
+        };
+        let summary = RunSummary {
+            run_id: run_id.to_owned(),
+            pipeline: config.name.clone(),
+            status: status.to_owned(),
+            mode: mode.name().to_owned(),
+            mode_reason: String::new(),
+            snapshot_version: version,
+            previous_version: previous.map(|m| m.version),
+            snapshot_path: store.version_dir(version),
+            watermark_before,
+            watermark_after,
+            records: counts,
+            tables: built.batches.iter().map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64)).collect(),
+            fetch: fetched.metrics,
+            content_hash: built.content_hash,
+            duration_ms: 0,
+        };
+        Ok((summary, fetched.location))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn mode_follows_watermark_age_and_flags() {
+        let opts = RunOptions::default();
+        let today = d("2025-07-16");
+        assert!(matches!(choose_mode(&opts, true, false, None, 2, today), FetchMode::Baseline { .. }));
+        assert_eq!(
+            choose_mode(&opts, true, true, Some(d("2025-07-10")), 2, today),
+            FetchMode::Incremental { since: d("2025-07-08") }
+        );
+        // 2025-01-10 - 2 days = 2025-01-08, 189 days before 2025-07-16.
+        let old = choose_mode(&opts, true, true, Some(d("2025-01-10")), 2, today);
+        assert!(matches!(old, FetchMode::Baseline { ref reason } if reason.contains("185")), "{old:?}");
+        let full = RunOptions { full: true, codes: None };
+        assert!(matches!(choose_mode(&full, true, true, Some(d("2025-07-10")), 2, today), FetchMode::Baseline { .. }));
+        assert!(matches!(choose_mode(&opts, false, true, Some(d("2025-07-10")), 2, today), FetchMode::Baseline { .. }));
+    }
+}

@@ -1,0 +1,348 @@
+//! The versioned snapshot store: `<warehouse>/<pipeline>/ods/version=NNNNNN/<table>.parquet` plus
+//! `manifest.json`, readable as-is by DuckDB, Polars and pyarrow with Hive partitioning.
+//!
+//! Invariants:
+//! - Versions are immutable and numbered 1, 2, 3 … (zero-padded to six digits).
+//! - A version is written into `.tmp-<run id>/`, every file fsynced, then renamed into place in
+//!   one step; a crash leaves the old state or the new one, never half a version. Leftover
+//!   `.tmp-*` folders are ignored by readers and removed by the next commit.
+//! - A snapshot whose content hash equals the latest version's is not written (`unchanged`).
+//! - One run per pipeline at a time, enforced by a lock file.
+
+use crate::model::tables::{SnapshotTables, TABLE_NAMES, sha256_hex};
+use crate::model::{Quarantined, RawFormat, RawRecord};
+use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Version of the manifest's own layout (not of the data).
+pub const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+    #[error("{path}: invalid manifest: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("another odsync run holds `{path}` ({holder})\nHelp: wait for it to finish; if no odsync run is active (it was killed), delete `{path}`")]
+    Locked { path: PathBuf, holder: String },
+    #[error("version {version} of `{pipeline}` already exists at `{path}`\nHelp: another run committed while this one ran; run again")]
+    VersionExists { pipeline: String, version: u64, path: PathBuf },
+    #[error("no snapshot version {version} for pipeline `{pipeline}`\nHelp: `odsync snapshots list {pipeline}` shows the versions")]
+    NoSuchVersion { pipeline: String, version: u64 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io { path: path.to_owned(), source }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableInfo {
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceInfo {
+    pub kind: String,
+    /// URL or path, never with credentials.
+    pub location: String,
+    pub parameters: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub manifest_format: u32,
+    pub pipeline: String,
+    pub version: u64,
+    pub previous_version: Option<u64>,
+    pub run_id: String,
+    pub created_at: DateTime<Utc>,
+    /// baseline, incremental or codes.
+    pub mode: String,
+    pub source: SourceInfo,
+    /// The date the next incremental run syncs from (before the overlap is subtracted).
+    pub watermark: Option<NaiveDate>,
+    pub schema_version: u32,
+    pub odsync_version: String,
+    pub content_hash: String,
+    pub tables: BTreeMap<String, TableInfo>,
+    /// The run's stage summaries (fetch metrics, parse counts …).
+    pub summary: serde_json::Value,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommitOutcome {
+    Committed { version: u64 },
+    /// Same content as the latest version; nothing written.
+    Unchanged { version: u64 },
+}
+
+pub struct SnapshotStore {
+    pipeline: String,
+    root: PathBuf,
+}
+
+/// Held while a run works on a pipeline; removed on drop.
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+pub fn version_dir_name(version: u64) -> String {
+    format!("version={version:06}")
+}
+
+impl SnapshotStore {
+    pub fn new(warehouse: &Path, pipeline: &str) -> Self {
+        SnapshotStore { pipeline: pipeline.to_owned(), root: warehouse.join(pipeline).join("ods") }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn version_dir(&self, version: u64) -> PathBuf {
+        self.root.join(version_dir_name(version))
+    }
+
+    pub fn lock(&self, run_id: &str) -> Result<RunLock, SnapshotError> {
+        let dir = self.root.parent().expect("root has a parent");
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(".lock");
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                let _ = writeln!(f, "run {run_id}, pid {}", std::process::id());
+                Ok(RunLock { path })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
+                Err(SnapshotError::Locked { path, holder })
+            }
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Committed versions, ascending.
+    pub fn versions(&self) -> Result<Vec<u64>, SnapshotError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.root)(e)),
+        };
+        let mut versions: Vec<u64> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    pub fn manifest(&self, version: u64) -> Result<Manifest, SnapshotError> {
+        let path = self.version_dir(version).join("manifest.json");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SnapshotError::NoSuchVersion { pipeline: self.pipeline.clone(), version });
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| SnapshotError::Manifest { path, message: e.to_string() })
+    }
+
+    pub fn latest(&self) -> Result<Option<Manifest>, SnapshotError> {
+        match self.versions()?.last() {
+            Some(v) => self.manifest(*v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn read_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
+        let path = self.version_dir(version).join(format!("{table}.parquet"));
+        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet { path: path.clone(), message: e.to_string() };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.build().map_err(perr)?;
+        reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SnapshotError::Parquet { path: path.clone(), message: e.to_string() })
+    }
+
+    /// The raw records of a version: the input for applying a delta, and for replay.
+    pub fn read_raw(&self, version: u64) -> Result<Vec<RawRecord>, SnapshotError> {
+        let path = self.version_dir(version).join("raw.parquet");
+        let mut out = Vec::new();
+        for batch in self.read_batches(version, "raw")? {
+            let code = string_col(&batch, "code", &path)?;
+            let format = string_col(&batch, "format", &path)?;
+            let origin = string_col(&batch, "origin", &path)?;
+            let payload = binary_col(&batch, "payload", &path)?;
+            for i in 0..batch.num_rows() {
+                let fmt = RawFormat::parse(format.value(i)).ok_or_else(|| SnapshotError::Parquet {
+                    path: path.clone(),
+                    message: format!("unknown raw format `{}`", format.value(i)),
+                })?;
+                out.push(RawRecord {
+                    code: code.value(i).to_owned(),
+                    format: fmt,
+                    origin: origin.value(i).to_owned(),
+                    payload: payload.value(i).to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn read_quarantine(&self, version: u64) -> Result<Vec<Quarantined>, SnapshotError> {
+        let path = self.version_dir(version).join("quarantine.parquet");
+        let mut out = Vec::new();
+        for batch in self.read_batches(version, "quarantine")? {
+            let code = string_col(&batch, "code", &path)?;
+            let source = string_col(&batch, "source", &path)?;
+            let reason = string_col(&batch, "reason", &path)?;
+            let raw = binary_col(&batch, "raw", &path)?;
+            for i in 0..batch.num_rows() {
+                out.push(Quarantined {
+                    code: (!code.is_null(i)).then(|| code.value(i).to_owned()),
+                    source: source.value(i).to_owned(),
+                    reason: reason.value(i).to_owned(),
+                    raw: raw.value(i).to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the tables as the next version unless the content equals the latest version's.
+    /// `manifest` is completed here (version, previous version, table infos).
+    pub fn commit(&self, tables: &SnapshotTables, mut manifest: Manifest) -> Result<CommitOutcome, SnapshotError> {
+        let latest = self.latest()?;
+        if let Some(latest) = &latest {
+            if latest.content_hash == tables.content_hash {
+                return Ok(CommitOutcome::Unchanged { version: latest.version });
+            }
+        }
+        let version = latest.as_ref().map_or(1, |m| m.version + 1);
+        manifest.version = version;
+        manifest.previous_version = latest.map(|m| m.version);
+        manifest.content_hash = tables.content_hash.clone();
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        self.remove_stale_temporaries();
+
+        let tmp = self.root.join(format!(".tmp-{}", manifest.run_id));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let result = self.write_version(&tmp, tables, &mut manifest, version);
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let target = self.version_dir(version);
+        if target.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(SnapshotError::VersionExists { pipeline: self.pipeline.clone(), version, path: target });
+        }
+        std::fs::rename(&tmp, &target).map_err(io(&target))?;
+        sync_dir(&self.root)?;
+        Ok(CommitOutcome::Committed { version })
+    }
+
+    fn write_version(&self, dir: &Path, tables: &SnapshotTables, manifest: &mut Manifest, version: u64) -> Result<(), SnapshotError> {
+        for (name, batch) in &tables.batches {
+            let file = format!("{name}.parquet");
+            let path = dir.join(&file);
+            write_parquet(&path, batch, &[
+                ("odsync.pipeline", &self.pipeline),
+                ("odsync.table", name),
+                ("odsync.snapshot_version", &version.to_string()),
+                ("odsync.run_id", &manifest.run_id),
+                ("odsync.schema_version", &manifest.schema_version.to_string()),
+                ("odsync.version", env!("CARGO_PKG_VERSION")),
+            ])?;
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            manifest.tables.insert(
+                (*name).to_owned(),
+                TableInfo { file, rows: batch.num_rows() as u64, bytes: bytes.len() as u64, sha256: sha256_hex(&bytes) },
+            );
+        }
+        debug_assert_eq!(manifest.tables.len(), TABLE_NAMES.len());
+        let path = dir.join("manifest.json");
+        let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        text.push('\n');
+        write_synced(&path, text.as_bytes())?;
+        sync_dir(dir)
+    }
+
+    fn remove_stale_temporaries(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.filter_map(Result::ok) {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// zstd, page statistics, and odsync's own key-value metadata; rows arrive sorted by key.
+pub fn write_parquet(path: &Path, batch: &RecordBatch, metadata: &[(&str, &str)]) -> Result<(), SnapshotError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_key_value_metadata(Some(
+            metadata.iter().map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned())).collect(),
+        ))
+        .build();
+    let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet { path: path.to_owned(), message: e.to_string() };
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props)).map_err(perr)?;
+    writer.write(batch).map_err(perr)?;
+    writer.close().map_err(perr)?;
+    write_synced(path, &buffer)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn string_col<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a StringArray, SnapshotError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| SnapshotError::Parquet { path: path.to_owned(), message: format!("missing text column `{name}`") })
+}
+
+fn binary_col<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a BinaryArray, SnapshotError> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+        .ok_or_else(|| SnapshotError::Parquet { path: path.to_owned(), message: format!("missing binary column `{name}`") })
+}

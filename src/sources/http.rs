@@ -1,0 +1,278 @@
+//! The one HTTP client every source uses: User-Agent, timeouts, a shared throttle, and retry with
+//! exponential backoff and jitter on 429 / 5xx / timeouts / connection failures, honouring
+//! `Retry-After`. Other 4xx answers are permanent and returned at once.
+//!
+//! Blocking on purpose: concurrency is a small rayon pool (see `sources::ord`), and the throttle
+//! caps the request rate however many threads share the client.
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use reqwest::header::HeaderMap;
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest `Retry-After` honoured; a server asking for more is treated as down.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub requests_per_second: f64,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub user_agent: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("GET {url} answered HTTP {status}{}", snippet(body))]
+    Status { url: String, status: u16, body: String },
+    #[error("GET {url} failed after {attempts} attempts; last error: {last}\nHelp: check the network and the base URL (`odsync check <pipeline>`), then run again; nothing was committed")]
+    GaveUp { url: String, attempts: u32, last: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn snippet(body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        String::new()
+    } else {
+        let cut: String = body.chars().take(200).collect();
+        format!(": {cut}")
+    }
+}
+
+pub struct Response {
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl Response {
+    pub fn header_u64(&self, name: &str) -> Option<u64> {
+        self.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+    }
+}
+
+/// Counters a fetch reports in its summary.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct HttpMetrics {
+    pub requests: u64,
+    pub retries: u64,
+    pub bytes: u64,
+}
+
+pub struct HttpClient {
+    client: Client,
+    settings: HttpSettings,
+    next_slot: Mutex<Instant>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl HttpClient {
+    pub fn new(settings: HttpSettings) -> Result<Self, HttpError> {
+        let client = Client::builder()
+            .user_agent(settings.user_agent.clone())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| HttpError::Client(e.to_string()))?;
+        Ok(HttpClient {
+            client,
+            settings,
+            next_slot: Mutex::new(Instant::now()),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> HttpMetrics {
+        HttpMetrics {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for this request's slot: slots are spaced `1 / requests_per_second` apart, shared by
+    /// every thread using the client.
+    fn throttle(&self) {
+        let interval = Duration::from_secs_f64(1.0 / self.settings.requests_per_second);
+        let wait = {
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+
+    /// Exponential backoff with jitter: a random delay in [d/2, d], d = base · 2^attempt, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.backoff_base.as_secs_f64();
+        let capped = (base * 2f64.powi(attempt as i32)).min(self.settings.backoff_max.as_secs_f64());
+        Duration::from_secs_f64(capped * (0.5 + fastrand::f64() * 0.5))
+    }
+
+    /// GET with throttling and retries. 2xx → Ok; 4xx other than 429 → `HttpError::Status` at
+    /// once; 429, 5xx and transport failures are retried up to `max_retries` times.
+    pub fn get(&self, url: &reqwest::Url) -> Result<Response, HttpError> {
+        let shown = redact(url);
+        let mut last = String::new();
+        let attempts = self.settings.max_retries + 1;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            self.throttle();
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let delay = match self.client.get(url.clone()).send() {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    match resp.bytes() {
+                        Ok(body) if status.is_success() => {
+                            self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                            return Ok(Response {
+                                url: shown,
+                                headers,
+                                body: body.to_vec(),
+                                elapsed: started.elapsed(),
+                            });
+                        }
+                        Ok(body) if !retryable(status) => {
+                            return Err(HttpError::Status {
+                                url: shown,
+                                status: status.as_u16(),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                            });
+                        }
+                        Ok(_) => {
+                            last = format!("HTTP {status}");
+                            retry_after(&headers).unwrap_or_else(|| self.backoff(attempt))
+                        }
+                        // A body cut short (connection closed mid-response) is transient.
+                        Err(e) => {
+                            last = format!("reading the body of an HTTP {status} answer: {e}");
+                            self.backoff(attempt)
+                        }
+                    }
+                }
+                Err(e) => {
+                    last = describe(&e);
+                    self.backoff(attempt)
+                }
+            };
+            if attempt + 1 < attempts {
+                tracing::warn!(url = %shown, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "retrying: {last}");
+                std::thread::sleep(delay);
+            }
+        }
+        Err(HttpError::GaveUp { url: shown, attempts, last })
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // reqwest's Display hides the cause ("error sending request"); the source says why.
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// A URL safe to log and record: no userinfo, and secret-looking query values masked.
+pub fn redact(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret = ["key", "token", "secret", "password"]
+                .iter()
+                .any(|s| k.to_ascii_lowercase().contains(s));
+            (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
+        })
+        .collect();
+    if !pairs.is_empty() {
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", "99999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn redaction_hides_credentials_and_keys() {
+        let url = reqwest::Url::parse("https://u:p@h/x?apikey=s3cret&Limit=1000").unwrap();
+        let shown = redact(&url);
+        assert!(!shown.contains("s3cret") && !shown.contains("u:p"), "{shown}");
+        assert!(shown.contains("Limit=1000"), "{shown}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Sources: each upstream service behind one trait, each producing raw records for the canonical
+//! model. A source only fetches; parsing, scope checks and quarantine happen in the runner so
+//! every source is held to the same rules.
+
+pub mod csv_bulk;
+pub mod http;
+pub mod ord;
+
+use crate::model::tables::CodeSystemRole;
+use crate::model::{Quarantined, RawRecord};
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// What a run asks a source for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum FetchMode {
+    /// Everything in scope; replaces the previous snapshot.
+    Baseline { reason: String },
+    /// Records changed since a date; applied to the previous snapshot.
+    Incremental { since: NaiveDate },
+    /// Just these codes; applied to the previous snapshot.
+    Codes { codes: Vec<String> },
+}
+
+impl FetchMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FetchMode::Baseline { .. } => "baseline",
+            FetchMode::Incremental { .. } => "incremental",
+            FetchMode::Codes { .. } => "codes",
+        }
+    }
+}
+
+/// Counters a fetch reports (into the run summary, the manifest and tests).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FetchMetrics {
+    /// Codes the listing step returned (search pages or `/sync`), after de-duplication.
+    pub listed: u64,
+    /// `X-Total-Count` summed over the listing requests, where the server sent it.
+    pub total_count_header: Option<u64>,
+    pub records_fetched: u64,
+    pub records_failed: u64,
+    pub http: http::HttpMetrics,
+    pub elapsed_ms: u64,
+}
+
+/// What a source hands the runner.
+pub struct Fetched {
+    pub records: Vec<RawRecord>,
+    /// Records that could not be fetched or split (404, broken CSV line), with their reason.
+    pub failures: Vec<Quarantined>,
+    /// True when `records` is the whole scope; false when it is a delta to apply.
+    pub complete: bool,
+    /// ORD `/roles`, stored with the snapshot (None for sources that have no code system).
+    pub code_system: Option<Vec<CodeSystemRole>>,
+    pub metrics: FetchMetrics,
+    /// The source URL or path, safe to record (no credentials).
+    pub location: String,
+    /// Request parameters worth recording in the manifest (scope, since date, …).
+    pub parameters: serde_json::Value,
+}
+
+/// `odsync check` results.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub location: String,
+    pub reachable: bool,
+    pub latency_ms: u64,
+    pub total_in_scope: Option<u64>,
+    pub sample_code: Option<String>,
+    pub sample_name: Option<String>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    #[error("{url}: X-Total-Count says {expected} organisations but paging returned {got} distinct codes\nHelp: the listing changed while paging or the server pages differently; run again, and if it persists report it (nothing was committed)")]
+    TotalCountMismatch { url: String, expected: u64, got: u64 },
+    #[error("{url}: unexpected response: {message}")]
+    BadResponse { url: String, message: String },
+    #[error("{url}: the server refused the /sync date {since} (HTTP 406: ORD keeps 185 days of changes)\nHelp: run `odsync run <pipeline> --full` for a new baseline")]
+    SyncTooOld { url: String, since: NaiveDate },
+    #[error("`{location}` is not a zip file: it starts with {looks_like}\nHelp: {help}")]
+    NotAZip { location: String, looks_like: String, help: String },
+    #[error("`{location}`: {message}")]
+    Csv { location: String, message: String },
+    #[error("cannot read `{path}`: {source}\nHelp: check `source.location` in the pipeline file")]
+    Io { path: String, source: std::io::Error },
+}
+
+pub trait Source: Send + Sync {
+    /// `ord`, `csv`, …: recorded in runs and manifests.
+    fn kind(&self) -> &'static str;
+    /// Whether `FetchMode::Incremental` / `Codes` are meaningful (a bulk file is always whole).
+    fn supports_deltas(&self) -> bool;
+    fn fetch(&self, mode: &FetchMode) -> Result<Fetched, SourceError>;
+    fn check(&self) -> Result<CheckReport, SourceError>;
+}

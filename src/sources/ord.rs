@@ -1,0 +1,355 @@
+//! The ORD API source (REFERENCE.md sections 2 and 7).
+//!
+//! - Baseline: page `GET /organisations?PrimaryRoleId=…` (or `Roles=…`) with `Limit=1000`, no
+//!   `Offset` on the first page and `Offset=1000, 2000, …` after (ORD answers 406 to `Offset` ≤ 1;
+//!   whether Offset skips rows or is a 1-based start row is unverified, so codes are de-duplicated
+//!   and the distinct count must equal `X-Total-Count`), then `GET /organisations/{code}` for each.
+//! - Incremental: `GET /sync?LastChangeDate=` → OrgLinks → the same record fetch.
+//! - `GET /roles` on every run, stored with the snapshot.
+
+use super::http::{HttpClient, HttpError, Response, redact};
+use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
+use crate::model::ord_json::{list, text, truthy};
+use crate::model::tables::CodeSystemRole;
+use crate::model::{Quarantined, RawFormat, RawRecord};
+use crate::pipeline::ScopeConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use reqwest::Url;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// ORD returns at most 1,000 rows per response.
+pub const PAGE_LIMIT: u64 = 1000;
+
+pub struct OrdSource {
+    base: Url,
+    http: HttpClient,
+    scope: ScopeConfig,
+}
+
+impl OrdSource {
+    pub fn new(base_url: &str, http: HttpClient, scope: ScopeConfig) -> Result<Self, SourceError> {
+        // A trailing slash makes `Url::join` keep the last path segment (…/2-0-0/).
+        let with_slash = format!("{}/", base_url.trim_end_matches('/'));
+        let base = Url::parse(&with_slash).map_err(|e| SourceError::BadResponse {
+            url: base_url.to_owned(),
+            message: format!("not a valid base URL: {e}"),
+        })?;
+        Ok(OrdSource { base, http, scope })
+    }
+
+    fn url(&self, path: &str, params: &[(&str, String)]) -> Url {
+        let mut url = self.base.join(path).expect("relative API paths join onto the base");
+        if !params.is_empty() {
+            url.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    /// The search queries that together cover the scope.
+    fn scope_queries(&self) -> Vec<Vec<(&'static str, String)>> {
+        let mut queries: Vec<Vec<(&'static str, String)>> = self
+            .scope
+            .primary_roles
+            .iter()
+            .map(|r| vec![("PrimaryRoleId", r.clone())])
+            .collect();
+        if !self.scope.roles.is_empty() {
+            queries.push(vec![("Roles", self.scope.roles.join(","))]);
+        }
+        if let Some(status) = &self.scope.status {
+            queries.iter_mut().for_each(|q| q.push(("Status", status.clone())));
+        }
+        queries
+    }
+
+    /// Pages one listing endpoint; returns distinct codes (sorted) and X-Total-Count if sent.
+    fn paged(
+        &self,
+        path: &str,
+        params: &[(&'static str, String)],
+        code_of: fn(&Value) -> Option<String>,
+    ) -> Result<(BTreeSet<String>, Option<u64>), SourceError> {
+        let mut codes = BTreeSet::new();
+        let mut total = None;
+        let mut offset = 0u64;
+        let first_url = redact(&self.url(path, params));
+        loop {
+            let mut query = params.to_vec();
+            query.push(("Limit", PAGE_LIMIT.to_string()));
+            if offset > 0 {
+                query.push(("Offset", offset.to_string()));
+            }
+            let url = self.url(path, &query);
+            let resp = self.http.get(&url).map_err(|e| match e.status() {
+                Some(406) if path == "sync" => SourceError::SyncTooOld {
+                    url: redact(&url),
+                    since: params
+                        .iter()
+                        .find(|(k, _)| *k == "LastChangeDate")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or_default(),
+                },
+                _ => SourceError::Http(e),
+            })?;
+            total = total.or(resp.header_u64("x-total-count"));
+            let rows = organisations_list(&resp)?;
+            let before = codes.len();
+            for row in &rows {
+                match code_of(row) {
+                    Some(code) => {
+                        codes.insert(code);
+                    }
+                    None => {
+                        return Err(SourceError::BadResponse {
+                            url: resp.url.clone(),
+                            message: format!("a row has no organisation code: {row}"),
+                        });
+                    }
+                }
+            }
+            let page_full = rows.len() as u64 >= PAGE_LIMIT;
+            let got_new = codes.len() > before;
+            let reached_total = total.is_some_and(|t| codes.len() as u64 >= t);
+            // The last page is short. A full page that adds nothing means the server ignores
+            // Offset; stop and let the count check below report it rather than loop forever.
+            if !page_full || !got_new || reached_total {
+                break;
+            }
+            offset += PAGE_LIMIT;
+        }
+        if let Some(expected) = total {
+            if codes.len() as u64 != expected {
+                return Err(SourceError::TotalCountMismatch {
+                    url: first_url,
+                    expected,
+                    got: codes.len() as u64,
+                });
+            }
+        } else {
+            tracing::warn!(url = %first_url, "no X-Total-Count header: the listing cannot be checked for completeness");
+        }
+        Ok((codes, total))
+    }
+
+    /// Every code in scope, via the search endpoint.
+    fn list_scope(&self, metrics: &mut FetchMetrics) -> Result<BTreeSet<String>, SourceError> {
+        let mut all = BTreeSet::new();
+        for query in self.scope_queries() {
+            let (codes, total) = self.paged("organisations", &query, search_row_code)?;
+            if let Some(t) = total {
+                *metrics.total_count_header.get_or_insert(0) += t;
+            }
+            all.extend(codes);
+        }
+        Ok(all)
+    }
+
+    fn sync(&self, since: chrono::NaiveDate, metrics: &mut FetchMetrics) -> Result<BTreeSet<String>, SourceError> {
+        let params = [("LastChangeDate", since.format("%Y-%m-%d").to_string())];
+        let (codes, total) = self.paged("sync", &params, sync_row_code)?;
+        metrics.total_count_header = total;
+        Ok(codes)
+    }
+
+    pub fn code_system(&self) -> Result<Vec<CodeSystemRole>, SourceError> {
+        let url = self.url("roles", &[]);
+        let resp = self.http.get(&url)?;
+        let root: Value = serde_json::from_slice(&resp.body).map_err(|e| SourceError::BadResponse {
+            url: resp.url.clone(),
+            message: format!("invalid JSON from /roles: {e}"),
+        })?;
+        let roles = list(root.get("Roles"))
+            .into_iter()
+            .filter_map(|r| {
+                Some(CodeSystemRole {
+                    role_id: r.get("id").and_then(text)?,
+                    code: r.get("code").and_then(text),
+                    display_name: r.get("displayName").and_then(text),
+                    primary_role: r.get("primaryRole").is_some_and(truthy),
+                })
+            })
+            .collect::<Vec<_>>();
+        if roles.is_empty() {
+            return Err(SourceError::BadResponse {
+                url: resp.url,
+                message: "`/roles` returned no roles (expected {\"Roles\": [{\"id\": …}]})".into(),
+            });
+        }
+        Ok(roles)
+    }
+
+    /// Fetches full records with bounded concurrency; 404 and other permanent 4xx answers become
+    /// quarantine entries, anything still failing after retries fails the whole fetch.
+    fn fetch_records(&self, codes: &[String]) -> Result<(Vec<RawRecord>, Vec<Quarantined>), SourceError> {
+        let progress = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(codes.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} fetching records {pos}/{len} [{bar:30}] {per_sec} eta {eta}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.http.settings().concurrency)
+            .build()
+            .map_err(|e| SourceError::BadResponse { url: self.base.to_string(), message: e.to_string() })?;
+        let results: Vec<Result<Result<RawRecord, Quarantined>, HttpError>> = pool.install(|| {
+            codes
+                .par_iter()
+                .map(|code| {
+                    let url = self.url(&format!("organisations/{code}"), &[]);
+                    let out = match self.http.get(&url) {
+                        Ok(resp) => Ok(Ok(RawRecord {
+                            code: code.clone(),
+                            format: RawFormat::OrdJson,
+                            origin: resp.url,
+                            payload: resp.body,
+                        })),
+                        Err(HttpError::Status { url, status, body }) => Ok(Err(Quarantined {
+                            code: Some(code.clone()),
+                            source: url,
+                            reason: format!("HTTP {status} fetching the record (listed by the search or /sync, but not served)"),
+                            raw: body.into_bytes(),
+                        })),
+                        Err(e) => Err(e),
+                    };
+                    progress.inc(1);
+                    out
+                })
+                .collect()
+        });
+        progress.finish_and_clear();
+        let mut records = Vec::with_capacity(codes.len());
+        let mut failures = Vec::new();
+        for r in results {
+            match r? {
+                Ok(rec) => records.push(rec),
+                Err(q) => failures.push(q),
+            }
+        }
+        Ok((records, failures))
+    }
+}
+
+impl Source for OrdSource {
+    fn kind(&self) -> &'static str {
+        "ord"
+    }
+
+    fn supports_deltas(&self) -> bool {
+        true
+    }
+
+    fn fetch(&self, mode: &FetchMode) -> Result<Fetched, SourceError> {
+        let started = Instant::now();
+        let mut metrics = FetchMetrics::default();
+        let code_system = self.code_system()?;
+        let (codes, complete) = match mode {
+            FetchMode::Baseline { .. } => (self.list_scope(&mut metrics)?, true),
+            FetchMode::Incremental { since } => (self.sync(*since, &mut metrics)?, false),
+            FetchMode::Codes { codes } => (codes.iter().cloned().collect(), false),
+        };
+        metrics.listed = codes.len() as u64;
+        let codes: Vec<String> = codes.into_iter().collect();
+        let (records, failures) = self.fetch_records(&codes)?;
+        metrics.records_fetched = records.len() as u64;
+        metrics.records_failed = failures.len() as u64;
+        metrics.http = self.http.metrics();
+        metrics.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(Fetched {
+            records,
+            failures,
+            complete,
+            code_system: Some(code_system),
+            metrics,
+            location: redact(&self.base),
+            parameters: serde_json::json!({
+                "scope": self.scope,
+                "fetch": mode,
+                "page_limit": PAGE_LIMIT,
+            }),
+        })
+    }
+
+    fn check(&self) -> Result<CheckReport, SourceError> {
+        let started = Instant::now();
+        let roles = self.code_system()?;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let mut notes = vec![format!("/roles lists {} role codes", roles.len())];
+        let query = self.scope_queries().into_iter().next().unwrap_or_default();
+        let mut params = query.clone();
+        params.push(("Limit", "1".into()));
+        let resp = self.http.get(&self.url("organisations", &params))?;
+        let total = resp.header_u64("x-total-count");
+        if total.is_none() {
+            notes.push("search answered without X-Total-Count: baselines cannot be checked for completeness".into());
+        }
+        let first = organisations_list(&resp)?.first().and_then(search_row_code);
+        let (mut sample_code, mut sample_name) = (None, None);
+        if let Some(code) = first {
+            let rec = self.http.get(&self.url(&format!("organisations/{code}"), &[]))?;
+            let parsed = crate::model::ord_json::parse_organisation(&rec.body).map_err(|message| {
+                SourceError::BadResponse { url: rec.url.clone(), message }
+            })?;
+            sample_name = Some(parsed.organisation.name);
+            sample_code = Some(code);
+        } else {
+            notes.push("the first scope query matched no organisation".into());
+        }
+        Ok(CheckReport {
+            location: redact(&self.base),
+            reachable: true,
+            latency_ms,
+            total_in_scope: total,
+            sample_code,
+            sample_name,
+            notes,
+        })
+    }
+}
+
+fn organisations_list(resp: &Response) -> Result<Vec<Value>, SourceError> {
+    let root: Value = serde_json::from_slice(&resp.body).map_err(|e| SourceError::BadResponse {
+        url: resp.url.clone(),
+        message: format!("invalid JSON ({e}); expected {{\"Organisations\": [...]}}"),
+    })?;
+    match root.get("Organisations") {
+        Some(Value::Array(rows)) => Ok(rows.clone()),
+        // No matches may come back as an empty object rather than an empty list.
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(other) => Ok(list(Some(other)).into_iter().cloned().collect()),
+    }
+}
+
+/// A search summary row's code: `OrgId` is a plain string there (the full record nests it).
+fn search_row_code(row: &Value) -> Option<String> {
+    match row.get("OrgId")? {
+        Value::String(s) => Some(s.clone()),
+        other => other.get("extension").and_then(text),
+    }
+}
+
+/// A `/sync` row is only an `OrgLink`; the code is its last path segment.
+fn sync_row_code(row: &Value) -> Option<String> {
+    let link = row.get("OrgLink")?.as_str()?;
+    let path = link.split(['?', '#']).next()?;
+    path.rsplit('/').next().filter(|c| !c.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_links_give_their_codes_with_or_without_a_format_query() {
+        let row: Value = serde_json::json!({"OrgLink": "https://x/ORD/2-0-0/organisations/8HD87?_format=xml"});
+        assert_eq!(sync_row_code(&row).as_deref(), Some("8HD87"));
+    }
+}
