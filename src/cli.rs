@@ -38,6 +38,9 @@ pub enum Command {
     /// List recorded runs (newest first)
     #[command(after_help = "Examples:\n  odsync runs\n  odsync runs nhs_trusts --limit 5 --json")]
     Runs(RunsArgs),
+    /// Run SQL against the catalog (runs table and snapshot views) and print the result
+    #[command(after_help = "Examples:\n  odsync query \"SELECT code, name FROM latest_organisations WHERE pipeline = 'demo' LIMIT 5\"\n  odsync query \"SELECT * FROM runs\" --json\n\nViews: snapshot_<table> and latest_<table> for organisations, roles, relationships, successors,\ncode_system_roles, quarantine, raw; snapshot_manifests; latest_snapshots. The same queries work in\nthe duckdb CLI or Python on <warehouse>/catalog.duckdb.")]
+    Query(QueryArgs),
     /// Check pipeline files and report every problem at once
     #[command(after_help = "Examples:\n  odsync validate              # every file in the pipelines directory\n  odsync validate nhs_trusts demo")]
     Validate(ValidateArgs),
@@ -86,6 +89,12 @@ pub struct RunsArgs {
     pub pipeline: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub limit: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// One SQL statement (a SELECT)
+    pub sql: String,
 }
 
 #[derive(Debug, Args)]

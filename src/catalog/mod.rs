@@ -29,6 +29,7 @@ pub const CATALOG_FILE: &str = "catalog.duckdb";
 pub struct RunRecord {
     pub run_id: String,
     pub pipeline: String,
+    pub run_number: u64,
     pub mode: String,
     pub mode_reason: Option<String>,
     pub source: String,
@@ -43,6 +44,13 @@ pub struct RunRecord {
     pub records_quarantined: Option<i64>,
     pub snapshot_version: Option<i64>,
     pub error: Option<String>,
+}
+
+/// A query's result with every value as text.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
 }
 
 pub struct Catalog {
@@ -90,7 +98,7 @@ impl Catalog {
     pub fn next_run_number(&self, pipeline: &str) -> Result<u64, CatalogError> {
         let n: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM runs WHERE pipeline = ?", params![pipeline], |r| r.get(0))
+            .query_row("SELECT coalesce(max(run_number), 0) FROM runs WHERE pipeline = ?", params![pipeline], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         Ok(n as u64 + 1)
     }
@@ -102,7 +110,7 @@ impl Catalog {
             .query_row(
                 "SELECT CAST(watermark_after AS VARCHAR) FROM runs
                  WHERE pipeline = ? AND status IN ('succeeded', 'unchanged') AND watermark_after IS NOT NULL
-                 ORDER BY started_at DESC, run_id DESC LIMIT 1",
+                 ORDER BY run_number DESC LIMIT 1",
                 params![pipeline],
                 |r| r.get(0),
             )
@@ -124,11 +132,12 @@ impl Catalog {
             .map_err(|e| self.err(e))?;
         self.conn
             .execute(
-                "INSERT INTO runs (run_id, pipeline, mode, mode_reason, source, source_location, started_at, status, watermark_before)
-                 VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), 'running', CAST(? AS DATE))",
+                "INSERT INTO runs (run_id, pipeline, run_number, mode, mode_reason, source, source_location, started_at, status, watermark_before)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), 'running', CAST(? AS DATE))",
                 params![
                     run.run_id,
                     run.pipeline,
+                    run.run_number as i64,
                     run.mode,
                     run.mode_reason,
                     run.source,
@@ -170,12 +179,12 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT run_id, pipeline, mode, mode_reason, source, source_location,
+                "SELECT run_id, pipeline, run_number, mode, mode_reason, source, source_location,
                         CAST(started_at AS VARCHAR), CAST(finished_at AS VARCHAR), status,
                         CAST(watermark_before AS VARCHAR), CAST(watermark_after AS VARCHAR),
                         records_fetched, records_unchanged, records_quarantined, snapshot_version, error
                  FROM runs WHERE (? IS NULL OR pipeline = ?)
-                 ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                 ORDER BY pipeline, run_number DESC LIMIT ?",
             )
             .map_err(|e| self.err(e))?;
         let date = |s: Option<String>| s.and_then(|s| s.parse().ok());
@@ -184,20 +193,21 @@ impl Catalog {
                 Ok(RunRecord {
                     run_id: r.get(0)?,
                     pipeline: r.get(1)?,
-                    mode: r.get(2)?,
-                    mode_reason: r.get(3)?,
-                    source: r.get(4)?,
-                    source_location: r.get(5)?,
-                    started_at: r.get(6)?,
-                    finished_at: r.get(7)?,
-                    status: r.get(8)?,
-                    watermark_before: date(r.get(9)?),
-                    watermark_after: date(r.get(10)?),
-                    records_fetched: r.get(11)?,
-                    records_unchanged: r.get(12)?,
-                    records_quarantined: r.get(13)?,
-                    snapshot_version: r.get(14)?,
-                    error: r.get(15)?,
+                    run_number: r.get::<_, i64>(2)? as u64,
+                    mode: r.get(3)?,
+                    mode_reason: r.get(4)?,
+                    source: r.get(5)?,
+                    source_location: r.get(6)?,
+                    started_at: r.get(7)?,
+                    finished_at: r.get(8)?,
+                    status: r.get(9)?,
+                    watermark_before: date(r.get(10)?),
+                    watermark_after: date(r.get(11)?),
+                    records_fetched: r.get(12)?,
+                    records_unchanged: r.get(13)?,
+                    records_quarantined: r.get(14)?,
+                    snapshot_version: r.get(15)?,
+                    error: r.get(16)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -232,24 +242,20 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Runs a query and returns its rows as text (for `odsync` reports and tests).
-    pub fn query_strings(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+    /// Runs a query against the catalog; returns column names and every value as text
+    /// (`COLUMNS(*)::VARCHAR` lets DuckDB do the formatting of every type).
+    pub fn query_text(&self, sql: &str) -> Result<QueryResult, CatalogError> {
+        let wrapped = format!("SELECT COLUMNS(*)::VARCHAR FROM ({})", sql.trim().trim_end_matches(';'));
+        let mut stmt = self.conn.prepare(&wrapped).map_err(|e| self.err(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let n = row.as_ref().column_count();
-            let mut values = Vec::with_capacity(n);
-            for i in 0..n {
-                let v: duckdb::types::Value = row.get(i).map_err(|e| self.err(e))?;
-                values.push(match v {
-                    duckdb::types::Value::Null => None,
-                    duckdb::types::Value::Text(s) => Some(s),
-                    other => Some(format!("{other:?}")),
-                });
-            }
-            out.push(values);
+            let values = (0..n).map(|i| row.get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>();
+            out.push(values.map_err(|e| self.err(e))?);
         }
-        Ok(out)
+        drop(rows);
+        let columns = stmt.column_names();
+        Ok(QueryResult { columns, rows: out })
     }
 }

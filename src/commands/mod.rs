@@ -2,6 +2,7 @@
 //! file, then default), calls the library, and prints its typed summary through the `Printer`.
 
 mod check;
+mod query;
 mod run;
 mod runs;
 mod serve;
@@ -60,6 +61,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&globals, &args),
         Command::Snapshots(cmd) => snapshots::run(&globals, &cmd),
         Command::Runs(args) => runs::run(&globals, &args),
+        Command::Query(args) => query::run(&globals, &args),
         Command::Validate(args) => validate::run(&globals, &args),
         Command::Serve(args) => serve::run(&args),
     }

@@ -153,7 +153,8 @@ impl Runner<'_> {
         let store = SnapshotStore::new(&self.warehouse, &name);
 
         let catalog = Catalog::open(&self.warehouse)?;
-        let run_id = format!("{}-{}-{:04}", now.format("%Y%m%dT%H%M%SZ"), name, catalog.next_run_number(&name)?);
+        let run_number = catalog.next_run_number(&name)?;
+        let run_id = format!("{}-{}-{run_number:04}", now.format("%Y%m%dT%H%M%SZ"), name);
         let _lock = store.lock(&run_id)?;
         let previous = store.latest()?;
         let watermark_before = catalog.watermark(&name)?.or(previous.as_ref().and_then(|m| m.watermark));
@@ -177,6 +178,7 @@ impl Runner<'_> {
         let mut record = RunRecord {
             run_id: run_id.clone(),
             pipeline: name.clone(),
+            run_number,
             mode: mode.name().to_owned(),
             mode_reason: Some(mode_reason.clone()),
             source: self.source.kind().to_owned(),

@@ -1,1 +1,9 @@
+//! The one integration-test binary: the real `odsync` binary against the local ORD-compatible
+//! server and the real ODS files under tests/fixtures.
 
+mod common;
+
+mod catalog;
+mod cli;
+mod csv_source;
+mod ord_source;

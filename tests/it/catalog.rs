@@ -1,0 +1,85 @@
+//! Snapshots as analysts read them: DuckDB over the Parquet files (Hive partitioning) and the
+//! catalog's views and runs table, opened without odsync.
+
+use crate::common::TestContext;
+use duckdb::Connection;
+
+#[test]
+fn snapshots_are_readable_by_duckdb_with_hive_partitioning() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
+    ctx.server().set_state("demo-2025-07").unwrap();
+    ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
+
+    let conn = Connection::open_in_memory().unwrap();
+    let glob = ctx.warehouse().join("trusts/ods/*/organisations.parquet");
+    let sql = format!(
+        "SELECT CAST(version AS BIGINT), count(*) FROM read_parquet('{}', hive_partitioning = true) GROUP BY ALL ORDER BY 1",
+        glob.display()
+    );
+    let mut stmt = conn.prepare(&sql).unwrap();
+    let counts: Vec<(i64, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(counts, [(1, 220), (2, 221)]);
+
+    // Rows are sorted by key and the file carries odsync's metadata.
+    let file = ctx.warehouse().join("trusts/ods/version=000002/organisations.parquet");
+    let codes: Vec<String> = conn
+        .prepare(&format!("SELECT code FROM read_parquet('{}')", file.display()))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut sorted = codes.clone();
+    sorted.sort();
+    assert_eq!(codes, sorted);
+    let run_id: String = conn
+        .query_row(
+            &format!("SELECT decode(value) FROM parquet_kv_metadata('{}') WHERE decode(key) = 'odsync.run_id'", file.display()),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(run_id, "20250716T020000Z-trusts-0002");
+}
+
+#[test]
+fn the_catalog_opens_without_odsync_and_its_views_match_the_runs() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
+    ctx.server().set_state("demo-2025-07").unwrap();
+    ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
+    ctx.run_ok("2025-07-16T03:00:00Z", "trusts", &[]);
+
+    // A plain DuckDB connection, from a different working directory.
+    let conn = Connection::open(ctx.warehouse().join("catalog.duckdb")).unwrap();
+    let runs: Vec<(String, String, Option<i64>)> = conn
+        .prepare("SELECT mode, status, snapshot_version FROM runs ORDER BY run_number")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("baseline".into(), "succeeded".into(), Some(1)),
+            ("incremental".into(), "succeeded".into(), Some(2)),
+            ("incremental".into(), "unchanged".into(), Some(2)),
+        ]
+    );
+    let latest: (i64, i64) = conn
+        .query_row(
+            "SELECT max(version), count(*) FROM latest_organisations WHERE pipeline = 'trusts'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(latest, (2, 221));
+    let roles: i64 = conn
+        .query_row("SELECT count(*) FROM latest_code_system_roles WHERE role_id = 'RO197' AND display_name = 'NHS TRUST'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(roles, 1);
+}

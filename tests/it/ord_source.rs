@@ -1,0 +1,211 @@
+//! `odsync run` against the local ORD-compatible server: paging, counts, incremental runs,
+//! watermarks, retries and quarantine.
+
+use crate::common::{TestContext, fixtures, write_state};
+use odsync::server::FaultAction;
+
+const T0: &str = "2025-07-10T02:00:00Z";
+
+fn targets(ctx: &TestContext, contains: &str) -> Vec<String> {
+    ctx.server().requests().into_iter().filter(|r| r.target.contains(contains)).map(|r| r.target).collect()
+}
+
+#[test]
+fn baseline_pages_past_1000_records_and_matches_x_total_count() {
+    let ctx = TestContext::with_server("volume");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    let s = ctx.run_ok(T0, "trusts", &[]);
+    assert_eq!(s["mode"], "baseline");
+    assert_eq!(s["status"], "succeeded");
+    // 218 trusts from the 2021 etr.csv (RO197); RVVKC plus 1,200 generated sites (RO198).
+    assert_eq!(s["records"]["organisations"], 1419);
+    assert_eq!(s["fetch"]["total_count_header"], 1419);
+    assert_eq!(s["records"]["quarantined"], 0);
+    let sites = targets(&ctx, "PrimaryRoleId=RO198");
+    assert_eq!(sites.len(), 2, "{sites:?}");
+    assert!(!sites[0].contains("Offset"), "first page must not send Offset: {}", sites[0]);
+    assert!(sites[1].contains("Offset=1000") && sites[1].contains("Limit=1000"), "{}", sites[1]);
+    assert_eq!(ctx.versions("trusts"), ["version=000001"]);
+}
+
+#[test]
+fn paging_also_works_when_offset_is_a_one_based_start_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = fixtures().join("ods/roles-2022.json");
+    write_state(
+        dir.path(),
+        "start-row",
+        &format!(
+            "served_on = \"2025-07-10\"\ndata_date = \"2025-07-01\"\nroles = \"{}\"\ngenerated_sites = 2001\noffset_mode = \"start_row\"\n",
+            roles.display()
+        ),
+    );
+    let ctx = TestContext::with_server_in(dir.path(), "start-row");
+    ctx.ord_pipeline("sites", &["RO198"]);
+    let s = ctx.run_ok(T0, "sites", &[]);
+    // Overlapping pages (Offset=1000 re-sends row 1000) are de-duplicated to the exact total.
+    assert_eq!(s["records"]["organisations"], 2001);
+    assert_eq!(targets(&ctx, "PrimaryRoleId=RO198").len(), 3);
+}
+
+#[test]
+fn a_total_count_mismatch_fails_the_run_without_committing_or_moving_the_watermark() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok(T0, "trusts", &[]);
+    ctx.fault("/organisations?", 5, FaultAction::TotalCount { delta: 3 });
+    let failed = ctx.odsync("2025-07-12T02:00:00Z", &["run", "trusts", "--full"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("X-Total-Count"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("nothing was committed"), "{}", failed.stderr);
+    assert_eq!(ctx.versions("trusts"), ["version=000001"]);
+    let runs = ctx.odsync(T0, &["runs", "trusts", "--json"]).ok().json();
+    assert_eq!(runs[0]["status"], "failed");
+    assert!(runs[0]["error"].as_str().unwrap().starts_with("fetch:"), "{}", runs[0]);
+    assert!(runs[0]["watermark_after"].is_null());
+    // The next run syncs from the watermark of the last good run (2025-07-10 minus 2 days).
+    let next = ctx.run_ok("2025-07-13T02:00:00Z", "trusts", &[]);
+    assert_eq!(next["mode"], "incremental");
+    assert_eq!(targets(&ctx, "/sync?").last().unwrap(), "/ORD/2-0-0/sync?LastChangeDate=2025-07-08&Limit=1000");
+}
+
+#[test]
+fn an_incremental_run_applies_sync_changes_to_the_previous_snapshot() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    let base = ctx.run_ok(T0, "trusts", &[]);
+    assert_eq!(base["records"]["organisations"], 220);
+    ctx.server().set_state("demo-2025-07").unwrap();
+    let inc = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
+    assert_eq!(inc["mode"], "incremental");
+    assert_eq!(inc["snapshot_version"], 2);
+    assert_eq!(inc["watermark_before"], "2025-07-10");
+    assert_eq!(inc["watermark_after"], "2025-07-16");
+    // Only what /sync listed was fetched: 32 changed trusts and one new one (G6V2S).
+    assert_eq!(inc["records"]["fetched"], 33);
+    assert_eq!(targets(&ctx, "/organisations/").len(), 220 + 33);
+    assert_eq!(inc["records"]["organisations"], 221);
+    let rows = ctx.query(
+        "SELECT version, code, name FROM snapshot_organisations WHERE pipeline = 'trusts' AND code IN ('G6V2S', 'RAX') ORDER BY code, version",
+    );
+    let rows: Vec<Vec<&str>> = rows.iter().map(|r| r.iter().map(|v| v.as_deref().unwrap()).collect()).collect();
+    assert_eq!(
+        rows,
+        [
+            ["2", "G6V2S", "NORTH LONDON NHS FOUNDATION TRUST"],
+            ["1", "RAX", "KINGSTON HOSPITAL NHS FOUNDATION TRUST"],
+            ["2", "RAX", "KINGSTON AND RICHMOND NHS FOUNDATION TRUST"],
+        ]
+    );
+}
+
+#[test]
+fn a_watermark_older_than_185_days_forces_a_baseline() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197"]);
+    ctx.run_ok("2025-01-02T02:00:00Z", "trusts", &[]);
+    let s = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
+    assert_eq!(s["mode"], "baseline");
+    assert!(s["mode_reason"].as_str().unwrap().contains("185 days"), "{}", s["mode_reason"]);
+    assert!(targets(&ctx, "/sync").is_empty());
+}
+
+#[test]
+fn a_second_identical_run_is_unchanged_and_writes_no_version() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    let first = ctx.run_ok(T0, "trusts", &[]);
+    let again = ctx.run_ok("2025-07-11T02:00:00Z", "trusts", &["--full"]);
+    assert_eq!(again["status"], "unchanged");
+    assert_eq!(again["snapshot_version"], 1);
+    assert_eq!(again["records"]["unchanged"], first["records"]["fetched"]);
+    assert_eq!(again["content_hash"], first["content_hash"]);
+    assert_eq!(ctx.versions("trusts"), ["version=000001"]);
+    // An unchanged run is a success: it moves the watermark.
+    let runs = ctx.odsync(T0, &["runs", "trusts", "--json"]).ok().json();
+    assert_eq!(runs[0]["status"], "unchanged");
+    assert_eq!(runs[0]["watermark_after"], "2025-07-11");
+}
+
+#[test]
+fn throttling_and_transient_failures_are_retried_until_the_run_succeeds() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.fault("/organisations/RWR", 1, FaultAction::Status { status: 429, retry_after: Some("1".into()), body: None });
+    ctx.fault("/organisations/R0A", 2, FaultAction::Status { status: 503, retry_after: None, body: None });
+    ctx.fault("/organisations/R0B", 1, FaultAction::Truncate);
+    ctx.fault("/organisations/R1F", 1, FaultAction::Reset);
+    let s = ctx.run_ok(T0, "trusts", &[]);
+    assert_eq!(s["records"]["organisations"], 220);
+    assert_eq!(s["records"]["quarantined"], 0);
+    assert_eq!(s["fetch"]["http"]["retries"], 5);
+    let rwr: Vec<_> = ctx.server().requests().into_iter().filter(|r| r.target.ends_with("/organisations/RWR")).collect();
+    assert_eq!(rwr.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
+    assert!(rwr[1].at_ms - rwr[0].at_ms >= 1000, "Retry-After: 1 not honoured: {rwr:?}");
+}
+
+#[test]
+fn records_that_are_missing_or_malformed_are_quarantined_with_a_reason() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.fault("/organisations/R0D", 10, FaultAction::Status { status: 404, retry_after: None, body: Some(r#"{"ErrorCode":404,"ErrorText":"Not Found."}"#.into()) });
+    ctx.fault("/organisations/R0B", 1, FaultAction::Malformed);
+    let s = ctx.run_ok(T0, "trusts", &[]);
+    assert_eq!(s["records"]["quarantined"], 2);
+    assert_eq!(s["records"]["organisations"], 218);
+    // A 404 is permanent: asked once, not retried.
+    assert_eq!(targets(&ctx, "/organisations/R0D").len(), 1);
+    let q = ctx.query("SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code");
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0][0].as_deref(), Some("R0B"));
+    assert!(q[0][1].as_deref().unwrap().contains("invalid JSON"), "{q:?}");
+    assert_eq!(q[1][0].as_deref(), Some("R0D"));
+    assert!(q[1][1].as_deref().unwrap().contains("HTTP 404"), "{q:?}");
+    assert_eq!(q[1][2].as_deref(), Some("true"));
+    let present = ctx.query("SELECT count(*) FROM latest_organisations WHERE code IN ('R0B', 'R0D')");
+    assert_eq!(present[0][0].as_deref(), Some("0"));
+}
+
+#[test]
+fn a_permanent_client_error_fails_fast_without_retries() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197"]);
+    ctx.fault("/roles", 10, FaultAction::Status { status: 403, retry_after: None, body: Some("unknown application".into()) });
+    let out = ctx.odsync(T0, &["run", "trusts"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("HTTP 403") && out.stderr.contains("unknown application"), "{}", out.stderr);
+    assert_eq!(targets(&ctx, "/roles").len(), 1);
+    assert!(ctx.versions("trusts").is_empty());
+}
+
+#[test]
+fn codes_refresh_only_the_given_records_and_keep_the_watermark() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok(T0, "trusts", &[]);
+    ctx.server().set_state("demo-2025-07").unwrap();
+    let s = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &["--codes", "RAX,G6V2S"]);
+    assert_eq!(s["mode"], "codes");
+    assert_eq!(s["records"]["fetched"], 2);
+    assert_eq!(s["records"]["organisations"], 221);
+    assert_eq!(s["watermark_after"], "2025-07-10");
+}
+
+#[test]
+fn the_same_inputs_give_byte_identical_snapshots() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok(T0, "trusts", &[]);
+    let first = ctx.path().join("first");
+    std::fs::rename(ctx.warehouse(), &first).unwrap();
+    ctx.run_ok(T0, "trusts", &[]);
+    let dir = |root: &std::path::Path| root.join("trusts/ods/version=000001");
+    let mut names: Vec<_> = std::fs::read_dir(dir(&first)).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names.len(), 8, "{names:?}");
+    for name in names {
+        let a = std::fs::read(dir(&first).join(&name)).unwrap();
+        let b = std::fs::read(dir(&ctx.warehouse()).join(&name)).unwrap();
+        assert!(a == b, "{name:?} differs between two runs of the same inputs");
+    }
+}
