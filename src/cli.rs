@@ -27,7 +27,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fetch a pipeline's scope and commit a new snapshot version (the scheduled job)
-    #[command(after_help = "Examples:\n  odsync run nhs_trusts\n  odsync run nhs_trusts --full\n  odsync run nhs_trusts --codes RWR,RVV --json\n\nThe first run, a run with --full, or one whose watermark is more than 185 days old is a baseline\n(search the whole scope); otherwise an ORD pipeline runs incrementally from /sync. A run whose\ncontent equals the latest snapshot records `unchanged` and writes no version. A failed run\ncommits nothing and does not move the watermark.")]
+    #[command(
+        after_help = "Examples:\n  odsync run nhs_trusts\n  odsync run nhs_trusts --full\n  odsync run nhs_trusts --codes RWR,RVV --json\n\nThe first run, a run with --full, or one whose watermark is more than 185 days old is a baseline\n(search the whole scope); otherwise an ORD pipeline runs incrementally from /sync. A run whose\ncontent equals the latest snapshot records `unchanged` and writes no version. A failed run\ncommits nothing and does not move the watermark."
+    )]
     Run(RunArgs),
     /// Test the connection: reachability, latency, and that one record parses
     #[command(after_help = "Example:\n  odsync check nhs_trusts")]
@@ -39,13 +41,19 @@ pub enum Command {
     #[command(after_help = "Examples:\n  odsync runs\n  odsync runs nhs_trusts --limit 5 --json")]
     Runs(RunsArgs),
     /// Run SQL against the catalog (runs table and snapshot views) and print the result
-    #[command(after_help = "Examples:\n  odsync query \"SELECT code, name FROM latest_organisations WHERE pipeline = 'demo' LIMIT 5\"\n  odsync query \"SELECT * FROM runs\" --json\n\nViews: snapshot_<table> and latest_<table> for organisations, roles, relationships, successors,\ncode_system_roles, quarantine, raw; snapshot_manifests; latest_snapshots. The same queries work in\nthe duckdb CLI or Python on <warehouse>/catalog.duckdb.")]
+    #[command(
+        after_help = "Examples:\n  odsync query \"SELECT code, name FROM latest_organisations WHERE pipeline = 'demo' LIMIT 5\"\n  odsync query \"SELECT * FROM runs\" --json\n\nViews: snapshot_<table> and latest_<table> for organisations, roles, relationships, successors,\ncode_system_roles, quarantine, raw; snapshot_manifests; latest_snapshots. The same queries work in\nthe duckdb CLI or Python on <warehouse>/catalog.duckdb."
+    )]
     Query(QueryArgs),
     /// Check pipeline files and report every problem at once
-    #[command(after_help = "Examples:\n  odsync validate              # every file in the pipelines directory\n  odsync validate nhs_trusts demo")]
+    #[command(
+        after_help = "Examples:\n  odsync validate              # every file in the pipelines directory\n  odsync validate nhs_trusts demo"
+    )]
     Validate(ValidateArgs),
     /// Serve ORD fixture states on 127.0.0.1 (the local ORD-compatible test server)
-    #[command(after_help = "Example:\n  odsync serve --states tests/fixtures/ord-states --state demo-2021 --port-file /tmp/ord.port\n\nSwitch state: curl -X POST http://127.0.0.1:PORT/_admin/state/demo-2025-07\nInject faults: curl -X POST -d '[{\"path_contains\":\"/organisations/RWR\",\"action\":{\"kind\":\"status\",\"status\":503}}]' http://127.0.0.1:PORT/_admin/faults")]
+    #[command(
+        after_help = "Example:\n  odsync serve --states tests/fixtures/ord-states --state demo-2021 --port-file /tmp/ord.port\n\nSwitch state: curl -X POST http://127.0.0.1:PORT/_admin/state/demo-2025-07\nInject faults: curl -X POST -d '[{\"path_contains\":\"/organisations/RWR\",\"action\":{\"kind\":\"status\",\"status\":503}}]' http://127.0.0.1:PORT/_admin/faults"
+    )]
     Serve(ServeArgs),
 }
 

@@ -27,7 +27,9 @@ impl Clock {
         if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
             return Ok(Clock::fixed(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()));
         }
-        Err(format!("`{text}` is neither an RFC 3339 timestamp (2025-07-16T02:00:00Z) nor a date (2025-07-16)"))
+        Err(format!(
+            "`{text}` is neither an RFC 3339 timestamp (2025-07-16T02:00:00Z) nor a date (2025-07-16)"
+        ))
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -22,7 +22,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<CatalogError>()
             || matches!(
                 e.downcast_ref::<SnapshotError>(),
-                Some(SnapshotError::Locked { .. } | SnapshotError::NoSuchVersion { .. } | SnapshotError::VersionExists { .. })
+                Some(
+                    SnapshotError::Locked { .. }
+                        | SnapshotError::NoSuchVersion { .. }
+                        | SnapshotError::VersionExists { .. }
+                )
             )
     });
     if user { 1 } else { 2 }
@@ -31,6 +35,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 /// True when the error is stdout closing early (`odsync runs | head`): not a failure.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

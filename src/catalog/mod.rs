@@ -17,10 +17,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("catalog `{path}`: {message}\nHelp: {help}")]
-    Db { path: PathBuf, message: String, help: &'static str },
+    Db {
+        path: PathBuf,
+        message: String,
+        help: &'static str,
+    },
 }
 
-const HELP: &str = "if another program (a duckdb shell, a notebook) has the catalog open for writing, close it and run again";
+const HELP: &str =
+    "if another program (a duckdb shell, a notebook) has the catalog open for writing, close it and run again";
 
 pub const CATALOG_FILE: &str = "catalog.duckdb";
 
@@ -87,7 +92,11 @@ impl Catalog {
     }
 
     fn err(&self, e: duckdb::Error) -> CatalogError {
-        CatalogError::Db { path: self.path.clone(), message: e.to_string(), help: HELP }
+        CatalogError::Db {
+            path: self.path.clone(),
+            message: e.to_string(),
+            help: HELP,
+        }
     }
 
     fn exec(&self, sql: &str) -> Result<(), CatalogError> {
@@ -98,7 +107,11 @@ impl Catalog {
     pub fn next_run_number(&self, pipeline: &str) -> Result<u64, CatalogError> {
         let n: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(run_number), 0) FROM runs WHERE pipeline = ?", params![pipeline], |r| r.get(0))
+            .query_row(
+                "SELECT coalesce(max(run_number), 0) FROM runs WHERE pipeline = ?",
+                params![pipeline],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))?;
         Ok(n as u64 + 1)
     }
@@ -251,7 +264,9 @@ impl Catalog {
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let n = row.as_ref().column_count();
-            let values = (0..n).map(|i| row.get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>();
+            let values = (0..n)
+                .map(|i| row.get::<_, Option<String>>(i))
+                .collect::<Result<Vec<_>, _>>();
             out.push(values.map_err(|e| self.err(e))?);
         }
         drop(rows);

@@ -68,13 +68,19 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The source a pipeline describes, with the base-URL override applied.
-pub fn build_source(pipeline: &Pipeline, base_url: Option<&str>) -> anyhow::Result<(Box<dyn Source>, Option<CsvLayout>)> {
+pub fn build_source(
+    pipeline: &Pipeline,
+    base_url: Option<&str>,
+) -> anyhow::Result<(Box<dyn Source>, Option<CsvLayout>)> {
     let contact = std::env::var(env_vars::ODSYNC_CONTACT).ok().filter(|c| !c.is_empty());
     let http = HttpClient::new(pipeline.config.http.settings(contact.as_deref()))?;
     Ok(match &pipeline.config.source {
         SourceConfig::Ord(ord) => {
             let base = base_url.unwrap_or(&ord.base_url);
-            (Box::new(OrdSource::new(base, http, pipeline.config.scope.clone())?), None)
+            (
+                Box::new(OrdSource::new(base, http, pipeline.config.scope.clone())?),
+                None,
+            )
         }
         SourceConfig::Csv(csv) => {
             let layout = CsvLayout::new(csv.kind, csv.primary_role.as_deref());

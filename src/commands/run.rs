@@ -15,7 +15,10 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
         clock: globals.clock,
         csv_layout,
     };
-    let options = RunOptions { full: args.full, codes: args.codes.clone() };
+    let options = RunOptions {
+        full: args.full,
+        codes: args.codes.clone(),
+    };
     let summary = runner.run(&options)?;
     globals.printer.emit(&summary, human)?;
     Ok(ExitCode::SUCCESS)
@@ -23,7 +26,11 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 fn human(s: &RunSummary) -> String {
     let mut out = String::new();
-    let verb = if s.status == "unchanged" { "unchanged: same content as" } else { "committed" };
+    let verb = if s.status == "unchanged" {
+        "unchanged: same content as"
+    } else {
+        "committed"
+    };
     out.push_str(&format!(
         "{}: {} run {} — {} version {}\n",
         s.pipeline, s.mode, s.run_id, verb, s.snapshot_version

@@ -8,13 +8,19 @@ use std::process::ExitCode;
 pub fn run(globals: &Globals, args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let pipeline = args.pipeline.as_deref().and_then(|p| globals.load(p).ok());
     let catalog = Catalog::open(&globals.warehouse(pipeline.as_ref()))?;
-    let name = pipeline.as_ref().map(|p| p.config.name.clone()).or(args.pipeline.clone());
+    let name = pipeline
+        .as_ref()
+        .map(|p| p.config.name.clone())
+        .or(args.pipeline.clone());
     let runs = catalog.runs(name.as_deref(), args.limit)?;
     globals.printer.emit(&runs, |runs: &Vec<RunRecord>| {
         if runs.is_empty() {
             return "no runs recorded yet\n".into();
         }
-        let mut out = format!("{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:<10}  {}\n", "run_id", "mode", "status", "version", "fetched", "quarantined", "watermark", "error");
+        let mut out = format!(
+            "{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:<10}  {}\n",
+            "run_id", "mode", "status", "version", "fetched", "quarantined", "watermark", "error"
+        );
         for r in runs {
             out.push_str(&format!(
                 "{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:<10}  {}\n",
@@ -25,7 +31,9 @@ pub fn run(globals: &Globals, args: &RunsArgs) -> anyhow::Result<ExitCode> {
                 r.records_fetched.map_or("-".into(), |v| v.to_string()),
                 r.records_quarantined.map_or("-".into(), |v| v.to_string()),
                 r.watermark_after.map_or("-".into(), |d| d.to_string()),
-                r.error.as_deref().map_or(String::new(), |e| e.lines().next().unwrap_or_default().to_owned()),
+                r.error
+                    .as_deref()
+                    .map_or(String::new(), |e| e.lines().next().unwrap_or_default().to_owned()),
             ));
         }
         out

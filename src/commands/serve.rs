@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let server = OrdServer::start(&args.states, &args.state, args.port).map_err(UserError)?;
-    eprintln!("serving state `{}` at {} (Ctrl-C to stop)", args.state, server.base_url());
+    eprintln!(
+        "serving state `{}` at {} (Ctrl-C to stop)",
+        args.state,
+        server.base_url()
+    );
     if let Some(path) = &args.port_file {
         // Written last, and atomically, so a waiting script never reads a half-written port.
         let tmp = path.with_extension("tmp");

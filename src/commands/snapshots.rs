@@ -49,9 +49,15 @@ pub fn run(globals: &Globals, cmd: &SnapshotsCommand) -> anyhow::Result<ExitCode
                 .collect::<anyhow::Result<Vec<_>>>()?;
             globals.printer.emit(&rows, |rows| {
                 if rows.is_empty() {
-                    return format!("no snapshots for `{pipeline_name}` under {}\n", display_path(store.root()));
+                    return format!(
+                        "no snapshots for `{pipeline_name}` under {}\n",
+                        display_path(store.root())
+                    );
                 }
-                let mut out = format!("{:>7}  {:<25}  {:<11}  {:>13}  {:>11}  {}\n", "version", "created_at", "mode", "organisations", "quarantined", "content");
+                let mut out = format!(
+                    "{:>7}  {:<25}  {:<11}  {:>13}  {:>11}  {}\n",
+                    "version", "created_at", "mode", "organisations", "quarantined", "content"
+                );
                 for r in rows {
                     out.push_str(&format!(
                         "{:>7}  {:<25}  {:<11}  {:>13}  {:>11}  {}\n",
@@ -65,7 +71,9 @@ pub fn run(globals: &Globals, cmd: &SnapshotsCommand) -> anyhow::Result<ExitCode
             let version = match version {
                 Some(v) => *v,
                 None => *store.versions()?.last().ok_or_else(|| {
-                    UserError(format!("no snapshots for `{pipeline_name}` yet\nHelp: run `odsync run {pipeline_name}` first"))
+                    UserError(format!(
+                        "no snapshots for `{pipeline_name}` yet\nHelp: run `odsync run {pipeline_name}` first"
+                    ))
                 })?,
             };
             let manifest = store.manifest(version)?;

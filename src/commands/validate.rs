@@ -15,7 +15,12 @@ struct FileReport {
 pub fn run(globals: &Globals, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let files: Vec<std::path::PathBuf> = if args.pipelines.is_empty() {
         let mut files: Vec<_> = std::fs::read_dir(&globals.pipelines_dir)
-            .map_err(|e| crate::error::UserError(format!("cannot read pipelines directory `{}`: {e}", globals.pipelines_dir.display())))?
+            .map_err(|e| {
+                crate::error::UserError(format!(
+                    "cannot read pipelines directory `{}`: {e}",
+                    globals.pipelines_dir.display()
+                ))
+            })?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -23,7 +28,10 @@ pub fn run(globals: &Globals, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         files.sort();
         files
     } else {
-        args.pipelines.iter().map(|p| pipeline::locate(p, &globals.pipelines_dir)).collect()
+        args.pipelines
+            .iter()
+            .map(|p| pipeline::locate(p, &globals.pipelines_dir))
+            .collect()
     };
     let reports: Vec<FileReport> = files
         .iter()
@@ -35,7 +43,10 @@ pub fn run(globals: &Globals, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     Ok(config) => pipeline::validate(&config, path),
                 },
             };
-            FileReport { file: path.display().to_string(), problems }
+            FileReport {
+                file: path.display().to_string(),
+                problems,
+            }
         })
         .collect();
     let failed = reports.iter().any(|r| !r.problems.is_empty());

@@ -125,7 +125,10 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
     } else {
         "Active"
     };
-    let operational = Period { start: open, end: close };
+    let operational = Period {
+        start: open,
+        end: close,
+    };
     let uid = |suffix: &str| Some(format!("{code}:csv:{suffix}"));
 
     let mut roles = vec![Role {
@@ -176,7 +179,10 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
     rel(4, "HIGH_LEVEL_HEALTH_GEOGRAPHY", Period::default());
     match kind {
         CsvKind::Epraccur => {
-            let joined = Period { start: csv_date(&f[15], 16)?, end: csv_date(&f[16], 17)? };
+            let joined = Period {
+                start: csv_date(&f[15], 16)?,
+                end: csv_date(&f[16], 17)?,
+            };
             rel(15, "COMMISSIONER", joined);
         }
         // ets field 15 is read as the parent trust by third-party code (REFERENCE.md 4.3,

@@ -10,8 +10,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 pub fn parse_organisation(payload: &[u8]) -> Result<OrgRecord, String> {
-    let root: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let root: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
     let org = root
         .get("Organisation")
         .ok_or("missing key `Organisation` (is this an ORD organisation record?)")?;

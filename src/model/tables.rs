@@ -62,10 +62,18 @@ struct Column<T> {
 }
 
 const fn req<T>(name: &'static str, kind: Kind<T>) -> Column<T> {
-    Column { name, nullable: false, kind }
+    Column {
+        name,
+        nullable: false,
+        kind,
+    }
 }
 const fn opt<T>(name: &'static str, kind: Kind<T>) -> Column<T> {
-    Column { name, nullable: true, kind }
+    Column {
+        name,
+        nullable: true,
+        kind,
+    }
 }
 
 fn schema_of<T>(columns: &[Column<T>]) -> SchemaRef {
@@ -91,9 +99,7 @@ fn batch_of<T>(columns: &[Column<T>], rows: &[T]) -> RecordBatch {
         .map(|c| -> ArrayRef {
             match c.kind {
                 Kind::Str(f) => Arc::new(rows.iter().map(f).collect::<StringArray>()),
-                Kind::Date(f) => {
-                    Arc::new(rows.iter().map(|r| f(r).map(days)).collect::<Date32Array>())
-                }
+                Kind::Date(f) => Arc::new(rows.iter().map(|r| f(r).map(days)).collect::<Date32Array>()),
                 Kind::Bool(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()),
                 Kind::Bin(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BinaryArray>()),
             }
@@ -256,9 +262,7 @@ pub fn build(
 ) -> SnapshotTables {
     records.sort_by(|a, b| a.organisation.code.cmp(&b.organisation.code));
     raw.sort_by(|a, b| a.code.cmp(&b.code));
-    quarantine.sort_by(|a, b| {
-        (&a.code, &a.source, &a.reason).cmp(&(&b.code, &b.source, &b.reason))
-    });
+    quarantine.sort_by(|a, b| (&a.code, &a.source, &a.reason).cmp(&(&b.code, &b.source, &b.reason)));
     code_system.sort_by(|a, b| a.role_id.cmp(&b.role_id));
 
     let mut orgs = Vec::with_capacity(records.len());
@@ -267,28 +271,33 @@ pub fn build(
     let mut succs = Vec::new();
     for rec in records {
         let code = rec.organisation.code.clone();
-        let row_hash = sha256_hex(&serde_json::to_vec(&rec.organisation).expect("serialises"))
-            [..32]
-            .to_owned();
-        orgs.push(OrgRow { org: rec.organisation, row_hash });
+        let row_hash = sha256_hex(&serde_json::to_vec(&rec.organisation).expect("serialises"))[..32].to_owned();
+        orgs.push(OrgRow {
+            org: rec.organisation,
+            row_hash,
+        });
         roles.extend(rec.roles.into_iter().map(|r| (code.clone(), r)));
         rels.extend(rec.relationships.into_iter().map(|r| (code.clone(), r)));
         succs.extend(rec.successors.into_iter().map(|r| (code.clone(), r)));
     }
-    roles.sort_by(|a, b| {
-        (&a.0, &a.1.unique_role_id, &a.1.role_id).cmp(&(&b.0, &b.1.unique_role_id, &b.1.role_id))
-    });
+    roles.sort_by(|a, b| (&a.0, &a.1.unique_role_id, &a.1.role_id).cmp(&(&b.0, &b.1.unique_role_id, &b.1.role_id)));
     rels.sort_by(|a, b| {
-        (&a.0, &a.1.unique_rel_id, &a.1.rel_type, &a.1.target_code)
-            .cmp(&(&b.0, &b.1.unique_rel_id, &b.1.rel_type, &b.1.target_code))
+        (&a.0, &a.1.unique_rel_id, &a.1.rel_type, &a.1.target_code).cmp(&(
+            &b.0,
+            &b.1.unique_rel_id,
+            &b.1.rel_type,
+            &b.1.target_code,
+        ))
     });
     succs.sort_by(|a, b| {
-        (&a.0, &a.1.unique_succ_id, &a.1.target_code)
-            .cmp(&(&b.0, &b.1.unique_succ_id, &b.1.target_code))
+        (&a.0, &a.1.unique_succ_id, &a.1.target_code).cmp(&(&b.0, &b.1.unique_succ_id, &b.1.target_code))
     });
     let raw_rows: Vec<RawRow> = raw
         .into_iter()
-        .map(|r| RawRow { sha256: sha256_hex(&r.payload), raw: r })
+        .map(|r| RawRow {
+            sha256: sha256_hex(&r.payload),
+            raw: r,
+        })
         .collect();
 
     let mut hasher = Sha256::new();

@@ -13,7 +13,9 @@ pub const DEFAULT_ORD_BASE_URL: &str = "https://directory.spineservices.nhs.uk/O
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("pipeline `{name}` not found: no file `{path}`\nHelp: pipelines are TOML files under `pipelines/` (or set ODSYNC_PIPELINES_DIR); pass a name such as `nhs_trusts` or a path to a .toml file")]
+    #[error(
+        "pipeline `{name}` not found: no file `{path}`\nHelp: pipelines are TOML files under `pipelines/` (or set ODSYNC_PIPELINES_DIR); pass a name such as `nhs_trusts` or a path to a .toml file"
+    )]
     NotFound { name: String, path: PathBuf },
     #[error("cannot read pipeline file `{path}`: {source}")]
     Read { path: PathBuf, source: std::io::Error },
@@ -187,10 +189,15 @@ pub fn locate(name_or_path: &str, dir: &Path) -> PathBuf {
 pub fn load(name_or_path: &str, dir: &Path) -> Result<Pipeline, PipelineError> {
     let path = locate(name_or_path, dir);
     if !path.exists() {
-        return Err(PipelineError::NotFound { name: name_or_path.to_owned(), path });
+        return Err(PipelineError::NotFound {
+            name: name_or_path.to_owned(),
+            path,
+        });
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|source| PipelineError::Read { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| PipelineError::Read {
+        path: path.clone(),
+        source,
+    })?;
     let config = parse(&text, &path)?;
     let problems = validate(&config, &path);
     if !problems.is_empty() {
@@ -218,25 +225,30 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
         ));
     }
     if config.name.is_empty()
-        || !config.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        || !config
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         problems.push(format!(
             "`name` `{}` must be non-empty and use only letters, digits, `_` and `-`",
             config.name
         ));
     }
-    let role_ok = |r: &String| {
-        r.len() > 2 && r.starts_with("RO") && r[2..].chars().all(|c| c.is_ascii_digit())
-    };
-    for (key, list) in [("scope.primary_roles", &config.scope.primary_roles), ("scope.roles", &config.scope.roles)] {
+    let role_ok = |r: &String| r.len() > 2 && r.starts_with("RO") && r[2..].chars().all(|c| c.is_ascii_digit());
+    for (key, list) in [
+        ("scope.primary_roles", &config.scope.primary_roles),
+        ("scope.roles", &config.scope.roles),
+    ] {
         for r in list.iter().filter(|r| !role_ok(r)) {
             problems.push(format!("`{key}`: `{r}` is not an ODS role id (like `RO197`)"));
         }
     }
-    if let Some(status) = &config.scope.status {
-        if status != "Active" && status != "Inactive" {
-            problems.push(format!("`scope.status`: `{status}` must be `Active` or `Inactive`"));
-        }
+    if let Some(status) = &config.scope.status
+        && status != "Active"
+        && status != "Inactive"
+    {
+        problems.push(format!("`scope.status`: `{status}` must be `Active` or `Inactive`"));
     }
     match &config.source {
         SourceConfig::Ord(ord) => {
@@ -245,7 +257,8 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
             }
             if config.scope.primary_roles.is_empty() && config.scope.roles.is_empty() {
                 problems.push(
-                    "`scope`: an ORD pipeline needs `primary_roles` or `roles` (fetching all of ODS is not a scope)".into(),
+                    "`scope`: an ORD pipeline needs `primary_roles` or `roles` (fetching all of ODS is not a scope)"
+                        .into(),
                 );
             }
             if ord.overlap_days > 30 {
@@ -256,10 +269,10 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
             if csv.location.trim().is_empty() {
                 problems.push("`source.location` is empty".into());
             }
-            if let Some(r) = &csv.primary_role {
-                if !role_ok(r) {
-                    problems.push(format!("`source.primary_role`: `{r}` is not an ODS role id"));
-                }
+            if let Some(r) = &csv.primary_role
+                && !role_ok(r)
+            {
+                problems.push(format!("`source.primary_role`: `{r}` is not an ODS role id"));
             }
         }
     }

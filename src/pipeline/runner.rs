@@ -72,7 +72,9 @@ pub struct RunSummary {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("run `{run_id}` of pipeline `{pipeline}` failed at the {stage} stage: nothing was committed and the watermark did not move")]
+#[error(
+    "run `{run_id}` of pipeline `{pipeline}` failed at the {stage} stage: nothing was committed and the watermark did not move"
+)]
 pub struct RunError {
     pub run_id: String,
     pub pipeline: String,
@@ -99,10 +101,12 @@ impl ScopeConfig {
                 .as_ref()
                 .is_some_and(|p| self.primary_roles.contains(p))
             || rec.role_ids().any(|r| self.roles.iter().any(|s| s == r));
-        let by_status = self
-            .status
-            .as_ref()
-            .is_none_or(|s| rec.organisation.status.as_ref().is_some_and(|o| o.eq_ignore_ascii_case(s)));
+        let by_status = self.status.as_ref().is_none_or(|s| {
+            rec.organisation
+                .status
+                .as_ref()
+                .is_some_and(|o| o.eq_ignore_ascii_case(s))
+        });
         by_role && by_status
     }
 }
@@ -116,11 +120,14 @@ pub fn choose_mode(
     overlap_days: u32,
     today: NaiveDate,
 ) -> FetchMode {
-    let baseline = |reason: &str| FetchMode::Baseline { reason: reason.to_owned() };
-    if let Some(codes) = &options.codes {
-        if supports_deltas && has_previous {
-            return FetchMode::Codes { codes: codes.clone() };
-        }
+    let baseline = |reason: &str| FetchMode::Baseline {
+        reason: reason.to_owned(),
+    };
+    if let Some(codes) = &options.codes
+        && supports_deltas
+        && has_previous
+    {
+        return FetchMode::Codes { codes: codes.clone() };
     }
     if !supports_deltas {
         return baseline("the source is a whole file: every run reads all of it");
@@ -157,7 +164,9 @@ impl Runner<'_> {
         let run_id = format!("{}-{}-{run_number:04}", now.format("%Y%m%dT%H%M%SZ"), name);
         let _lock = store.lock(&run_id)?;
         let previous = store.latest()?;
-        let watermark_before = catalog.watermark(&name)?.or(previous.as_ref().and_then(|m| m.watermark));
+        let watermark_before = catalog
+            .watermark(&name)?
+            .or(previous.as_ref().and_then(|m| m.watermark));
         let overlap = match &self.pipeline.config.source {
             super::SourceConfig::Ord(o) => o.overlap_days,
             super::SourceConfig::Csv(_) => 0,
@@ -220,7 +229,13 @@ impl Runner<'_> {
                 record.status = "failed".into();
                 record.error = Some(format!("{stage}: {error:#}"));
                 catalog.finish_run(&record, &self.clock.now())?;
-                Err(RunError { run_id, pipeline: name, stage, source: error }.into())
+                Err(RunError {
+                    run_id,
+                    pipeline: name,
+                    stage,
+                    source: error,
+                }
+                .into())
             }
         }
     }
@@ -238,12 +253,19 @@ impl Runner<'_> {
         let fetched = self.source.fetch(mode).map_err(|e| ("fetch", e.into()))?;
 
         let previous_raw: Vec<RawRecord> = match previous {
-            Some(m) => store.read_raw(m.version).map_err(|e| ("read previous snapshot", e.into()))?,
+            Some(m) => store
+                .read_raw(m.version)
+                .map_err(|e| ("read previous snapshot", e.into()))?,
             None => Vec::new(),
         };
-        let previous_sha: BTreeMap<&str, String> =
-            previous_raw.iter().map(|r| (r.code.as_str(), sha256_hex(&r.payload))).collect();
-        let mut counts = RecordCounts { fetched: fetched.records.len() as u64, ..RecordCounts::default() };
+        let previous_sha: BTreeMap<&str, String> = previous_raw
+            .iter()
+            .map(|r| (r.code.as_str(), sha256_hex(&r.payload)))
+            .collect();
+        let mut counts = RecordCounts {
+            fetched: fetched.records.len() as u64,
+            ..RecordCounts::default()
+        };
         counts.unchanged = fetched
             .records
             .iter()
@@ -252,7 +274,10 @@ impl Runner<'_> {
 
         let ctx = ParseContext {
             today: self.clock.today(),
-            csv: self.csv_layout.clone().unwrap_or_else(|| CsvLayout::new(crate::model::csv_row::CsvKind::Etr, None)),
+            csv: self
+                .csv_layout
+                .clone()
+                .unwrap_or_else(|| CsvLayout::new(crate::model::csv_row::CsvKind::Etr, None)),
         };
         // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
         // snapshot with the fetched records applied (delta).
@@ -266,7 +291,9 @@ impl Runner<'_> {
                 .chain(fetched.failures.iter().filter_map(|q| q.code.as_deref()))
                 .collect();
             let previous_quarantine = match previous {
-                Some(m) => store.read_quarantine(m.version).map_err(|e| ("read previous snapshot", e.into()))?,
+                Some(m) => store
+                    .read_quarantine(m.version)
+                    .map_err(|e| ("read previous snapshot", e.into()))?,
                 None => Vec::new(),
             };
             // Quarantined earlier and not retried now: still unresolved, so it stays.
@@ -314,7 +341,12 @@ impl Runner<'_> {
                 }
                 Err(reason) => {
                     let raw = current.remove(&code).expect("key exists");
-                    quarantine.push(Quarantined { code: Some(code), source: raw.origin, reason, raw: raw.payload });
+                    quarantine.push(Quarantined {
+                        code: Some(code),
+                        source: raw.origin,
+                        reason,
+                        raw: raw.payload,
+                    });
                 }
             }
         }
@@ -377,7 +409,11 @@ impl Runner<'_> {
             watermark_before,
             watermark_after,
             records: counts,
-            tables: built.batches.iter().map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64)).collect(),
+            tables: built
+                .batches
+                .iter()
+                .map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64))
+                .collect(),
             fetch: fetched.metrics,
             content_hash: built.content_hash,
             duration_ms: 0,
@@ -398,16 +434,31 @@ mod tests {
     fn mode_follows_watermark_age_and_flags() {
         let opts = RunOptions::default();
         let today = d("2025-07-16");
-        assert!(matches!(choose_mode(&opts, true, false, None, 2, today), FetchMode::Baseline { .. }));
+        assert!(matches!(
+            choose_mode(&opts, true, false, None, 2, today),
+            FetchMode::Baseline { .. }
+        ));
         assert_eq!(
             choose_mode(&opts, true, true, Some(d("2025-07-10")), 2, today),
             FetchMode::Incremental { since: d("2025-07-08") }
         );
         // 2025-01-10 - 2 days = 2025-01-08, 189 days before 2025-07-16.
         let old = choose_mode(&opts, true, true, Some(d("2025-01-10")), 2, today);
-        assert!(matches!(old, FetchMode::Baseline { ref reason } if reason.contains("185")), "{old:?}");
-        let full = RunOptions { full: true, codes: None };
-        assert!(matches!(choose_mode(&full, true, true, Some(d("2025-07-10")), 2, today), FetchMode::Baseline { .. }));
-        assert!(matches!(choose_mode(&opts, false, true, Some(d("2025-07-10")), 2, today), FetchMode::Baseline { .. }));
+        assert!(
+            matches!(old, FetchMode::Baseline { ref reason } if reason.contains("185")),
+            "{old:?}"
+        );
+        let full = RunOptions {
+            full: true,
+            codes: None,
+        };
+        assert!(matches!(
+            choose_mode(&full, true, true, Some(d("2025-07-10")), 2, today),
+            FetchMode::Baseline { .. }
+        ));
+        assert!(matches!(
+            choose_mode(&opts, false, true, Some(d("2025-07-10")), 2, today),
+            FetchMode::Baseline { .. }
+        ));
     }
 }

@@ -84,7 +84,11 @@ pub fn load_state(states_dir: &Path, name: &str) -> Result<ServedState, String> 
     let dir = states_dir.join(name);
     let toml_path = dir.join("state.toml");
     let text = std::fs::read_to_string(&toml_path).map_err(|e| {
-        format!("{}: {e} (states are folders with a state.toml under {})", toml_path.display(), states_dir.display())
+        format!(
+            "{}: {e} (states are folders with a state.toml under {})",
+            toml_path.display(),
+            states_dir.display()
+        )
     })?;
     let config: StateConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", toml_path.display()))?;
     let previous = match &config.previous {
@@ -95,7 +99,9 @@ pub fn load_state(states_dir: &Path, name: &str) -> Result<ServedState, String> 
     let mut records = BTreeMap::new();
     for rel in &config.etr_csv {
         let path = dir.join(rel);
-        let file_name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let file_name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let (rows, failures) = split_file(&read(&path)?, &file_name);
         if let Some(f) = failures.first() {
             return Err(format!("{}: {}", f.source, f.reason));
@@ -130,20 +136,35 @@ pub fn load_state(states_dir: &Path, name: &str) -> Result<ServedState, String> 
     }
 
     let roles_body = read(&dir.join(&config.roles))?;
-    let roles_json: Value = serde_json::from_slice(&roles_body).map_err(|e| format!("{}: {e}", config.roles.display()))?;
+    let roles_json: Value =
+        serde_json::from_slice(&roles_body).map_err(|e| format!("{}: {e}", config.roles.display()))?;
     let role_names = ord_json::list(roles_json.get("Roles"))
         .into_iter()
-        .filter_map(|r| Some((r.get("id")?.as_str()?.to_owned(), r.get("displayName")?.as_str()?.to_owned())))
+        .filter_map(|r| {
+            Some((
+                r.get("id")?.as_str()?.to_owned(),
+                r.get("displayName")?.as_str()?.to_owned(),
+            ))
+        })
         .collect();
     let notifications_body = match &config.notifications {
         Some(p) => read(&dir.join(p))?,
         None => br#"{"DeletedOrganisations":[]}"#.to_vec(),
     };
-    Ok(ServedState { name: name.to_owned(), config, records, roles_body, role_names, notifications_body })
+    Ok(ServedState {
+        name: name.to_owned(),
+        config,
+        records,
+        roles_body,
+        role_names,
+        notifications_body,
+    })
 }
 
 fn same_except_last_change(previous_body: &[u8], doc: &Value) -> bool {
-    let Ok(mut prev) = serde_json::from_slice::<Value>(previous_body) else { return false };
+    let Ok(mut prev) = serde_json::from_slice::<Value>(previous_body) else {
+        return false;
+    };
     let mut doc = doc.clone();
     for v in [&mut prev, &mut doc] {
         if let Some(org) = v.get_mut("Organisation").and_then(Value::as_object_mut) {
@@ -217,7 +238,11 @@ pub fn derive_from_etr(line: &[u8], origin: &str, today: NaiveDate) -> Result<Va
     if let Some(tel) = &org.telephone {
         organisation["Contacts"] = json!({"Contact": [{"type": "tel", "value": tel}]});
     }
-    if let Some(hlhg) = rec.relationships.iter().find(|r| r.rel_type == "HIGH_LEVEL_HEALTH_GEOGRAPHY") {
+    if let Some(hlhg) = rec
+        .relationships
+        .iter()
+        .find(|r| r.rel_type == "HIGH_LEVEL_HEALTH_GEOGRAPHY")
+    {
         organisation["Rels"] = json!({"Rel": [{
             "Date": [dates], "Status": status,
             "Target": {"OrgId": {"root": ORG_ROOT, "assigningAuthorityName": "HSCIC", "extension": hlhg.target_code},

@@ -42,7 +42,11 @@ fn one() -> u32 {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultAction {
     /// Answer with this status (and `Retry-After` when given) instead of the real response.
-    Status { status: u16, retry_after: Option<String>, body: Option<String> },
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+        body: Option<String>,
+    },
     /// Wait this long, then answer normally.
     Delay { ms: u64 },
     /// Send the headers and half of the body, then close the connection.
@@ -85,7 +89,8 @@ impl OrdServer {
     /// Loads `state` from `states_dir` and listens on 127.0.0.1:`port` (0 = any free port).
     pub fn start(states_dir: &Path, state: &str, port: u16) -> Result<Self, String> {
         let served = load_state(states_dir, state)?;
-        let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let listener =
+            TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let shared = Arc::new(Shared {
             states_dir: states_dir.to_owned(),
@@ -108,7 +113,11 @@ impl OrdServer {
                 }
             }
         });
-        Ok(OrdServer { addr, shared, accept: Some(accept) })
+        Ok(OrdServer {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -176,10 +185,10 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" || header == "\n" {
             break;
         }
-        if let Some((k, v)) = header.split_once(':') {
-            if k.trim().eq_ignore_ascii_case("content-length") {
-                content_length = v.trim().parse().unwrap_or(0);
-            }
+        if let Some((k, v)) = header.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            content_length = v.trim().parse().unwrap_or(0);
         }
     }
     let mut body = vec![0; content_length.min(1 << 20)];
@@ -195,10 +204,17 @@ struct Reply {
 
 impl Reply {
     fn json(status: u16, body: Vec<u8>) -> Self {
-        Reply { status, headers: Vec::new(), body }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
     }
     fn error(status: u16, text: &str) -> Self {
-        Reply::json(status, serde_json::to_vec(&json!({"ErrorCode": status, "ErrorText": text})).expect("json"))
+        Reply::json(
+            status,
+            serde_json::to_vec(&json!({"ErrorCode": status, "ErrorText": text})).expect("json"),
+        )
     }
 }
 
@@ -217,7 +233,11 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_head(stream: &mut TcpStream, reply: &Reply, content_length: usize) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\nConnection: close\r\n", reply.status, reason(reply.status));
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\nConnection: close\r\n",
+        reply.status,
+        reason(reply.status)
+    );
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -229,23 +249,28 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
     let Some(request) = read_request(&stream) else { return };
     let fault = take_fault(shared, &request.target);
     let log = |status: u16| {
-        shared.log.lock().unwrap_or_else(|e| e.into_inner()).push(LoggedRequest {
-            method: request.method.clone(),
-            target: request.target.clone(),
-            status,
-            at_ms: shared.started.elapsed().as_millis() as u64,
-        });
+        shared
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(LoggedRequest {
+                method: request.method.clone(),
+                target: request.target.clone(),
+                status,
+                at_ms: shared.started.elapsed().as_millis() as u64,
+            });
     };
-    if let Some(FaultAction::Delay { ms }) = &fault {
-        std::thread::sleep(Duration::from_millis(*ms));
-    }
     let mut reply = match &fault {
         Some(FaultAction::Reset) => {
             log(0);
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
-        Some(FaultAction::Status { status, retry_after, body }) => {
+        Some(FaultAction::Status {
+            status,
+            retry_after,
+            body,
+        }) => {
             let mut r = Reply::json(*status, body.clone().unwrap_or_default().into_bytes());
             if let Some(ra) = retry_after {
                 r.headers.push(("Retry-After".into(), ra.clone()));
@@ -262,7 +287,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
             }
         }
     }
+    // Logged on arrival, before any injected delay, so the log is complete when the client is.
     log(reply.status);
+    if let Some(FaultAction::Delay { ms }) = &fault {
+        std::thread::sleep(Duration::from_millis(*ms));
+    }
     if let Some(FaultAction::Truncate) = &fault {
         let _ = write_head(&mut stream, &reply, reply.body.len());
         let _ = stream.write_all(&reply.body[..reply.body.len() / 2]);
@@ -275,7 +304,9 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
 
 fn take_fault(shared: &Shared, target: &str) -> Option<FaultAction> {
     let mut faults = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
-    let i = faults.iter().position(|f| f.times > 0 && target.contains(&f.path_contains))?;
+    let i = faults
+        .iter()
+        .position(|f| f.times > 0 && target.contains(&f.path_contains))?;
     faults[i].times -= 1;
     let action = faults[i].action.clone();
     if faults[i].times == 0 {
@@ -289,7 +320,11 @@ fn route(shared: &Shared, request: &Request) -> Reply {
         Ok(u) => u,
         Err(_) => return Reply::error(400, "Bad request target"),
     };
-    let params = Params(url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect());
+    let params = Params(
+        url.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+    );
     let path = url.path();
     if let Some(admin) = path.strip_prefix("/_admin/") {
         return admin_route(shared, &request.method, admin, &request.body);
@@ -322,12 +357,19 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 fn paged<T: Serialize>(rows: &[T], params: &Params, mode: OffsetMode, key: &str) -> Reply {
-    let limit = params.get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(1000).clamp(1, 1000);
+    let limit = params
+        .get("Limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .clamp(1, 1000);
     let offset = match params.get("Offset") {
         None => 0,
         Some(o) => match o.parse::<usize>() {
@@ -349,11 +391,16 @@ fn paged<T: Serialize>(rows: &[T], params: &Params, mode: OffsetMode, key: &str)
 
 fn search(state: &ServedState, params: &Params, base: &str) -> Reply {
     let list = |name: &str| -> Vec<String> {
-        params.get(name).map(|v| v.split(',').map(|s| s.trim().to_ascii_uppercase()).collect()).unwrap_or_default()
+        params
+            .get(name)
+            .map(|v| v.split(',').map(|s| s.trim().to_ascii_uppercase()).collect())
+            .unwrap_or_default()
     };
     let (primary, roles) = (list("PrimaryRoleId"), list("Roles"));
     let status = params.get("Status").map(str::to_ascii_lowercase);
-    let since = params.get("LastChangeDate").and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+    let since = params
+        .get("LastChangeDate")
+        .and_then(|d| d.parse::<chrono::NaiveDate>().ok());
     let name = params.get("Name").map(str::to_ascii_uppercase);
     let rows: Vec<Value> = state
         .records
@@ -362,7 +409,9 @@ fn search(state: &ServedState, params: &Params, base: &str) -> Reply {
             let o = &r.parsed.organisation;
             (primary.is_empty() || o.primary_role.as_ref().is_some_and(|p| primary.contains(p)))
                 && (roles.is_empty() || r.parsed.role_ids().any(|id| roles.iter().any(|x| x == id)))
-                && status.as_ref().is_none_or(|s| o.status.as_ref().is_some_and(|x| x.to_ascii_lowercase() == *s))
+                && status
+                    .as_ref()
+                    .is_none_or(|s| o.status.as_ref().is_some_and(|x| x.to_ascii_lowercase() == *s))
                 && since.is_none_or(|d| o.last_change_date.is_some_and(|l| l >= d))
                 && name.as_ref().is_none_or(|n| o.name.contains(n.as_str()))
         })

@@ -33,16 +33,29 @@ pub enum SnapshotError {
     Parquet { path: PathBuf, message: String },
     #[error("{path}: invalid manifest: {message}")]
     Manifest { path: PathBuf, message: String },
-    #[error("another odsync run holds `{path}` ({holder})\nHelp: wait for it to finish; if no odsync run is active (it was killed), delete `{path}`")]
+    #[error(
+        "another odsync run holds `{path}` ({holder})\nHelp: wait for it to finish; if no odsync run is active (it was killed), delete `{path}`"
+    )]
     Locked { path: PathBuf, holder: String },
-    #[error("version {version} of `{pipeline}` already exists at `{path}`\nHelp: another run committed while this one ran; run again")]
-    VersionExists { pipeline: String, version: u64, path: PathBuf },
-    #[error("no snapshot version {version} for pipeline `{pipeline}`\nHelp: `odsync snapshots list {pipeline}` shows the versions")]
+    #[error(
+        "version {version} of `{pipeline}` already exists at `{path}`\nHelp: another run committed while this one ran; run again"
+    )]
+    VersionExists {
+        pipeline: String,
+        version: u64,
+        path: PathBuf,
+    },
+    #[error(
+        "no snapshot version {version} for pipeline `{pipeline}`\nHelp: `odsync snapshots list {pipeline}` shows the versions"
+    )]
     NoSuchVersion { pipeline: String, version: u64 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io { path: path.to_owned(), source }
+    move |source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,9 +99,13 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CommitOutcome {
-    Committed { version: u64 },
+    Committed {
+        version: u64,
+    },
     /// Same content as the latest version; nothing written.
-    Unchanged { version: u64 },
+    Unchanged {
+        version: u64,
+    },
 }
 
 pub struct SnapshotStore {
@@ -113,7 +130,10 @@ pub fn version_dir_name(version: u64) -> String {
 
 impl SnapshotStore {
     pub fn new(warehouse: &Path, pipeline: &str) -> Self {
-        SnapshotStore { pipeline: pipeline.to_owned(), root: warehouse.join(pipeline).join("ods") }
+        SnapshotStore {
+            pipeline: pipeline.to_owned(),
+            root: warehouse.join(pipeline).join("ods"),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -162,12 +182,17 @@ impl SnapshotStore {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(SnapshotError::NoSuchVersion { pipeline: self.pipeline.clone(), version });
+                return Err(SnapshotError::NoSuchVersion {
+                    pipeline: self.pipeline.clone(),
+                    version,
+                });
             }
             Err(e) => return Err(io(&path)(e)),
         };
-        serde_json::from_str(&text)
-            .map_err(|e| SnapshotError::Manifest { path, message: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| SnapshotError::Manifest {
+            path,
+            message: e.to_string(),
+        })
     }
 
     pub fn latest(&self) -> Result<Option<Manifest>, SnapshotError> {
@@ -180,11 +205,20 @@ impl SnapshotStore {
     fn read_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
         let path = self.version_dir(version).join(format!("{table}.parquet"));
         let file = std::fs::File::open(&path).map_err(io(&path))?;
-        let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet { path: path.clone(), message: e.to_string() };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.build().map_err(perr)?;
+        let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(perr)?
+            .build()
+            .map_err(perr)?;
         reader
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SnapshotError::Parquet { path: path.clone(), message: e.to_string() })
+            .map_err(|e| SnapshotError::Parquet {
+                path: path.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// The raw records of a version: the input for applying a delta, and for replay.
@@ -236,10 +270,12 @@ impl SnapshotStore {
     /// `manifest` is completed here (version, previous version, table infos).
     pub fn commit(&self, tables: &SnapshotTables, mut manifest: Manifest) -> Result<CommitOutcome, SnapshotError> {
         let latest = self.latest()?;
-        if let Some(latest) = &latest {
-            if latest.content_hash == tables.content_hash {
-                return Ok(CommitOutcome::Unchanged { version: latest.version });
-            }
+        if let Some(latest) = &latest
+            && latest.content_hash == tables.content_hash
+        {
+            return Ok(CommitOutcome::Unchanged {
+                version: latest.version,
+            });
         }
         let version = latest.as_ref().map_or(1, |m| m.version + 1);
         manifest.version = version;
@@ -261,29 +297,48 @@ impl SnapshotStore {
         let target = self.version_dir(version);
         if target.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(SnapshotError::VersionExists { pipeline: self.pipeline.clone(), version, path: target });
+            return Err(SnapshotError::VersionExists {
+                pipeline: self.pipeline.clone(),
+                version,
+                path: target,
+            });
         }
         std::fs::rename(&tmp, &target).map_err(io(&target))?;
         sync_dir(&self.root)?;
         Ok(CommitOutcome::Committed { version })
     }
 
-    fn write_version(&self, dir: &Path, tables: &SnapshotTables, manifest: &mut Manifest, version: u64) -> Result<(), SnapshotError> {
+    fn write_version(
+        &self,
+        dir: &Path,
+        tables: &SnapshotTables,
+        manifest: &mut Manifest,
+        version: u64,
+    ) -> Result<(), SnapshotError> {
         for (name, batch) in &tables.batches {
             let file = format!("{name}.parquet");
             let path = dir.join(&file);
-            write_parquet(&path, batch, &[
-                ("odsync.pipeline", &self.pipeline),
-                ("odsync.table", name),
-                ("odsync.snapshot_version", &version.to_string()),
-                ("odsync.run_id", &manifest.run_id),
-                ("odsync.schema_version", &manifest.schema_version.to_string()),
-                ("odsync.version", env!("CARGO_PKG_VERSION")),
-            ])?;
+            write_parquet(
+                &path,
+                batch,
+                &[
+                    ("odsync.pipeline", &self.pipeline),
+                    ("odsync.table", name),
+                    ("odsync.snapshot_version", &version.to_string()),
+                    ("odsync.run_id", &manifest.run_id),
+                    ("odsync.schema_version", &manifest.schema_version.to_string()),
+                    ("odsync.version", env!("CARGO_PKG_VERSION")),
+                ],
+            )?;
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             manifest.tables.insert(
                 (*name).to_owned(),
-                TableInfo { file, rows: batch.num_rows() as u64, bytes: bytes.len() as u64, sha256: sha256_hex(&bytes) },
+                TableInfo {
+                    file,
+                    rows: batch.num_rows() as u64,
+                    bytes: bytes.len() as u64,
+                    sha256: sha256_hex(&bytes),
+                },
             );
         }
         debug_assert_eq!(manifest.tables.len(), TABLE_NAMES.len());
@@ -311,10 +366,16 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch, metadata: &[(&str, &str)]
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_key_value_metadata(Some(
-            metadata.iter().map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned())).collect(),
+            metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         ))
         .build();
-    let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet { path: path.to_owned(), message: e.to_string() };
+    let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     let mut buffer = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props)).map_err(perr)?;
     writer.write(batch).map_err(perr)?;
@@ -337,12 +398,18 @@ fn string_col<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| SnapshotError::Parquet { path: path.to_owned(), message: format!("missing text column `{name}`") })
+        .ok_or_else(|| SnapshotError::Parquet {
+            path: path.to_owned(),
+            message: format!("missing text column `{name}`"),
+        })
 }
 
 fn binary_col<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a BinaryArray, SnapshotError> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
-        .ok_or_else(|| SnapshotError::Parquet { path: path.to_owned(), message: format!("missing binary column `{name}`") })
+        .ok_or_else(|| SnapshotError::Parquet {
+            path: path.to_owned(),
+            message: format!("missing binary column `{name}`"),
+        })
 }

@@ -23,7 +23,12 @@ pub struct CsvSource {
 
 impl CsvSource {
     pub fn new(location: &str, layout: CsvLayout, zip_entry: Option<String>, http: HttpClient) -> Self {
-        CsvSource { location: location.to_owned(), layout, zip_entry, http }
+        CsvSource {
+            location: location.to_owned(),
+            layout,
+            zip_entry,
+            http,
+        }
     }
 
     fn is_url(&self) -> bool {
@@ -39,8 +44,10 @@ impl CsvSource {
             })?;
             self.http.get(&url)?.body
         } else {
-            std::fs::read(&self.location)
-                .map_err(|source| SourceError::Io { path: self.location.clone(), source })?
+            std::fs::read(&self.location).map_err(|source| SourceError::Io {
+                path: self.location.clone(),
+                source,
+            })?
         };
         let name = self.location.rsplit('/').next().unwrap_or(&self.location).to_owned();
         let wants_zip = self.location.to_ascii_lowercase().ends_with(".zip");
@@ -62,20 +69,33 @@ impl CsvSource {
     }
 
     fn unzip(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, String), SourceError> {
-        let err = |message: String| SourceError::Csv { location: self.location.clone(), message };
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-            .map_err(|e| err(format!("unreadable zip: {e}")))?;
+        let err = |message: String| SourceError::Csv {
+            location: self.location.clone(),
+            message,
+        };
+        let mut archive =
+            zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| err(format!("unreadable zip: {e}")))?;
         let names: Vec<String> = archive.file_names().map(str::to_owned).collect();
         let entry = match &self.zip_entry {
             Some(wanted) => names.iter().find(|n| *n == wanted).cloned().ok_or_else(|| {
-                err(format!("the zip has no entry `{wanted}`; it holds: {}", names.join(", ")))
+                err(format!(
+                    "the zip has no entry `{wanted}`; it holds: {}",
+                    names.join(", ")
+                ))
             })?,
             None => {
-                let csvs: Vec<&String> =
-                    names.iter().filter(|n| n.to_ascii_lowercase().ends_with(".csv")).collect();
+                let csvs: Vec<&String> = names
+                    .iter()
+                    .filter(|n| n.to_ascii_lowercase().ends_with(".csv"))
+                    .collect();
                 match csvs.as_slice() {
                     [one] => (*one).clone(),
-                    [] => return Err(err(format!("the zip holds no .csv file; it holds: {}", names.join(", ")))),
+                    [] => {
+                        return Err(err(format!(
+                            "the zip holds no .csv file; it holds: {}",
+                            names.join(", ")
+                        )));
+                    }
                     many => {
                         return Err(err(format!(
                             "the zip holds several CSV files ({}); set `source.zip_entry`",
@@ -85,9 +105,12 @@ impl CsvSource {
                 }
             }
         };
-        let mut file = archive.by_name(&entry).map_err(|e| err(format!("zip entry `{entry}`: {e}")))?;
+        let mut file = archive
+            .by_name(&entry)
+            .map_err(|e| err(format!("zip entry `{entry}`: {e}")))?;
         let mut out = Vec::new();
-        file.read_to_end(&mut out).map_err(|e| err(format!("zip entry `{entry}`: {e}")))?;
+        file.read_to_end(&mut out)
+            .map_err(|e| err(format!("zip entry `{entry}`: {e}")))?;
         Ok((out, entry))
     }
 }
@@ -130,7 +153,12 @@ pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>
             Ok(f) => f,
             Err(reason) => {
                 let code = first_field(payload);
-                failures.push(Quarantined { code, source: origin, reason, raw: payload.to_vec() });
+                failures.push(Quarantined {
+                    code,
+                    source: origin,
+                    reason,
+                    raw: payload.to_vec(),
+                });
                 continue;
             }
         };
@@ -154,7 +182,12 @@ pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>
             continue;
         }
         first_line.insert(code.clone(), line_no);
-        records.push(RawRecord { code, format: RawFormat::Csv, origin, payload: payload.to_vec() });
+        records.push(RawRecord {
+            code,
+            format: RawFormat::Csv,
+            origin,
+            payload: payload.to_vec(),
+        });
     }
     (records, failures)
 }
@@ -213,10 +246,13 @@ impl Source for CsvSource {
         let latency_ms = started.elapsed().as_millis() as u64;
         let (records, failures) = split_file(&bytes, &name);
         let first = records.first();
-        let parsed = first.map(|r| {
-            crate::model::csv_row::parse_line(&r.payload, &self.layout, chrono::Utc::now().date_naive())
-        });
-        let mut notes = vec![format!("{} lines read from `{name}`, {} unusable", records.len() + failures.len(), failures.len())];
+        let parsed =
+            first.map(|r| crate::model::csv_row::parse_line(&r.payload, &self.layout, chrono::Utc::now().date_naive()));
+        let mut notes = vec![format!(
+            "{} lines read from `{name}`, {} unusable",
+            records.len() + failures.len(),
+            failures.len()
+        )];
         let sample_name = match parsed {
             Some(Ok(rec)) => Some(rec.organisation.name),
             Some(Err(e)) => {
@@ -256,7 +292,9 @@ mod tests {
 
     #[test]
     fn an_html_challenge_page_is_not_taken_for_a_zip() {
-        assert!(looks_like_html(b"  <!DOCTYPE html><html><title>Just a moment...</title>"));
+        assert!(looks_like_html(
+            b"  <!DOCTYPE html><html><title>Just a moment...</title>"
+        ));
         assert!(!looks_like_html(b"\"R0A\",\"MANCHESTER\""));
     }
 }

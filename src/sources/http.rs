@@ -31,7 +31,9 @@ pub struct HttpSettings {
 pub enum HttpError {
     #[error("GET {url} answered HTTP {status}{}", snippet(body))]
     Status { url: String, status: u16, body: String },
-    #[error("GET {url} failed after {attempts} attempts; last error: {last}\nHelp: check the network and the base URL (`odsync check <pipeline>`), then run again; nothing was committed")]
+    #[error(
+        "GET {url} failed after {attempts} attempts; last error: {last}\nHelp: check the network and the base URL (`odsync check <pipeline>`), then run again; nothing was committed"
+    )]
     GaveUp { url: String, attempts: u32, last: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
@@ -194,7 +196,11 @@ impl HttpClient {
                 std::thread::sleep(delay);
             }
         }
-        Err(HttpError::GaveUp { url: shown, attempts, last })
+        Err(HttpError::GaveUp {
+            url: shown,
+            attempts,
+            last,
+        })
     }
 }
 

@@ -78,14 +78,22 @@ pub struct CheckReport {
 pub enum SourceError {
     #[error(transparent)]
     Http(#[from] http::HttpError),
-    #[error("{url}: X-Total-Count says {expected} organisations but paging returned {got} distinct codes\nHelp: the listing changed while paging or the server pages differently; run again, and if it persists report it (nothing was committed)")]
+    #[error(
+        "{url}: X-Total-Count says {expected} organisations but paging returned {got} distinct codes\nHelp: the listing changed while paging or the server pages differently; run again, and if it persists report it (nothing was committed)"
+    )]
     TotalCountMismatch { url: String, expected: u64, got: u64 },
     #[error("{url}: unexpected response: {message}")]
     BadResponse { url: String, message: String },
-    #[error("{url}: the server refused the /sync date {since} (HTTP 406: ORD keeps 185 days of changes)\nHelp: run `odsync run <pipeline> --full` for a new baseline")]
+    #[error(
+        "{url}: the server refused the /sync date {since} (HTTP 406: ORD keeps 185 days of changes)\nHelp: run `odsync run <pipeline> --full` for a new baseline"
+    )]
     SyncTooOld { url: String, since: NaiveDate },
     #[error("`{location}` is not a zip file: it starts with {looks_like}\nHelp: {help}")]
-    NotAZip { location: String, looks_like: String, help: String },
+    NotAZip {
+        location: String,
+        looks_like: String,
+        help: String,
+    },
     #[error("`{location}`: {message}")]
     Csv { location: String, message: String },
     #[error("cannot read `{path}`: {source}\nHelp: check `source.location` in the pipeline file")]

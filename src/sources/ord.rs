@@ -44,7 +44,8 @@ impl OrdSource {
     fn url(&self, path: &str, params: &[(&str, String)]) -> Url {
         let mut url = self.base.join(path).expect("relative API paths join onto the base");
         if !params.is_empty() {
-            url.query_pairs_mut().extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
+            url.query_pairs_mut()
+                .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
         }
         url
     }
@@ -199,7 +200,10 @@ impl OrdSource {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.http.settings().concurrency)
             .build()
-            .map_err(|e| SourceError::BadResponse { url: self.base.to_string(), message: e.to_string() })?;
+            .map_err(|e| SourceError::BadResponse {
+                url: self.base.to_string(),
+                message: e.to_string(),
+            })?;
         let results: Vec<Result<Result<RawRecord, Quarantined>, HttpError>> = pool.install(|| {
             codes
                 .par_iter()
@@ -215,7 +219,9 @@ impl OrdSource {
                         Err(HttpError::Status { url, status, body }) => Ok(Err(Quarantined {
                             code: Some(code.clone()),
                             source: url,
-                            reason: format!("HTTP {status} fetching the record (listed by the search or /sync, but not served)"),
+                            reason: format!(
+                                "HTTP {status} fetching the record (listed by the search or /sync, but not served)"
+                            ),
                             raw: body.into_bytes(),
                         })),
                         Err(e) => Err(e),
@@ -295,9 +301,11 @@ impl Source for OrdSource {
         let (mut sample_code, mut sample_name) = (None, None);
         if let Some(code) = first {
             let rec = self.http.get(&self.url(&format!("organisations/{code}"), &[]))?;
-            let parsed = crate::model::ord_json::parse_organisation(&rec.body).map_err(|message| {
-                SourceError::BadResponse { url: rec.url.clone(), message }
-            })?;
+            let parsed =
+                crate::model::ord_json::parse_organisation(&rec.body).map_err(|message| SourceError::BadResponse {
+                    url: rec.url.clone(),
+                    message,
+                })?;
             sample_name = Some(parsed.organisation.name);
             sample_code = Some(code);
         } else {

@@ -19,7 +19,11 @@ fn snapshots_are_readable_by_duckdb_with_hive_partitioning() {
         glob.display()
     );
     let mut stmt = conn.prepare(&sql).unwrap();
-    let counts: Vec<(i64, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let counts: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(counts, [(1, 220), (2, 221)]);
 
     // Rows are sorted by key and the file carries odsync's metadata.
@@ -36,7 +40,10 @@ fn snapshots_are_readable_by_duckdb_with_hive_partitioning() {
     assert_eq!(codes, sorted);
     let run_id: String = conn
         .query_row(
-            &format!("SELECT decode(value) FROM parquet_kv_metadata('{}') WHERE decode(key) = 'odsync.run_id'", file.display()),
+            &format!(
+                "SELECT decode(value) FROM parquet_kv_metadata('{}') WHERE decode(key) = 'odsync.run_id'",
+                file.display()
+            ),
             [],
             |r| r.get(0),
         )
@@ -79,7 +86,11 @@ fn the_catalog_opens_without_odsync_and_its_views_match_the_runs() {
         .unwrap();
     assert_eq!(latest, (2, 221));
     let roles: i64 = conn
-        .query_row("SELECT count(*) FROM latest_code_system_roles WHERE role_id = 'RO197' AND display_name = 'NHS TRUST'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM latest_code_system_roles WHERE role_id = 'RO197' AND display_name = 'NHS TRUST'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(roles, 1);
 }

@@ -19,7 +19,10 @@ fn a_malformed_pipeline_file_names_the_file_and_the_key_and_exits_1() {
 #[test]
 fn validate_reports_every_problem_in_every_file_at_once() {
     let ctx = TestContext::new();
-    ctx.write_pipeline("good", "name = \"good\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"etr.csv\"\n");
+    ctx.write_pipeline(
+        "good",
+        "name = \"good\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"etr.csv\"\n",
+    );
     ctx.write_pipeline(
         "wrong",
         "name = \"other\"\n[source]\ntype = \"ord\"\nbase_url = \"not a url\"\n[scope]\nprimary_roles = [\"TRUST\"]\n[http]\nconcurrency = 0\n",
@@ -29,13 +32,23 @@ fn validate_reports_every_problem_in_every_file_at_once() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     let reports = out.json();
     let problems = |file: &str| -> Vec<String> {
-        let r = reports.as_array().unwrap().iter().find(|r| r["file"].as_str().unwrap().ends_with(file)).unwrap();
+        let r = reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["file"].as_str().unwrap().ends_with(file))
+            .unwrap();
         serde_json::from_value(r["problems"].clone()).unwrap()
     };
     assert!(problems("good.toml").is_empty());
     let wrong = problems("wrong.toml");
     assert_eq!(wrong.len(), 4, "{wrong:#?}");
-    for key in ["`name`", "`source.base_url`", "`scope.primary_roles`", "`http.concurrency`"] {
+    for key in [
+        "`name`",
+        "`source.base_url`",
+        "`scope.primary_roles`",
+        "`http.concurrency`",
+    ] {
         assert!(wrong.iter().any(|p| p.contains(key)), "{key} missing in {wrong:#?}");
     }
     assert!(problems("unknown_type.toml")[0].contains("ftp"));
@@ -48,7 +61,12 @@ fn the_shipped_pipelines_are_valid() {
     let out = ctx.odsync("2025-07-16", &["validate", "--pipelines-dir", dir.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     for name in ["nhs_trusts", "nhs_trusts_csv", "demo"] {
-        assert!(out.stdout.contains(&format!("ok       {}", dir.join(format!("{name}.toml")).display())), "{}", out.stdout);
+        assert!(
+            out.stdout
+                .contains(&format!("ok       {}", dir.join(format!("{name}.toml")).display())),
+            "{}",
+            out.stdout
+        );
     }
 }
 
@@ -57,16 +75,27 @@ fn user_errors_say_what_to_do_and_exit_1() {
     let ctx = TestContext::new();
     let missing = ctx.odsync("2025-07-16", &["run", "nope"]);
     assert_eq!(missing.code, 1);
-    assert!(missing.stderr.contains("pipeline `nope` not found") && missing.stderr.contains("Help:"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("pipeline `nope` not found") && missing.stderr.contains("Help:"),
+        "{}",
+        missing.stderr
+    );
 
-    ctx.write_pipeline("empty", "name = \"empty\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"etr.csv\"\n");
+    ctx.write_pipeline(
+        "empty",
+        "name = \"empty\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"etr.csv\"\n",
+    );
     let none = ctx.odsync("2025-07-16", &["snapshots", "show", "empty"]);
     assert_eq!(none.code, 1);
     assert!(none.stderr.contains("odsync run empty"), "{}", none.stderr);
 
     let no_file = ctx.odsync("2025-07-16", &["run", "empty"]);
     assert_eq!(no_file.code, 1);
-    assert!(no_file.stderr.contains("cannot read `etr.csv`") && no_file.stderr.contains("source.location"), "{}", no_file.stderr);
+    assert!(
+        no_file.stderr.contains("cannot read `etr.csv`") && no_file.stderr.contains("source.location"),
+        "{}",
+        no_file.stderr
+    );
 
     let bad_clock = ctx.odsync("yesterday", &["runs"]);
     assert_eq!(bad_clock.code, 1);
@@ -81,5 +110,9 @@ fn a_held_lock_refuses_a_second_run_with_help() {
     std::fs::write(ctx.warehouse().join("locked/.lock"), "run x, pid 1").unwrap();
     let out = ctx.odsync("2025-07-16", &["run", "locked"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("another odsync run holds") && out.stderr.contains("delete"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another odsync run holds") && out.stderr.contains("delete"),
+        "{}",
+        out.stderr
+    );
 }

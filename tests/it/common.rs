@@ -32,7 +32,11 @@ impl Output {
 
     #[track_caller]
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -134,7 +138,11 @@ impl TestContext {
     pub fn versions(&self, pipeline: &str) -> Vec<String> {
         let dir = self.warehouse().join(pipeline).join("ods");
         let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -147,7 +155,11 @@ impl TestContext {
     }
 
     pub fn fault(&self, path_contains: &str, times: u32, action: FaultAction) {
-        self.server().push_fault(Fault { path_contains: path_contains.into(), times, action });
+        self.server().push_fault(Fault {
+            path_contains: path_contains.into(),
+            times,
+            action,
+        });
     }
 }
 

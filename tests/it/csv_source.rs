@@ -30,7 +30,10 @@ fn every_real_file_reads_with_its_row_count() {
     let rows = ctx.query(
         "SELECT pipeline, code, status, CAST(operational_end AS VARCHAR) FROM latest_organisations WHERE (pipeline = 'file1' AND code = 'RW6') OR (pipeline = 'file5' AND code = 'A81001') ORDER BY pipeline",
     );
-    assert_eq!(rows[0][1..], [Some("RW6".into()), Some("Inactive".into()), Some("2021-09-30".into())]);
+    assert_eq!(
+        rows[0][1..],
+        [Some("RW6".into()), Some("Inactive".into()), Some("2021-09-30".into())]
+    );
     assert_eq!(rows[1][2].as_deref(), Some("Active"));
     let commissioner = ctx.query(
         "SELECT target_code, source_field FROM latest_relationships WHERE pipeline = 'file5' AND code = 'A81001' AND rel_type = 'COMMISSIONER'",
@@ -79,9 +82,12 @@ fn a_zipped_file_is_read_and_an_html_page_posing_as_a_zip_is_refused() {
     let ctx = TestContext::new();
     let zip_path = ctx.path().join("etr.zip");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-    zip.start_file("etr.csv", zip::write::SimpleFileOptions::default()).unwrap();
-    zip.write_all(&std::fs::read(ods_csv("etr-2021-nhsx.csv")).unwrap()).unwrap();
-    zip.start_file("etr.pdf", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.start_file("etr.csv", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(&std::fs::read(ods_csv("etr-2021-nhsx.csv")).unwrap())
+        .unwrap();
+    zip.start_file("etr.pdf", zip::write::SimpleFileOptions::default())
+        .unwrap();
     zip.write_all(b"%PDF").unwrap();
     zip.finish().unwrap();
     ctx.csv_pipeline("zipped", "etr", &zip_path);
@@ -92,7 +98,11 @@ fn a_zipped_file_is_read_and_an_html_page_posing_as_a_zip_is_refused() {
     ctx.csv_pipeline("challenge", "etr", &fake);
     let out = ctx.odsync(NOW, &["run", "challenge"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("is not a zip file") && out.stderr.contains("HTML page"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a zip file") && out.stderr.contains("HTML page"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("challenge.zip"), "{}", out.stderr);
     assert!(ctx.versions("challenge").is_empty());
 }
@@ -102,7 +112,14 @@ fn broken_lines_are_quarantined_with_their_line_number_and_the_rest_is_kept() {
     let ctx = TestContext::new();
     let mut text = std::fs::read_to_string(ods_csv("etr-2021-nhsx.csv")).unwrap();
     text.push_str("\"RZZ\",\"BROKEN\",\"Y56\"\n");
-    text.push_str(&text.lines().next().unwrap().replace("20171001", "2017-10-01").replace("R0A", "RZY"));
+    text.push_str(
+        &text
+            .lines()
+            .next()
+            .unwrap()
+            .replace("20171001", "2017-10-01")
+            .replace("R0A", "RZY"),
+    );
     text.push('\n');
     let path = ctx.path().join("etr.csv");
     std::fs::write(&path, text).unwrap();

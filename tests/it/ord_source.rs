@@ -7,7 +7,12 @@ use odsync::server::FaultAction;
 const T0: &str = "2025-07-10T02:00:00Z";
 
 fn targets(ctx: &TestContext, contains: &str) -> Vec<String> {
-    ctx.server().requests().into_iter().filter(|r| r.target.contains(contains)).map(|r| r.target).collect()
+    ctx.server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.contains(contains))
+        .map(|r| r.target)
+        .collect()
 }
 
 #[test]
@@ -23,8 +28,16 @@ fn baseline_pages_past_1000_records_and_matches_x_total_count() {
     assert_eq!(s["records"]["quarantined"], 0);
     let sites = targets(&ctx, "PrimaryRoleId=RO198");
     assert_eq!(sites.len(), 2, "{sites:?}");
-    assert!(!sites[0].contains("Offset"), "first page must not send Offset: {}", sites[0]);
-    assert!(sites[1].contains("Offset=1000") && sites[1].contains("Limit=1000"), "{}", sites[1]);
+    assert!(
+        !sites[0].contains("Offset"),
+        "first page must not send Offset: {}",
+        sites[0]
+    );
+    assert!(
+        sites[1].contains("Offset=1000") && sites[1].contains("Limit=1000"),
+        "{}",
+        sites[1]
+    );
     assert_eq!(ctx.versions("trusts"), ["version=000001"]);
 }
 
@@ -66,7 +79,10 @@ fn a_total_count_mismatch_fails_the_run_without_committing_or_moving_the_waterma
     // The next run syncs from the watermark of the last good run (2025-07-10 minus 2 days).
     let next = ctx.run_ok("2025-07-13T02:00:00Z", "trusts", &[]);
     assert_eq!(next["mode"], "incremental");
-    assert_eq!(targets(&ctx, "/sync?").last().unwrap(), "/ORD/2-0-0/sync?LastChangeDate=2025-07-08&Limit=1000");
+    assert_eq!(
+        targets(&ctx, "/sync?").last().unwrap(),
+        "/ORD/2-0-0/sync?LastChangeDate=2025-07-08&Limit=1000"
+    );
 }
 
 #[test]
@@ -88,7 +104,10 @@ fn an_incremental_run_applies_sync_changes_to_the_previous_snapshot() {
     let rows = ctx.query(
         "SELECT version, code, name FROM snapshot_organisations WHERE pipeline = 'trusts' AND code IN ('G6V2S', 'RAX') ORDER BY code, version",
     );
-    let rows: Vec<Vec<&str>> = rows.iter().map(|r| r.iter().map(|v| v.as_deref().unwrap()).collect()).collect();
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_deref().unwrap()).collect())
+        .collect();
     assert_eq!(
         rows,
         [
@@ -106,7 +125,11 @@ fn a_watermark_older_than_185_days_forces_a_baseline() {
     ctx.run_ok("2025-01-02T02:00:00Z", "trusts", &[]);
     let s = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
     assert_eq!(s["mode"], "baseline");
-    assert!(s["mode_reason"].as_str().unwrap().contains("185 days"), "{}", s["mode_reason"]);
+    assert!(
+        s["mode_reason"].as_str().unwrap().contains("185 days"),
+        "{}",
+        s["mode_reason"]
+    );
     assert!(targets(&ctx, "/sync").is_empty());
 }
 
@@ -131,31 +154,65 @@ fn a_second_identical_run_is_unchanged_and_writes_no_version() {
 fn throttling_and_transient_failures_are_retried_until_the_run_succeeds() {
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
-    ctx.fault("/organisations/RWR", 1, FaultAction::Status { status: 429, retry_after: Some("1".into()), body: None });
-    ctx.fault("/organisations/R0A", 2, FaultAction::Status { status: 503, retry_after: None, body: None });
+    ctx.fault(
+        "/organisations/RWR",
+        1,
+        FaultAction::Status {
+            status: 429,
+            retry_after: Some("1".into()),
+            body: None,
+        },
+    );
+    ctx.fault(
+        "/organisations/R0A",
+        2,
+        FaultAction::Status {
+            status: 503,
+            retry_after: None,
+            body: None,
+        },
+    );
     ctx.fault("/organisations/R0B", 1, FaultAction::Truncate);
     ctx.fault("/organisations/R1F", 1, FaultAction::Reset);
     let s = ctx.run_ok(T0, "trusts", &[]);
     assert_eq!(s["records"]["organisations"], 220);
     assert_eq!(s["records"]["quarantined"], 0);
     assert_eq!(s["fetch"]["http"]["retries"], 5);
-    let rwr: Vec<_> = ctx.server().requests().into_iter().filter(|r| r.target.ends_with("/organisations/RWR")).collect();
+    let rwr: Vec<_> = ctx
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.ends_with("/organisations/RWR"))
+        .collect();
     assert_eq!(rwr.iter().map(|r| r.status).collect::<Vec<_>>(), [429, 200]);
-    assert!(rwr[1].at_ms - rwr[0].at_ms >= 1000, "Retry-After: 1 not honoured: {rwr:?}");
+    assert!(
+        rwr[1].at_ms - rwr[0].at_ms >= 1000,
+        "Retry-After: 1 not honoured: {rwr:?}"
+    );
 }
 
 #[test]
 fn records_that_are_missing_or_malformed_are_quarantined_with_a_reason() {
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
-    ctx.fault("/organisations/R0D", 10, FaultAction::Status { status: 404, retry_after: None, body: Some(r#"{"ErrorCode":404,"ErrorText":"Not Found."}"#.into()) });
+    ctx.fault(
+        "/organisations/R0D",
+        10,
+        FaultAction::Status {
+            status: 404,
+            retry_after: None,
+            body: Some(r#"{"ErrorCode":404,"ErrorText":"Not Found."}"#.into()),
+        },
+    );
     ctx.fault("/organisations/R0B", 1, FaultAction::Malformed);
     let s = ctx.run_ok(T0, "trusts", &[]);
     assert_eq!(s["records"]["quarantined"], 2);
     assert_eq!(s["records"]["organisations"], 218);
     // A 404 is permanent: asked once, not retried.
     assert_eq!(targets(&ctx, "/organisations/R0D").len(), 1);
-    let q = ctx.query("SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code");
+    let q = ctx.query(
+        "SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code",
+    );
     assert_eq!(q.len(), 2);
     assert_eq!(q[0][0].as_deref(), Some("R0B"));
     assert!(q[0][1].as_deref().unwrap().contains("invalid JSON"), "{q:?}");
@@ -170,10 +227,22 @@ fn records_that_are_missing_or_malformed_are_quarantined_with_a_reason() {
 fn a_permanent_client_error_fails_fast_without_retries() {
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197"]);
-    ctx.fault("/roles", 10, FaultAction::Status { status: 403, retry_after: None, body: Some("unknown application".into()) });
+    ctx.fault(
+        "/roles",
+        10,
+        FaultAction::Status {
+            status: 403,
+            retry_after: None,
+            body: Some("unknown application".into()),
+        },
+    );
     let out = ctx.odsync(T0, &["run", "trusts"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("HTTP 403") && out.stderr.contains("unknown application"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("HTTP 403") && out.stderr.contains("unknown application"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(targets(&ctx, "/roles").len(), 1);
     assert!(ctx.versions("trusts").is_empty());
 }
@@ -200,7 +269,10 @@ fn the_same_inputs_give_byte_identical_snapshots() {
     std::fs::rename(ctx.warehouse(), &first).unwrap();
     ctx.run_ok(T0, "trusts", &[]);
     let dir = |root: &std::path::Path| root.join("trusts/ods/version=000001");
-    let mut names: Vec<_> = std::fs::read_dir(dir(&first)).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(dir(&first))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names.len(), 8, "{names:?}");
     for name in names {
@@ -208,4 +280,19 @@ fn the_same_inputs_give_byte_identical_snapshots() {
         let b = std::fs::read(dir(&ctx.warehouse()).join(&name)).unwrap();
         assert!(a == b, "{name:?} differs between two runs of the same inputs");
     }
+}
+
+#[test]
+fn a_request_that_times_out_is_retried() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.write_pipeline(
+        "slow",
+        "name = \"slow\"\n[source]\ntype = \"ord\"\n[scope]\nprimary_roles = [\"RO197\"]\n\
+         [http]\nrequests_per_second = 1000.0\ntimeout_secs = 1\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n",
+    );
+    ctx.fault("/organisations/RWR", 1, FaultAction::Delay { ms: 2500 });
+    let s = ctx.run_ok(T0, "slow", &[]);
+    assert_eq!(s["records"]["quarantined"], 0);
+    assert_eq!(s["fetch"]["http"]["retries"], 1);
+    assert_eq!(targets(&ctx, "/organisations/RWR").len(), 2);
 }
