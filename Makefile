@@ -33,7 +33,7 @@ ODSYNC := $(CARGO_TARGET_DIR)/debug/odsync
 DEMO_STATES := tests/fixtures/ord-states
 DEMO_WAREHOUSE ?= snapshots
 
-.PHONY: help build test demo sync lint fmt clean duckdb
+.PHONY: help build test demo bench sync lint fmt clean duckdb
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -73,18 +73,35 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	ODSYNC_NOW=2025-07-16T02:00:00Z $(ODSYNC) run demo
 	echo; echo "== 5. the same state again: nothing changed, so no new version"
 	ODSYNC_NOW=2025-07-16T03:00:00Z $(ODSYNC) run demo
-	echo; echo "== 6. snapshots and runs"
+	echo; echo "== 6. the trust table: conflicts from the local table and overrides that disagree with ODS"
+	$(ODSYNC) conflicts list demo
+	id=$$($(ODSYNC) query "SELECT conflict_id FROM open_conflicts WHERE pipeline = 'demo' AND code = 'RAX' AND field = 'name'" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['rows'][0][0])")
+	echo; echo "== 7. resolve the RAX name conflict by accepting the ODS name, and merge"
+	ODSYNC_NOW=2025-07-16T04:00:00Z $(ODSYNC) conflicts resolve demo "$$id" --accept-ods --reason "merger confirmed" --by demo-user --merge
+	echo; echo "== 8. provenance of RAX: where each value of the merged row came from"
+	$(ODSYNC) provenance demo RAX
+	echo; echo "== 9. history of RAX (SCD2) and the merged trust table"
+	$(ODSYNC) history demo RAX
+	$(ODSYNC) query "SELECT code, name, trust_type, display_name, telephone, not_in_ods FROM latest_trusts WHERE pipeline = 'demo' AND code IN ('RAX', 'RH8', 'RWR', 'ZZ001') ORDER BY code"
+	echo; echo "== 10. snapshots and runs"
 	$(ODSYNC) snapshots list demo
 	echo
 	$(ODSYNC) runs demo --limit 6
-	echo; echo "== 7. the catalog, queried through odsync"
+	echo; echo "== 11. the catalog, queried through odsync"
 	$(ODSYNC) query "SELECT version, count(*) AS organisations, count(*) FILTER (WHERE status = 'Active') AS active FROM snapshot_organisations WHERE pipeline = 'demo' GROUP BY version ORDER BY version"
 	$(ODSYNC) query "SELECT code, name, status, operational_end FROM latest_organisations WHERE pipeline = 'demo' AND code IN ('G6V2S', 'RWR', 'RVVKC', 'RJY') ORDER BY code"
 	echo
 	echo "Look at it yourself (DuckDB CLI or Python, no odsync needed):"
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT code, name, status FROM latest_organisations WHERE pipeline = 'demo' LIMIT 10\""
 	echo "  duckdb -c \"SELECT version, count(*) FROM read_parquet('$(DEMO_WAREHOUSE)/demo/ods/*/organisations.parquet', hive_partitioning = true) GROUP BY ALL\""
+	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM changes_latest WHERE pipeline = 'demo'\""
+	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM open_conflicts\""
+	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM provenance_latest WHERE code = 'RAX'\""
+	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM latest_trusts WHERE pipeline = 'demo'\""
 	echo "  python3 -c \"import duckdb; print(duckdb.connect('$(DEMO_WAREHOUSE)/catalog.duckdb').sql('SELECT * FROM runs'))\""
+
+bench: build ## Benchmark snapshot write, diff and merge on synthetic 250k and 1M organisations
+	$(ODSYNC) bench --rows $${BENCH_ROWS:-250000,1000000} --work "$(CARGO_TARGET_DIR)/bench" $${BENCH_PAIR:+--write-pair "$$BENCH_PAIR"}
 
 sync: build ## Run the nhs_trusts pipeline against the live public ORD API
 	$(ODSYNC) run nhs_trusts

@@ -34,6 +34,29 @@ pub enum Command {
     /// Test the connection: reachability, latency, and that one record parses
     #[command(after_help = "Example:\n  odsync check nhs_trusts")]
     Check(CheckArgs),
+    /// Field-level changes between two snapshot versions (default: the latest two)
+    #[command(
+        after_help = "Examples:\n  odsync diff nhs_trusts\n  odsync diff nhs_trusts --from 3 --to 7 --json\n\nChange kinds: added, deleted, closed, reopened, renamed, reparented, succeeded, changed.\nEvery run writes the changes into the previous version as <warehouse>/<pipeline>/changes/version=N/;\nquery them with `odsync query \"SELECT * FROM changes_latest\"`."
+    )]
+    Diff(DiffArgs),
+    /// Merge the latest snapshot into the trust table now (runs also merge, as their last stage)
+    #[command(
+        after_help = "Example:\n  odsync merge nhs_trusts\n\nA merge whose inputs (snapshot, local table, overrides, resolutions) are unchanged is a no-op."
+    )]
+    Merge(PipelineArg),
+    /// List, show and resolve merge conflicts
+    #[command(subcommand)]
+    Conflicts(ConflictsCommand),
+    /// Where each value of the merged trust table came from
+    #[command(
+        after_help = "Examples:\n  odsync provenance nhs_trusts RWR\n  odsync provenance nhs_trusts RWR --field name --json"
+    )]
+    Provenance(ProvenanceArgs),
+    /// SCD2 history of an organisation, or every organisation as of a date
+    #[command(
+        after_help = "Examples:\n  odsync history nhs_trusts RWR\n  odsync history nhs_trusts --as-of 2021-06-30\n  odsync history nhs_trusts RWR --as-of 2021-06-30 --json"
+    )]
+    History(HistoryArgs),
     /// List or show snapshot versions
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
@@ -50,6 +73,9 @@ pub enum Command {
         after_help = "Examples:\n  odsync validate              # every file in the pipelines directory\n  odsync validate nhs_trusts demo"
     )]
     Validate(ValidateArgs),
+    /// Benchmark snapshot write, diff and merge on synthetic data (`make bench`)
+    #[command(hide = true)]
+    Bench(BenchArgs),
     /// Serve ORD fixture states on 127.0.0.1 (the local ORD-compatible test server)
     #[command(
         after_help = "Example:\n  odsync serve --states tests/fixtures/ord-states --state demo-2021 --port-file /tmp/ord.port\n\nSwitch state: curl -X POST http://127.0.0.1:PORT/_admin/state/demo-2025-07\nInject faults: curl -X POST -d '[{\"path_contains\":\"/organisations/RWR\",\"action\":{\"kind\":\"status\",\"status\":503}}]' http://127.0.0.1:PORT/_admin/faults"
@@ -70,6 +96,102 @@ pub struct RunArgs {
     /// Override the ORD base URL
     #[arg(long, env = "ODSYNC_ORD_BASE_URL")]
     pub base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArg {
+    pub pipeline: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConflictsCommand {
+    /// Conflicts of the latest merge (default: open and ignored ones)
+    List {
+        pipeline: String,
+        /// Include resolved and superseded conflicts
+        #[arg(long)]
+        all: bool,
+    },
+    /// One conflict in full
+    Show { pipeline: String, id: String },
+    /// Record a resolution; it applies at the next merge (or now, with --merge)
+    #[command(
+        after_help = "Examples:\n  odsync conflicts resolve nhs_trusts 3f2a9c1b0d4e5f60 --accept-ods\n  odsync conflicts resolve nhs_trusts 3f2a9c1b0d4e5f60 --set \"KINGSTON HOSPITAL\" --reason \"board name\" --merge\n  odsync conflicts resolve nhs_trusts 3f2a9c1b0d4e5f60 --ignore --reason \"awaiting ODS correction\" --until 2026-01-31"
+    )]
+    Resolve(ResolveArgs),
+    /// Record many resolutions from a CSV (conflict_id,resolution,value,reason,until), validated as a whole first
+    Apply {
+        pipeline: String,
+        file: std::path::PathBuf,
+        /// Who decided [default: $USER]
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+        /// Merge right away
+        #[arg(long)]
+        merge: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("resolution").required(true).args(["accept_ods", "keep_local", "set", "ignore"])))]
+pub struct ResolveArgs {
+    pub pipeline: String,
+    /// Conflict id (from `odsync conflicts list`)
+    pub id: String,
+    /// Take the ODS value
+    #[arg(long)]
+    pub accept_ods: bool,
+    /// Keep the local value
+    #[arg(long)]
+    pub keep_local: bool,
+    /// Use this value instead
+    #[arg(long, value_name = "VALUE")]
+    pub set: Option<String>,
+    /// Keep the local value and stop reporting this conflict (needs --reason; --until to lapse)
+    #[arg(long, requires = "reason")]
+    pub ignore: bool,
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Last day an --ignore applies (YYYY-MM-DD)
+    #[arg(long, requires = "ignore")]
+    pub until: Option<chrono::NaiveDate>,
+    /// Who decided [default: $USER]
+    #[arg(long, env = "USER")]
+    pub by: Option<String>,
+    /// Merge right away
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub pipeline: String,
+    pub code: Option<String>,
+    /// Show the rows valid on this date (YYYY-MM-DD)
+    #[arg(long)]
+    pub as_of: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    pub pipeline: String,
+    pub code: String,
+    #[arg(long)]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub pipeline: String,
+    /// Older version [default: the one before --to]
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Newer version [default: the latest]
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Changes to list in text output
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +231,19 @@ pub struct QueryArgs {
 pub struct ValidateArgs {
     /// Pipeline names or paths [default: every .toml in the pipelines directory]
     pub pipelines: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Organisation counts to run
+    #[arg(long, value_delimiter = ',', default_value = "250000,1000000")]
+    pub rows: Vec<usize>,
+    /// Scratch directory (removed afterwards)
+    #[arg(long, default_value = "target/bench")]
+    pub work: std::path::PathBuf,
+    /// Also write the synthetic pairs here as plain Parquet files, for outside tools
+    #[arg(long)]
+    pub write_pair: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

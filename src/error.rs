@@ -3,6 +3,8 @@
 //! unexpected.
 
 use crate::catalog::CatalogError;
+use crate::diff::DiffError;
+use crate::merge::MergeError;
 use crate::pipeline::PipelineError;
 use crate::snapshot::SnapshotError;
 use crate::sources::SourceError;
@@ -20,6 +22,11 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<SourceError>()
             || e.is::<HttpError>()
             || e.is::<CatalogError>()
+            || matches!(e.downcast_ref::<DiffError>(), Some(DiffError::NotEnoughVersions { .. }))
+            || matches!(
+                e.downcast_ref::<MergeError>(),
+                Some(MergeError::BadInput { .. } | MergeError::Input { .. })
+            )
             || matches!(
                 e.downcast_ref::<SnapshotError>(),
                 Some(

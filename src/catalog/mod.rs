@@ -29,6 +29,31 @@ const HELP: &str =
 
 pub const CATALOG_FILE: &str = "catalog.duckdb";
 
+/// Derived outputs and their views: (folder under the pipeline, table file, all-versions view,
+/// latest-version view).
+pub const OUTPUT_VIEWS: [(&str, &str, &str, &str); 5] = [
+    ("history", "history", "history_versions", "latest_history"),
+    ("changes", "changes", "snapshot_changes", "changes_latest"),
+    ("merged", "trusts", "merged_trusts", "latest_trusts"),
+    ("merged", "conflicts", "merged_conflicts", "conflicts_latest"),
+    ("merged", "provenance", "provenance_log", "provenance_by_merge"),
+];
+
+/// Whether `<warehouse>/*/<kind>/version=*/<file>` exists for any pipeline.
+fn any_output(warehouse: &Path, kind: &str, file: &str) -> bool {
+    std::fs::read_dir(warehouse)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|p| {
+            std::fs::read_dir(p.path().join(kind))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .any(|v| v.file_name().to_string_lossy().starts_with("version=") && v.path().join(file).exists())
+        })
+}
+
 /// A run as stored in the `runs` table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RunRecord {
@@ -230,18 +255,7 @@ impl Catalog {
     /// (Re)creates the snapshot views. DuckDB binds a view when it is created, so they are only
     /// created once some snapshot exists; until then the catalog holds just `runs`.
     pub fn refresh_views(&self) -> Result<bool, CatalogError> {
-        let any_snapshot = std::fs::read_dir(&self.warehouse)
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .any(|e| {
-                std::fs::read_dir(e.path().join("ods"))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Result::ok)
-                    .any(|v| v.file_name().to_string_lossy().starts_with("version="))
-            });
-        if !any_snapshot {
+        if !any_output(&self.warehouse, "ods", "manifest.json") {
             return Ok(false);
         }
         let warehouse = self.warehouse.to_string_lossy().into_owned();
@@ -250,6 +264,24 @@ impl Catalog {
             let vars = [("warehouse", warehouse.as_str()), ("table", table)];
             script.push_str(&sql::render(sql::CREATE_SNAPSHOT_VIEW, &vars));
             script.push_str(&sql::render(sql::CREATE_LATEST_VIEW, &vars));
+        }
+        for (kind, table, all_view, latest_view) in OUTPUT_VIEWS {
+            if any_output(&self.warehouse, kind, &format!("{table}.parquet")) {
+                let vars = [
+                    ("warehouse", warehouse.as_str()),
+                    ("kind", kind),
+                    ("table", table),
+                    ("all_view", all_view),
+                    ("latest_view", latest_view),
+                ];
+                script.push_str(&sql::render(sql::CREATE_OUTPUT_VIEWS, &vars));
+            }
+        }
+        if any_output(&self.warehouse, "merged", "trusts.parquet") {
+            script.push_str(sql::CREATE_MERGE_VIEWS);
+        }
+        if any_output(&self.warehouse, "history", "history.parquet") {
+            script.push_str(sql::CREATE_HISTORY_VIEWS);
         }
         self.exec(&script)?;
         Ok(true)

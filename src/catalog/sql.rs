@@ -5,14 +5,33 @@ pub const CREATE_RUNS: &str = include_str!("../../sql/catalog/create_runs.sql");
 pub const CREATE_SNAPSHOT_VIEW: &str = include_str!("../../sql/catalog/create_snapshot_view.sql");
 pub const CREATE_MANIFEST_VIEWS: &str = include_str!("../../sql/catalog/create_manifest_views.sql");
 pub const CREATE_LATEST_VIEW: &str = include_str!("../../sql/catalog/create_latest_view.sql");
+pub const CREATE_OUTPUT_VIEWS: &str = include_str!("../../sql/catalog/create_output_views.sql");
+pub const CREATE_MERGE_VIEWS: &str = include_str!("../../sql/report/create_merge_views.sql");
+pub const CREATE_HISTORY_VIEWS: &str = include_str!("../../sql/report/create_history_views.sql");
 
 /// Every embedded file with its path under `sql/`.
-pub const ALL: [(&str, &str); 4] = [
+pub const ALL: [(&str, &str); 13] = [
+    ("history/update_history.sql", crate::history::SQL_UPDATE_HISTORY),
+    ("report/create_history_views.sql", CREATE_HISTORY_VIEWS),
+    ("report/create_merge_views.sql", CREATE_MERGE_VIEWS),
+    ("merge/select_touched.sql", crate::merge::SQL_SELECT_TOUCHED),
+    ("merge/decide_fields.sql", crate::merge::SQL_DECIDE_FIELDS),
+    ("merge/detect_conflicts.sql", crate::merge::SQL_DETECT_CONFLICTS),
+    ("merge/build_trusts.sql", crate::merge::SQL_BUILD_TRUSTS),
+    ("merge/build_provenance.sql", crate::merge::SQL_BUILD_PROVENANCE),
     ("catalog/create_runs.sql", CREATE_RUNS),
     ("catalog/create_snapshot_view.sql", CREATE_SNAPSHOT_VIEW),
     ("catalog/create_manifest_views.sql", CREATE_MANIFEST_VIEWS),
     ("catalog/create_latest_view.sql", CREATE_LATEST_VIEW),
+    ("catalog/create_output_views.sql", CREATE_OUTPUT_VIEWS),
 ];
+
+/// Fills `{name}` placeholders with SQL fragments odsync built itself from validated names
+/// (column lists); unlike [`render`] nothing is quoted.
+pub fn render_raw(template: &str, vars: &[(&str, &str)]) -> String {
+    vars.iter()
+        .fold(template.to_owned(), |sql, (k, v)| sql.replace(&format!("{{{k}}}"), v))
+}
 
 /// Fills `{name}` placeholders. Values are paths and table names that odsync controls; single
 /// quotes are doubled anyway so a path with a quote cannot break out of its SQL string.

@@ -2,6 +2,11 @@
 //! file, then default), calls the library, and prints its typed summary through the `Printer`.
 
 mod check;
+mod conflicts;
+mod diff;
+mod history;
+mod merge;
+mod provenance;
 mod query;
 mod run;
 mod runs;
@@ -59,11 +64,33 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&globals, &args),
         Command::Check(args) => check::run(&globals, &args),
+        Command::Diff(args) => diff::run(&globals, &args),
+        Command::Merge(args) => merge::run(&globals, &args.pipeline).map(|_| ExitCode::SUCCESS),
+        Command::Conflicts(cmd) => conflicts::run(&globals, &cmd),
+        Command::Provenance(args) => provenance::run(&globals, &args),
+        Command::History(args) => history::run(&globals, &args),
         Command::Snapshots(cmd) => snapshots::run(&globals, &cmd),
         Command::Runs(args) => runs::run(&globals, &args),
         Command::Query(args) => query::run(&globals, &args),
         Command::Validate(args) => validate::run(&globals, &args),
         Command::Serve(args) => serve::run(&args),
+        Command::Bench(args) => {
+            let results = crate::bench::run(&args.rows, &args.work, args.write_pair.as_deref())?;
+            globals.printer.emit(&results, |rows| {
+                let mut out = format!(
+                    "{:>9}  {:<40} {:>9}  {:>12}  {:>12}\n",
+                    "rows", "stage", "seconds", "rows/s", "peak RSS MB"
+                );
+                for r in rows {
+                    out.push_str(&format!(
+                        "{:>9}  {:<40} {:>9.3}  {:>12.0}  {:>12.1}\n",
+                        r.rows, r.stage, r.seconds, r.rows_per_second, r.peak_rss_mb
+                    ));
+                }
+                out
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

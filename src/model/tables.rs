@@ -119,6 +119,33 @@ struct OrgRow {
     row_hash: String,
 }
 
+/// A child row (role, relationship, successor) with its organisation's code, its diff key and
+/// its content hash.
+struct ChildRow<T> {
+    code: String,
+    row_key: String,
+    row_hash: String,
+    row: T,
+}
+
+impl<T: Serialize> ChildRow<T> {
+    fn new(code: &str, row: T, unique_id: Option<&str>, fallback: &str) -> Self {
+        let row_key = unique_id.map_or_else(|| format!("{code}/{fallback}"), str::to_owned);
+        let row_hash = row_hash(&(code, &row));
+        ChildRow {
+            code: code.to_owned(),
+            row_key,
+            row_hash,
+            row,
+        }
+    }
+}
+
+/// The first 128 bits of the sha256 of a row's canonical JSON, as hex: what the diff compares.
+fn row_hash(row: &impl Serialize) -> String {
+    sha256_hex(&serde_json::to_vec(row).expect("model types serialise"))[..32].to_owned()
+}
+
 fn organisation_columns() -> Vec<Column<OrgRow>> {
     use Kind::*;
     vec![
@@ -147,47 +174,53 @@ fn organisation_columns() -> Vec<Column<OrgRow>> {
     ]
 }
 
-fn role_columns() -> Vec<Column<(String, Role)>> {
+fn role_columns() -> Vec<Column<ChildRow<Role>>> {
     use Kind::*;
     vec![
-        req("code", Str(|r| Some(&r.0))),
-        req("role_id", Str(|r| Some(&r.1.role_id))),
-        opt("unique_role_id", Str(|r| r.1.unique_role_id.as_deref())),
-        req("is_primary", Bool(|r| r.1.is_primary)),
-        opt("operational_start", Date(|r| r.1.operational.start)),
-        opt("operational_end", Date(|r| r.1.operational.end)),
-        opt("legal_start", Date(|r| r.1.legal.start)),
-        opt("legal_end", Date(|r| r.1.legal.end)),
-        opt("status", Str(|r| r.1.status.as_deref())),
+        req("code", Str(|r| Some(&r.code))),
+        req("role_id", Str(|r| Some(&r.row.role_id))),
+        opt("unique_role_id", Str(|r| r.row.unique_role_id.as_deref())),
+        req("is_primary", Bool(|r| r.row.is_primary)),
+        opt("operational_start", Date(|r| r.row.operational.start)),
+        opt("operational_end", Date(|r| r.row.operational.end)),
+        opt("legal_start", Date(|r| r.row.legal.start)),
+        opt("legal_end", Date(|r| r.row.legal.end)),
+        opt("status", Str(|r| r.row.status.as_deref())),
+        req("row_key", Str(|r| Some(&r.row_key))),
+        req("row_hash", Str(|r| Some(&r.row_hash))),
     ]
 }
 
-fn relationship_columns() -> Vec<Column<(String, Relationship)>> {
+fn relationship_columns() -> Vec<Column<ChildRow<Relationship>>> {
     use Kind::*;
     vec![
-        req("code", Str(|r| Some(&r.0))),
-        req("rel_type", Str(|r| Some(&r.1.rel_type))),
-        req("target_code", Str(|r| Some(&r.1.target_code))),
-        opt("target_primary_role", Str(|r| r.1.target_primary_role.as_deref())),
-        opt("unique_rel_id", Str(|r| r.1.unique_rel_id.as_deref())),
-        opt("operational_start", Date(|r| r.1.operational.start)),
-        opt("operational_end", Date(|r| r.1.operational.end)),
-        opt("legal_start", Date(|r| r.1.legal.start)),
-        opt("legal_end", Date(|r| r.1.legal.end)),
-        opt("status", Str(|r| r.1.status.as_deref())),
-        opt("source_field", Str(|r| r.1.source_field.as_deref())),
+        req("code", Str(|r| Some(&r.code))),
+        req("rel_type", Str(|r| Some(&r.row.rel_type))),
+        req("target_code", Str(|r| Some(&r.row.target_code))),
+        opt("target_primary_role", Str(|r| r.row.target_primary_role.as_deref())),
+        opt("unique_rel_id", Str(|r| r.row.unique_rel_id.as_deref())),
+        opt("operational_start", Date(|r| r.row.operational.start)),
+        opt("operational_end", Date(|r| r.row.operational.end)),
+        opt("legal_start", Date(|r| r.row.legal.start)),
+        opt("legal_end", Date(|r| r.row.legal.end)),
+        opt("status", Str(|r| r.row.status.as_deref())),
+        opt("source_field", Str(|r| r.row.source_field.as_deref())),
+        req("row_key", Str(|r| Some(&r.row_key))),
+        req("row_hash", Str(|r| Some(&r.row_hash))),
     ]
 }
 
-fn successor_columns() -> Vec<Column<(String, Successor)>> {
+fn successor_columns() -> Vec<Column<ChildRow<Successor>>> {
     use Kind::*;
     vec![
-        req("code", Str(|r| Some(&r.0))),
-        req("type", Str(|r| Some(&r.1.kind))),
-        req("target_code", Str(|r| Some(&r.1.target_code))),
-        opt("target_primary_role", Str(|r| r.1.target_primary_role.as_deref())),
-        opt("legal_start", Date(|r| r.1.legal_start)),
-        opt("unique_succ_id", Str(|r| r.1.unique_succ_id.as_deref())),
+        req("code", Str(|r| Some(&r.code))),
+        req("type", Str(|r| Some(&r.row.kind))),
+        req("target_code", Str(|r| Some(&r.row.target_code))),
+        opt("target_primary_role", Str(|r| r.row.target_primary_role.as_deref())),
+        opt("legal_start", Date(|r| r.row.legal_start)),
+        opt("unique_succ_id", Str(|r| r.row.unique_succ_id.as_deref())),
+        req("row_key", Str(|r| Some(&r.row_key))),
+        req("row_hash", Str(|r| Some(&r.row_hash))),
     ]
 }
 
@@ -271,27 +304,31 @@ pub fn build(
     let mut succs = Vec::new();
     for rec in records {
         let code = rec.organisation.code.clone();
-        let row_hash = sha256_hex(&serde_json::to_vec(&rec.organisation).expect("serialises"))[..32].to_owned();
+        let hash = row_hash(&rec.organisation);
         orgs.push(OrgRow {
             org: rec.organisation,
-            row_hash,
+            row_hash: hash,
         });
-        roles.extend(rec.roles.into_iter().map(|r| (code.clone(), r)));
-        rels.extend(rec.relationships.into_iter().map(|r| (code.clone(), r)));
-        succs.extend(rec.successors.into_iter().map(|r| (code.clone(), r)));
+        for r in rec.roles {
+            let fallback = r.role_id.clone();
+            let uid = r.unique_role_id.clone();
+            roles.push(ChildRow::new(&code, r, uid.as_deref(), &fallback));
+        }
+        for r in rec.relationships {
+            let fallback = format!("{}/{}", r.rel_type, r.target_code);
+            let uid = r.unique_rel_id.clone();
+            rels.push(ChildRow::new(&code, r, uid.as_deref(), &fallback));
+        }
+        for r in rec.successors {
+            let fallback = format!("{}/{}", r.kind, r.target_code);
+            let uid = r.unique_succ_id.clone();
+            succs.push(ChildRow::new(&code, r, uid.as_deref(), &fallback));
+        }
     }
-    roles.sort_by(|a, b| (&a.0, &a.1.unique_role_id, &a.1.role_id).cmp(&(&b.0, &b.1.unique_role_id, &b.1.role_id)));
-    rels.sort_by(|a, b| {
-        (&a.0, &a.1.unique_rel_id, &a.1.rel_type, &a.1.target_code).cmp(&(
-            &b.0,
-            &b.1.unique_rel_id,
-            &b.1.rel_type,
-            &b.1.target_code,
-        ))
-    });
-    succs.sort_by(|a, b| {
-        (&a.0, &a.1.unique_succ_id, &a.1.target_code).cmp(&(&b.0, &b.1.unique_succ_id, &b.1.target_code))
-    });
+    // Child tables are sorted by their diff key, so both sides of a diff list rows in one order.
+    roles.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
+    rels.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
+    succs.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
     let raw_rows: Vec<RawRow> = raw
         .into_iter()
         .map(|r| RawRow {
@@ -304,11 +341,11 @@ pub fn build(
     hasher.update(format!("odsync-schema-{}\n", super::SCHEMA_VERSION));
     orgs.iter().for_each(|r| json_line(&mut hasher, &r.org));
     hasher.update(b"#roles\n");
-    roles.iter().for_each(|r| json_line(&mut hasher, r));
+    roles.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
     hasher.update(b"#relationships\n");
-    rels.iter().for_each(|r| json_line(&mut hasher, r));
+    rels.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
     hasher.update(b"#successors\n");
-    succs.iter().for_each(|r| json_line(&mut hasher, r));
+    succs.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
     hasher.update(b"#code_system_roles\n");
     code_system.iter().for_each(|r| json_line(&mut hasher, r));
     hasher.update(b"#quarantine\n");

@@ -41,6 +41,53 @@ pub struct PipelineConfig {
     pub scope: ScopeConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub merge: MergeConfig,
+}
+
+/// Who owns a trust-table field when ODS and a local edit disagree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    /// ODS always wins; an overwritten local value is reported.
+    Ods,
+    /// The local value always wins; the suppressed ODS change is reported.
+    Local,
+    /// A disagreement becomes a conflict to resolve; the local value stays meanwhile.
+    #[default]
+    Review,
+}
+
+impl Ownership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ownership::Ods => "ods",
+            Ownership::Local => "local",
+            Ownership::Review => "review",
+        }
+    }
+}
+
+/// The trust table and its three-way merge (see `merge`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeConfig {
+    /// Ownership per ODS field; fields not listed use `default_ownership`.
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, Ownership>,
+    #[serde(default)]
+    pub default_ownership: Ownership,
+    /// Columns the team owns (e.g. trust_type, display_name, network): never set from ODS.
+    #[serde(default)]
+    pub local_fields: Vec<String>,
+    /// The team's own table (CSV with a header, or Parquet), keyed by `code`: e.g. a nightly ERP
+    /// export. Empty cells mean "no local value".
+    #[serde(default)]
+    pub local_table: Option<PathBuf>,
+    /// Reviewed overrides (code, field, value, reason, author, expires); default
+    /// `<pipeline file folder>/<name>.overrides.csv` when that file exists.
+    #[serde(default)]
+    pub overrides: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -274,6 +321,31 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
             {
                 problems.push(format!("`source.primary_role`: `{r}` is not an ODS role id"));
             }
+        }
+    }
+    for (field, _) in &config.merge.fields {
+        if !crate::merge::ODS_FIELDS.iter().any(|(f, _)| f == field) {
+            problems.push(format!(
+                "`merge.fields.{field}`: not an ODS field of the trust table (one of: {})",
+                crate::merge::ODS_FIELDS
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    for field in &config.merge.local_fields {
+        if crate::merge::ODS_FIELDS.iter().any(|(f, _)| f == field) || field == "code" {
+            problems.push(format!(
+                "`merge.local_fields`: `{field}` is an ODS field; local fields are the team's own columns"
+            ));
+        } else if field.is_empty()
+            || !field
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            problems.push(format!("`merge.local_fields`: `{field}` must be lower_snake_case"));
         }
     }
     let http = &config.http;

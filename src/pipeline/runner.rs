@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::model::csv_row::CsvLayout;
 use crate::model::tables::{self, sha256_hex};
 use crate::model::{OrgRecord, ParseContext, Quarantined, RawRecord, parse_raw};
-use crate::snapshot::{CommitOutcome, Manifest, SnapshotStore, SourceInfo};
+use crate::snapshot::{CommitOutcome, Manifest, SnapshotStore, SourceInfo, Staged};
 use crate::sources::{FetchMetrics, FetchMode, Source};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -68,6 +68,10 @@ pub struct RunSummary {
     pub tables: BTreeMap<String, u64>,
     pub fetch: FetchMetrics,
     pub content_hash: String,
+    /// Changes from the previous version (absent on a first run or an unchanged run).
+    pub diff: Option<crate::diff::DiffSummary>,
+    /// The trust-table merge of this snapshot (a no-op when no input changed).
+    pub merge: Option<crate::merge::MergeReport>,
     pub duration_ms: u64,
 }
 
@@ -392,7 +396,77 @@ impl Runner<'_> {
             tables: BTreeMap::new(),
             summary: fetch_summary,
         };
-        let outcome = store.commit(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        // The diff reads the staged version before it is published: if it fails, the run fails
+        // with nothing committed.
+        let diff = match (&staged, previous) {
+            (Staged::New(new), Some(prev)) => {
+                let diff = crate::diff::diff_dirs(
+                    &store.version_dir(prev.version),
+                    &new.dir,
+                    prev.version,
+                    new.version,
+                    self.clock.today(),
+                )
+                .map_err(|e| ("diff", e.into()))?;
+                crate::snapshot::write_output(
+                    &self.warehouse,
+                    &config.name,
+                    "changes",
+                    new.version,
+                    &[("changes", &diff.changes)],
+                    &serde_json::to_value(&diff.summary).expect("serialises"),
+                    &[("odsync.run_id", run_id)],
+                )
+                .map_err(|e| ("diff", e.into()))?;
+                Some(diff.summary)
+            }
+            _ => None,
+        };
+        if let Staged::New(new) = &staged {
+            let changes = self
+                .warehouse
+                .join(&config.name)
+                .join("changes")
+                .join(crate::snapshot::version_dir_name(new.version))
+                .join("changes.parquet");
+            crate::history::update(
+                &self.warehouse,
+                &config.name,
+                new.version,
+                previous.map(|m| m.version),
+                &new.dir,
+                diff.as_ref().map(|_| changes.as_path()),
+                run_id,
+                self.clock.today(),
+            )
+            .map_err(|e| ("history", e.into()))?;
+        }
+        // Merge before publishing too: a merge failure fails the run with nothing committed.
+        let ods_input = match &staged {
+            Staged::New(new) => crate::merge::OdsInput {
+                version: new.version,
+                dir: new.dir.clone(),
+                content_hash: built.content_hash.clone(),
+            },
+            Staged::Unchanged { version } => {
+                crate::merge::OdsInput::published(store, *version).map_err(|e| ("merge", e.into()))?
+            }
+        };
+        let settings = crate::merge::MergeSettings::resolve(&config.merge, &config.name, &self.pipeline.path);
+        let merge = crate::merge::merge(
+            &self.warehouse,
+            &config.name,
+            &settings,
+            &ods_input,
+            run_id,
+            &self.clock,
+        )
+        .map_err(|e| ("merge", e.into()))?;
+        let outcome = match staged {
+            Staged::Unchanged { version } => CommitOutcome::Unchanged { version },
+            Staged::New(new) => new.publish().map_err(|e| ("commit", e.into()))?,
+        };
         let (status, version) = match outcome {
             CommitOutcome::Committed { version } => ("succeeded", version),
             CommitOutcome::Unchanged { version } => ("unchanged", version),
@@ -416,6 +490,8 @@ impl Runner<'_> {
                 .collect(),
             fetch: fetched.metrics,
             content_hash: built.content_hash,
+            diff,
+            merge: Some(merge),
             duration_ms: 0,
         };
         Ok((summary, fetched.location))

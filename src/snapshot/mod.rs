@@ -108,6 +108,48 @@ pub enum CommitOutcome {
     },
 }
 
+/// The outcome of [`SnapshotStore::stage`].
+pub enum Staged {
+    Unchanged { version: u64 },
+    New(StagedVersion),
+}
+
+/// A fully written version in its temporary folder; dropped without `publish`, it is removed.
+pub struct StagedVersion {
+    /// The temporary folder holding the new version's files.
+    pub dir: PathBuf,
+    pub version: u64,
+    target: PathBuf,
+    root: PathBuf,
+    pipeline: String,
+    published: bool,
+}
+
+impl StagedVersion {
+    /// The atomic step: rename the temporary folder to `version=NNNNNN`.
+    pub fn publish(mut self) -> Result<CommitOutcome, SnapshotError> {
+        if self.target.exists() {
+            return Err(SnapshotError::VersionExists {
+                pipeline: self.pipeline.clone(),
+                version: self.version,
+                path: self.target.clone(),
+            });
+        }
+        std::fs::rename(&self.dir, &self.target).map_err(io(&self.target))?;
+        self.published = true;
+        sync_dir(&self.root)?;
+        Ok(CommitOutcome::Committed { version: self.version })
+    }
+}
+
+impl Drop for StagedVersion {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 pub struct SnapshotStore {
     pipeline: String,
     root: PathBuf,
@@ -268,12 +310,21 @@ impl SnapshotStore {
 
     /// Writes the tables as the next version unless the content equals the latest version's.
     /// `manifest` is completed here (version, previous version, table infos).
-    pub fn commit(&self, tables: &SnapshotTables, mut manifest: Manifest) -> Result<CommitOutcome, SnapshotError> {
+    pub fn commit(&self, tables: &SnapshotTables, manifest: Manifest) -> Result<CommitOutcome, SnapshotError> {
+        match self.stage(tables, manifest)? {
+            Staged::Unchanged { version } => Ok(CommitOutcome::Unchanged { version }),
+            Staged::New(staged) => staged.publish(),
+        }
+    }
+
+    /// Writes the next version into its temporary folder without publishing it, so later stages
+    /// (the diff) can read it and still abort the run with nothing committed.
+    pub fn stage(&self, tables: &SnapshotTables, mut manifest: Manifest) -> Result<Staged, SnapshotError> {
         let latest = self.latest()?;
         if let Some(latest) = &latest
             && latest.content_hash == tables.content_hash
         {
-            return Ok(CommitOutcome::Unchanged {
+            return Ok(Staged::Unchanged {
                 version: latest.version,
             });
         }
@@ -289,23 +340,16 @@ impl SnapshotStore {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let result = self.write_version(&tmp, tables, &mut manifest, version);
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        let target = self.version_dir(version);
-        if target.exists() {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(SnapshotError::VersionExists {
-                pipeline: self.pipeline.clone(),
-                version,
-                path: target,
-            });
-        }
-        std::fs::rename(&tmp, &target).map_err(io(&target))?;
-        sync_dir(&self.root)?;
-        Ok(CommitOutcome::Committed { version })
+        let staged = StagedVersion {
+            dir: tmp,
+            version,
+            target: self.version_dir(version),
+            root: self.root.clone(),
+            pipeline: self.pipeline.clone(),
+            published: false,
+        };
+        self.write_version(&staged.dir, tables, &mut manifest, version)?;
+        Ok(Staged::New(staged))
     }
 
     fn write_version(
@@ -358,6 +402,48 @@ impl SnapshotStore {
             }
         }
     }
+}
+
+/// Writes a derived output version (changes, merged tables, history) next to the snapshots:
+/// `<warehouse>/<pipeline>/<kind>/version=NNNNNN/`, with the same temp-folder, fsync and rename
+/// discipline as snapshots. An existing folder for that version is replaced: outputs are derived,
+/// so re-deriving them is allowed (snapshots themselves never are).
+pub fn write_output(
+    warehouse: &Path,
+    pipeline: &str,
+    kind: &str,
+    version: u64,
+    tables: &[(&str, &RecordBatch)],
+    summary: &serde_json::Value,
+    metadata: &[(&str, &str)],
+) -> Result<PathBuf, SnapshotError> {
+    let root = warehouse.join(pipeline).join(kind);
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let version_text = version.to_string();
+    let mut meta: Vec<(&str, &str)> = vec![
+        ("odsync.pipeline", pipeline),
+        ("odsync.snapshot_version", &version_text),
+    ];
+    meta.extend_from_slice(metadata);
+    for (name, batch) in tables {
+        write_parquet(&tmp.join(format!("{name}.parquet")), batch, &meta)?;
+    }
+    let mut text = serde_json::to_string_pretty(summary).expect("summary serialises");
+    text.push('\n');
+    write_synced(&tmp.join("summary.json"), text.as_bytes())?;
+    sync_dir(&tmp)?;
+    let target = root.join(version_dir_name(version));
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(io(&target))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    sync_dir(&root)?;
+    Ok(target)
 }
 
 /// zstd, page statistics, and odsync's own key-value metadata; rows arrive sorted by key.

@@ -6,4 +6,6 @@ mod common;
 mod catalog;
 mod cli;
 mod csv_source;
+mod diff;
+mod merge;
 mod ord_source;

@@ -1,0 +1,17 @@
+-- Provenance of every value this merge decided: where it came from (ods, local_table, override,
+-- resolution), which snapshot version and run set it, and by which rule. Values of untouched
+-- organisations keep the provenance an earlier merge recorded; the view `provenance_latest`
+-- picks the newest entry per (code, field).
+CREATE OR REPLACE TEMP TABLE provenance AS
+SELECT
+    d.code,
+    d.field,
+    d.value,
+    d.source,
+    (SELECT ods_version FROM merge_params) AS snapshot_version,
+    (SELECT run_id FROM merge_params) AS run_id,
+    d.rule,
+    (SELECT merged_at FROM merge_params) AS set_at
+FROM decisions AS d
+WHERE d.code IN (SELECT code FROM trusts)
+ORDER BY d.code, d.field;

@@ -1,0 +1,17 @@
+-- The merged trust table: the decided rows of the touched organisations, pivoted back to one row
+-- per organisation, plus every untouched row of the previous trust table as it was.
+-- Rows deleted from ODS leave the table unless they were locally modified (then they stay, with
+-- a delete_vs_modify conflict). Rows that were never in ODS stay and are flagged `not_in_ods`.
+-- {typed_columns} is the typed column list odsync renders from the field list.
+CREATE OR REPLACE TEMP TABLE decided_wide AS
+PIVOT (SELECT code, field, value FROM decisions) ON field IN ({field_list}) USING first(value) GROUP BY code;
+
+CREATE OR REPLACE TEMP TABLE trusts AS
+SELECT {typed_columns}, NOT f.in_ods AND NOT f.in_base AS not_in_ods
+FROM decided_wide AS w
+JOIN row_flags AS f USING (code)
+WHERE (f.in_ods OR NOT f.in_base OR f.locally_modified)
+  AND NOT (NOT f.in_ods AND coalesce(f.row_resolution, '') = 'accept_ods')
+UNION ALL BY NAME
+SELECT * FROM prev_trusts WHERE code NOT IN (SELECT code FROM touched)
+ORDER BY code;

@@ -1,0 +1,137 @@
+-- The three-way merge, one decision per (organisation, field), for the touched organisations.
+--
+--   base  = the ODS value the previous merge used
+--   ods   = the ODS value of the new snapshot
+--   local = the previous merged value with local edits applied (override > local table > previous)
+--
+-- Rules, first match wins (the `rule` column records which one applied):
+--   resolution:<id>  a recorded resolution of this very conflict (accept_ods, keep_local, set, ignore)
+--   ods_deleted      the organisation left ODS: keep local (row-level rules decide whether it stays)
+--   conflict         an open conflict whose ODS value has not changed stays open (local value kept)
+--   no_ods_change    ods = base: keep local
+--   ods_update       ods ≠ base and local = base: take ods
+--   converged        ods = local: take ods, no conflict
+--   ods_wins         all differ, field owned by ODS: take ods (the overwritten local value is reported)
+--   local_wins       all differ, field owned locally: keep local (the suppressed ODS value is reported)
+--   conflict         all differ, field under review: keep local until resolved
+--   local_field      a team-owned column: the local value
+-- A conflict on one field never blocks the other fields of the same organisation.
+-- {ods_columns} and {all_columns} are field lists rendered by odsync.
+CREATE OR REPLACE TEMP VIEW ods_touched AS
+SELECT * EXCLUDE (row_hash) FROM ods_org SEMI JOIN touched USING (code);
+CREATE OR REPLACE TEMP TABLE ods_long AS
+SELECT code, field, value FROM ods_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
+
+CREATE OR REPLACE TEMP VIEW base_touched AS
+SELECT * EXCLUDE (row_hash) FROM base_org SEMI JOIN touched USING (code);
+CREATE OR REPLACE TEMP TABLE base_long AS
+SELECT code, field, value FROM base_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
+
+CREATE OR REPLACE TEMP VIEW prev_touched AS
+SELECT code, COLUMNS(* EXCLUDE (code, not_in_ods))::VARCHAR FROM prev_trusts SEMI JOIN touched USING (code);
+CREATE OR REPLACE TEMP TABLE prev_long AS
+SELECT code, field, value FROM prev_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({all_columns}));
+
+CREATE OR REPLACE TEMP TABLE keys AS
+SELECT t.code, f.field, f.is_local_field, f.ownership
+FROM touched AS t CROSS JOIN merge_fields AS f;
+
+CREATE OR REPLACE TEMP TABLE decisions AS
+WITH joined AS (
+    SELECT
+        k.code,
+        k.field,
+        k.is_local_field,
+        k.ownership,
+        b.value AS base_value,
+        o.value AS ods_value,
+        p.value AS prev_value,
+        ov.code IS NOT NULL AS has_override,
+        ov.value AS override_value,
+        le.code IS NOT NULL AS has_local_edit,
+        le.value AS local_table_value,
+        pp.source AS prev_source,
+        k.code IN (SELECT code FROM ods_org) AS in_ods,
+        k.code IN (SELECT code FROM base_org) AS in_base
+    FROM keys AS k
+    LEFT JOIN ods_long AS o USING (code, field)
+    LEFT JOIN base_long AS b USING (code, field)
+    LEFT JOIN prev_long AS p USING (code, field)
+    LEFT JOIN overrides_active AS ov USING (code, field)
+    LEFT JOIN local_edits AS le USING (code, field)
+    LEFT JOIN prev_provenance AS pp USING (code, field)
+),
+with_local AS (
+    SELECT
+        *,
+        CASE WHEN has_override THEN override_value WHEN has_local_edit THEN local_table_value ELSE prev_value END
+            AS local_value,
+        CASE WHEN has_override THEN 'override' WHEN has_local_edit THEN 'local_table' ELSE coalesce(prev_source, 'ods') END
+            AS local_source,
+        substr(sha256(code || '|' || field || '|' || coalesce(ods_value, '<null>')), 1, 16) AS conflict_id
+    FROM joined
+),
+with_resolution AS (
+    SELECT
+        w.*,
+        r.resolution,
+        r.value AS resolution_value,
+        pc.status AS prev_conflict_status
+    FROM with_local AS w
+    LEFT JOIN prev_conflicts AS pc
+        ON pc.conflict_id = w.conflict_id AND pc.status IN ('open', 'ignored')
+    LEFT JOIN latest_resolutions AS r
+        ON r.conflict_id = pc.conflict_id
+)
+SELECT
+    code,
+    field,
+    is_local_field,
+    ownership,
+    in_ods,
+    in_base,
+    base_value,
+    ods_value,
+    local_value,
+    conflict_id,
+    CASE
+        WHEN is_local_field THEN 'local_field'
+        WHEN resolution IS NOT NULL THEN 'resolution:' || conflict_id
+        WHEN NOT in_ods THEN 'ods_deleted'
+        WHEN prev_conflict_status IS NOT NULL THEN 'conflict'
+        WHEN ods_value IS NOT DISTINCT FROM base_value THEN 'no_ods_change'
+        WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods_update'
+        WHEN ods_value IS NOT DISTINCT FROM local_value THEN 'converged'
+        WHEN ownership = 'ods' THEN 'ods_wins'
+        WHEN ownership = 'local' THEN 'local_wins'
+        ELSE 'conflict'
+    END AS rule,
+    resolution,
+    CASE
+        WHEN is_local_field THEN local_value
+        WHEN resolution = 'accept_ods' THEN ods_value
+        WHEN resolution = 'set' THEN resolution_value
+        WHEN resolution IN ('keep_local', 'ignore') THEN local_value
+        WHEN NOT in_ods THEN local_value
+        WHEN prev_conflict_status IS NOT NULL THEN local_value
+        WHEN ods_value IS NOT DISTINCT FROM base_value THEN local_value
+        WHEN local_value IS NOT DISTINCT FROM base_value THEN ods_value
+        WHEN ods_value IS NOT DISTINCT FROM local_value THEN ods_value
+        WHEN ownership = 'ods' THEN ods_value
+        ELSE local_value
+    END AS value,
+    CASE
+        WHEN is_local_field THEN local_source
+        WHEN resolution IS NOT NULL THEN 'resolution'
+        WHEN NOT in_ods THEN local_source
+        WHEN prev_conflict_status IS NOT NULL THEN local_source
+        WHEN ods_value IS NOT DISTINCT FROM base_value THEN local_source
+        WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods'
+        WHEN ods_value IS NOT DISTINCT FROM local_value THEN 'ods'
+        WHEN ownership = 'ods' THEN 'ods'
+        ELSE local_source
+    END AS source,
+    -- An active ignore keeps the conflict visible as `ignored`; once it expires (odsync drops it
+    -- from latest_resolutions) the conflict is open again.
+    CASE WHEN resolution = 'ignore' THEN 'ignored' END AS ignored
+FROM with_resolution;

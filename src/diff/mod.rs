@@ -1,0 +1,633 @@
+//! Field-level diff between two snapshot versions → the long-format `changes` table.
+//!
+//! How it stays fast (1M organisations in well under a second): every snapshot row carries a
+//! `row_hash`. Polars reads only the key and hash columns of both versions, full-joins them and
+//! classifies each key as added, deleted or changed (hash differs) — the only work proportional to
+//! the whole table. Then the field columns of the changed rows alone are read (Parquet row
+//! selection, page index) and compared column by column with Arrow's `distinct` kernel, which
+//! treats two nulls as equal. Rows are never compared one by one in Rust loops.
+//!
+//! Engines: this module is Polars' job in odsync (the in-memory columnar diff); DuckDB defines the
+//! merge, views and reports in `sql/` and never recomputes a diff.
+
+use crate::model::tables::TABLE_NAMES;
+use crate::snapshot::SnapshotStore;
+use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::kernels::cmp::distinct;
+use arrow::compute::{cast, concat, filter, take};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::NaiveDate;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use polars::prelude::{DataFrame, DataFrameJoinOps, IdxCa, JoinArgs, JoinType, ParquetReader, RowIndex, SerReader};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("diff of `{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(
+        "pipeline `{pipeline}` has {count} snapshot version(s); a diff needs two\nHelp: run `odsync run {pipeline}` again after ODS changes, or name versions with --from and --to"
+    )]
+    NotEnoughVersions { pipeline: String, count: usize },
+}
+
+/// Relationship types that point from a child to its parent: a change in one of these is a
+/// `reparented` change (ORD codes, and the parent columns of the bulk CSV files).
+pub const PARENT_REL_TYPES: [&str; 8] = [
+    "RE2",
+    "RE3",
+    "RE4",
+    "RE5",
+    "RE6",
+    "NATIONAL_GROUPING",
+    "HIGH_LEVEL_HEALTH_GEOGRAPHY",
+    "COMMISSIONER",
+];
+
+/// Which tables are diffed, by which key, comparing which fields.
+struct TableSpec {
+    table: &'static str,
+    key: &'static str,
+}
+
+const SPECS: [TableSpec; 4] = [
+    TableSpec {
+        table: "organisations",
+        key: "code",
+    },
+    TableSpec {
+        table: "roles",
+        key: "row_key",
+    },
+    TableSpec {
+        table: "relationships",
+        key: "row_key",
+    },
+    TableSpec {
+        table: "successors",
+        key: "row_key",
+    },
+];
+
+/// Counts of a diff: what `odsync diff`, `--json`, the run record and tests read.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct DiffSummary {
+    pub from_version: u64,
+    pub to_version: u64,
+    /// Rows of `changes`.
+    pub changes: u64,
+    /// Distinct organisations per change kind.
+    pub by_kind: BTreeMap<String, u64>,
+    /// Changed values per `table.field` (row-level added/deleted rows count under `table.*`).
+    pub by_field: BTreeMap<String, u64>,
+    /// Organisations whose change takes effect after the diff's date.
+    pub future_dated: u64,
+}
+
+/// The `changes` table and its summary.
+pub struct Diff {
+    pub changes: RecordBatch,
+    pub summary: DiffSummary,
+}
+
+pub fn changes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("code", DataType::Utf8, false),
+        Field::new("table", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("field", DataType::Utf8, true),
+        Field::new("old_value", DataType::Utf8, true),
+        Field::new("new_value", DataType::Utf8, true),
+        Field::new("change_kind", DataType::Utf8, false),
+        Field::new("effective_date", DataType::Date32, true),
+        Field::new("future_dated", DataType::Boolean, false),
+        Field::new("from_version", DataType::UInt32, false),
+        Field::new("to_version", DataType::UInt32, false),
+    ]))
+}
+
+/// Accumulates change rows as Arrow arrays, one chunk per (table, field) comparison.
+#[derive(Default)]
+struct Changes {
+    chunks: Vec<[ArrayRef; 8]>,
+}
+
+impl Changes {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        code: ArrayRef,
+        table: &str,
+        key: ArrayRef,
+        field: Option<&str>,
+        old: ArrayRef,
+        new: ArrayRef,
+        kind: ArrayRef,
+        effective: ArrayRef,
+    ) {
+        let n = code.len();
+        if n == 0 {
+            return;
+        }
+        let repeat = |v: Option<&str>| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
+        self.chunks
+            .push([code, repeat(Some(table)), key, repeat(field), old, new, kind, effective]);
+    }
+}
+
+fn read_err(path: &Path) -> impl Fn(String) -> DiffError + '_ {
+    move |message| DiffError::Read {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// Reads `key` and `row_hash` with a row index, named for one side of the join.
+fn read_keys(path: &Path, key: &str, side: &str) -> Result<DataFrame, DiffError> {
+    let err = read_err(path);
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut df = ParquetReader::new(file)
+        .with_columns(Some(vec![key.to_owned(), "row_hash".to_owned()]))
+        .with_row_index(Some(RowIndex {
+            name: format!("idx_{side}").into(),
+            offset: 0,
+        }))
+        .finish()
+        .map_err(|e| err(e.to_string()))?;
+    df.rename(key, format!("key_{side}").into())
+        .map_err(|e| err(e.to_string()))?;
+    df.rename("row_hash", format!("hash_{side}").into())
+        .map_err(|e| err(e.to_string()))?;
+    Ok(df)
+}
+
+/// Row indices of each side: (added new rows, deleted old rows, changed (old, new) pairs).
+struct Classified {
+    added: Vec<u32>,
+    deleted: Vec<u32>,
+    changed: Vec<(u32, u32)>,
+}
+
+fn classify(old_path: &Path, new_path: &Path, key: &str) -> Result<Classified, DiffError> {
+    let (old, new) = rayon::join(|| read_keys(old_path, key, "old"), || read_keys(new_path, key, "new"));
+    let (old, new) = (old?, new?);
+    use polars::prelude::{ChunkCompareEq, ChunkFillNullValue, ChunkFilter};
+    let err = read_err(new_path);
+    let pe = |e: polars::prelude::PolarsError| err(e.to_string());
+    let joined = old
+        .join(&new, ["key_old"], ["key_new"], JoinArgs::new(JoinType::Full), None)
+        .map_err(pe)?;
+    let idx_old = joined.column("idx_old").map_err(pe)?.idx().map_err(pe)?.clone();
+    let idx_new = joined.column("idx_new").map_err(pe)?.idx().map_err(pe)?.clone();
+    let hash_old = joined.column("hash_old").map_err(pe)?.str().map_err(pe)?.clone();
+    let hash_new = joined.column("hash_new").map_err(pe)?.str().map_err(pe)?.clone();
+    let indices = |ca: &IdxCa, mask: &polars::prelude::BooleanChunked| -> Result<Vec<u32>, DiffError> {
+        Ok(ca
+            .filter(mask)
+            .map_err(pe)?
+            .into_no_null_iter()
+            .map(|i| i as u32)
+            .collect())
+    };
+    let added = indices(&idx_new, &idx_old.is_null())?;
+    let deleted = indices(&idx_old, &idx_new.is_null())?;
+    // `not_equal` is null where either side is missing: those rows are added or deleted.
+    let differs = hash_old.not_equal(&hash_new).fill_null_with_values(false).map_err(pe)?;
+    let mut changed: Vec<(u32, u32)> = indices(&idx_old, &differs)?
+        .into_iter()
+        .zip(indices(&idx_new, &differs)?)
+        .collect();
+    let (mut added, mut deleted) = (added, deleted);
+    added.sort_unstable();
+    deleted.sort_unstable();
+    changed.sort_unstable();
+    Ok(Classified {
+        added,
+        deleted,
+        changed,
+    })
+}
+
+/// Reads the given rows (ascending indices) of a Parquet file, only the named columns.
+fn read_rows(path: &Path, rows: &[u32], columns: Option<&[&str]>) -> Result<RecordBatch, DiffError> {
+    let err = read_err(path);
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|e| err(e.to_string()))?;
+    let total = builder.metadata().file_metadata().num_rows() as usize;
+    let schema = builder.schema().clone();
+    let mask = match columns {
+        Some(cols) => ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied()),
+        None => ProjectionMask::all(),
+    };
+    let ranges = rows.iter().map(|&r| r as usize..r as usize + 1);
+    let selection = RowSelection::from_consecutive_ranges(ranges, total);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_selection(selection)
+        .with_batch_size(65_536)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
+    let out_schema = batches.first().map_or_else(
+        || {
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .filter(|f| columns.is_none_or(|c| c.contains(&f.name().as_str())))
+                .map(|f| f.as_ref().clone())
+                .collect();
+            Arc::new(Schema::new(fields))
+        },
+        |b| b.schema(),
+    );
+    arrow::compute::concat_batches(&out_schema, &batches).map_err(|e| err(e.to_string()))
+}
+
+fn text(array: &ArrayRef) -> ArrayRef {
+    cast(array, &DataType::Utf8).expect("every snapshot column casts to text")
+}
+
+fn col<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("snapshot tables have column `{name}`"))
+}
+
+/// Diffs two committed versions of a pipeline. `today` decides what counts as future-dated.
+pub fn diff_versions(store: &SnapshotStore, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
+    store.manifest(from)?;
+    store.manifest(to)?;
+    diff_dirs(&store.version_dir(from), &store.version_dir(to), from, to, today)
+}
+
+/// Diffs two snapshot folders (each holding the snapshot tables as Parquet).
+pub fn diff_dirs(old_dir: &Path, new_dir: &Path, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
+    debug_assert!(TABLE_NAMES.contains(&"organisations"));
+    let mut changes = Changes::default();
+    for spec in &SPECS {
+        let old_path = old_dir.join(format!("{}.parquet", spec.table));
+        let new_path = new_dir.join(format!("{}.parquet", spec.table));
+        let classified = classify(&old_path, &new_path, spec.key)?;
+        diff_table(spec, &old_path, &new_path, &classified, today, &mut changes)?;
+    }
+    finish(changes, from, to, today)
+}
+
+fn null_strings(n: usize) -> ArrayRef {
+    Arc::new(StringArray::from(vec![None::<&str>; n]))
+}
+
+fn null_dates(n: usize) -> ArrayRef {
+    Arc::new(Date32Array::from(vec![None; n]))
+}
+
+fn constant(value: &str, n: usize) -> ArrayRef {
+    Arc::new(StringArray::from(vec![Some(value); n]))
+}
+
+/// A one-line description of a child row for row-level changes: `RE5:QM7`, `RO197`, …
+fn child_label(table: &str, batch: &RecordBatch) -> ArrayRef {
+    let s = |name: &str| batch.column_by_name(name).map(|c| text(c));
+    let (a, b) = match table {
+        "roles" => (s("role_id"), None),
+        "relationships" => (s("rel_type"), s("target_code")),
+        _ => (s("type"), s("target_code")),
+    };
+    let a = a.expect("label column");
+    let a = a.as_any().downcast_ref::<StringArray>().expect("text");
+    match b {
+        None => Arc::new(a.clone()),
+        Some(b) => {
+            let b = b.as_any().downcast_ref::<StringArray>().expect("text").clone();
+            Arc::new(
+                a.iter()
+                    .zip(b.iter())
+                    .map(|(x, y)| Some(format!("{}:{}", x.unwrap_or_default(), y.unwrap_or_default())))
+                    .collect::<StringArray>(),
+            )
+        }
+    }
+}
+
+/// The change kind of a child-table change.
+fn child_kind(table: &str, batch: &RecordBatch, added: bool) -> ArrayRef {
+    let n = batch.num_rows();
+    match table {
+        "relationships" => {
+            let types = text(col(batch, "rel_type"));
+            let types = types.as_any().downcast_ref::<StringArray>().expect("text");
+            Arc::new(
+                types
+                    .iter()
+                    .map(|t| {
+                        Some(if t.is_some_and(|t| PARENT_REL_TYPES.contains(&t)) {
+                            "reparented"
+                        } else {
+                            "changed"
+                        })
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        "successors" if added => {
+            let types = text(col(batch, "type"));
+            let types = types.as_any().downcast_ref::<StringArray>().expect("text");
+            Arc::new(
+                types
+                    .iter()
+                    .map(|t| Some(if t == Some("Successor") { "succeeded" } else { "changed" }))
+                    .collect::<StringArray>(),
+            )
+        }
+        _ => constant("changed", n),
+    }
+}
+
+fn diff_table(
+    spec: &TableSpec,
+    old_path: &Path,
+    new_path: &Path,
+    c: &Classified,
+    today: NaiveDate,
+    out: &mut Changes,
+) -> Result<(), DiffError> {
+    let is_org = spec.table == "organisations";
+    // Added rows: every non-null field of an added organisation (so the diff can be applied),
+    // one labelled row per added child row.
+    if !c.added.is_empty() {
+        let batch = read_rows(new_path, &c.added, None)?;
+        let code = col(&batch, "code").clone();
+        let key = col(&batch, spec.key).clone();
+        if is_org {
+            let effective = col(&batch, "operational_start").clone();
+            for field in field_names(&batch, spec) {
+                let values = text(col(&batch, &field));
+                let keep = arrow::compute::is_not_null(&values).expect("mask");
+                let f = |a: &ArrayRef| filter(a, &keep).expect("same length");
+                let n = keep.true_count();
+                out.push(
+                    f(&code),
+                    spec.table,
+                    f(&key),
+                    Some(&field),
+                    null_strings(n),
+                    f(&values),
+                    constant("added", n),
+                    f(&effective),
+                );
+            }
+        } else {
+            let n = batch.num_rows();
+            let kind = child_kind(spec.table, &batch, true);
+            out.push(
+                code,
+                spec.table,
+                key,
+                None,
+                null_strings(n),
+                child_label(spec.table, &batch),
+                kind,
+                null_dates(n),
+            );
+        }
+    }
+    if !c.deleted.is_empty() {
+        let batch = read_rows(old_path, &c.deleted, None)?;
+        let n = batch.num_rows();
+        let kind = if is_org {
+            constant("deleted", n)
+        } else {
+            child_kind(spec.table, &batch, false)
+        };
+        let old = if is_org {
+            null_strings(n)
+        } else {
+            child_label(spec.table, &batch)
+        };
+        out.push(
+            col(&batch, "code").clone(),
+            spec.table,
+            col(&batch, spec.key).clone(),
+            None,
+            old,
+            null_strings(n),
+            kind,
+            null_dates(n),
+        );
+    }
+    if c.changed.is_empty() {
+        return Ok(());
+    }
+    // Changed rows, in chunks so memory stays bounded when every row changed.
+    for chunk in c.changed.chunks(262_144) {
+        let old_rows: Vec<u32> = chunk.iter().map(|p| p.0).collect();
+        let mut new_rows: Vec<u32> = chunk.iter().map(|p| p.1).collect();
+        // Pairs are in old-file order; read new rows ascending, then put them in pair order.
+        let order: UInt32Array = {
+            let mut positions: Vec<u32> = (0..new_rows.len() as u32).collect();
+            positions.sort_by_key(|&i| new_rows[i as usize]);
+            let mut inverse = vec![0u32; positions.len()];
+            for (sorted_pos, &pair_pos) in positions.iter().enumerate() {
+                inverse[pair_pos as usize] = sorted_pos as u32;
+            }
+            new_rows.sort_unstable();
+            UInt32Array::from(inverse)
+        };
+        let (old, new) = rayon::join(
+            || read_rows(old_path, &old_rows, None),
+            || read_rows(new_path, &new_rows, None),
+        );
+        let (old, new) = (old?, new?);
+        let new_columns: Vec<ArrayRef> = new
+            .columns()
+            .iter()
+            .map(|c| take(c, &order, None).expect("in range"))
+            .collect();
+        let new = RecordBatch::try_new(new.schema(), new_columns).expect("same schema");
+        compare(spec, &old, &new, today, out);
+    }
+    Ok(())
+}
+
+/// The fields a diff compares: everything but the key, the code and the bookkeeping columns.
+fn field_names(batch: &RecordBatch, spec: &TableSpec) -> Vec<String> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != "code" && n != spec.key && n != "row_hash" && n != "row_key")
+        .collect()
+}
+
+fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveDate, out: &mut Changes) {
+    let code = col(new, "code");
+    let key = col(new, spec.key);
+    let is_org = spec.table == "organisations";
+    let new_end = if is_org {
+        Some(col(new, "operational_end").clone())
+    } else {
+        None
+    };
+    for field in field_names(new, spec) {
+        let (a, b) = (col(old, &field), col(new, &field));
+        let mask: BooleanArray = distinct(a, b).expect("same types");
+        let n = mask.true_count();
+        if n == 0 {
+            continue;
+        }
+        let f = |x: &ArrayRef| filter(x, &mask).expect("same length");
+        let (old_values, new_values) = (text(&f(a)), text(&f(b)));
+        let (kind, effective): (ArrayRef, ArrayRef) = if is_org {
+            org_kind(&field, &old_values, &new_values, &f(new_end.as_ref().expect("org")))
+        } else {
+            let changed = filter_record_batch(new, &mask);
+            (child_kind(spec.table, &changed, false), null_dates(n))
+        };
+        out.push(
+            f(code),
+            spec.table,
+            f(key),
+            Some(&field),
+            old_values,
+            new_values,
+            kind,
+            effective,
+        );
+    }
+    let _ = today;
+}
+
+fn filter_record_batch(batch: &RecordBatch, mask: &BooleanArray) -> RecordBatch {
+    arrow::compute::filter_record_batch(batch, mask).expect("same length")
+}
+
+/// Kind and effective date of an organisation field change.
+fn org_kind(field: &str, old: &ArrayRef, new: &ArrayRef, new_end: &ArrayRef) -> (ArrayRef, ArrayRef) {
+    let old = old.as_any().downcast_ref::<StringArray>().expect("text");
+    let new = new.as_any().downcast_ref::<StringArray>().expect("text");
+    let n = new.len();
+    let kinds: StringArray = (0..n)
+        .map(|i| {
+            let (o, v) = (
+                old.is_valid(i).then(|| old.value(i)),
+                new.is_valid(i).then(|| new.value(i)),
+            );
+            Some(match field {
+                "name" => "renamed",
+                "status" if v == Some("Inactive") => "closed",
+                "status" if o == Some("Inactive") => "reopened",
+                "operational_end" if v.is_some() => "closed",
+                "operational_end" => "reopened",
+                _ => "changed",
+            })
+        })
+        .collect();
+    // A close takes effect on the (new) operational end date, which may lie in the future.
+    let effective: ArrayRef = match field {
+        "status" | "operational_end" => new_end.clone(),
+        _ => null_dates(n),
+    };
+    (Arc::new(kinds), effective)
+}
+
+fn finish(changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
+    let schema = changes_schema();
+    let types: Vec<DataType> = schema.fields().iter().map(|f| f.data_type().clone()).collect();
+    let n: usize = changes.chunks.iter().map(|c| c[0].len()).sum();
+    let column = |i: usize| -> ArrayRef {
+        let parts: Vec<&dyn Array> = changes.chunks.iter().map(|c| c[i].as_ref()).collect();
+        if parts.is_empty() {
+            arrow::array::new_empty_array(&types[i])
+        } else {
+            concat(&parts).expect("same types")
+        }
+    };
+    let effective = column(7);
+    let effective = effective.as_any().downcast_ref::<Date32Array>().expect("dates").clone();
+    let today_days = (today - NaiveDate::from_ymd_opt(1970, 1, 1).expect("date")).num_days() as i32;
+    let future: BooleanArray = effective
+        .iter()
+        .map(|d| Some(d.is_some_and(|d| d > today_days)))
+        .collect();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            column(0),
+            column(1),
+            column(2),
+            column(3),
+            column(4),
+            column(5),
+            column(6),
+            Arc::new(effective),
+            Arc::new(future),
+            Arc::new(UInt32Array::from(vec![from as u32; n])),
+            Arc::new(UInt32Array::from(vec![to as u32; n])),
+        ],
+    )
+    .expect("columns match the schema");
+    let batch = sort_changes(&batch);
+    let summary = summarise(&batch, from, to);
+    Ok(Diff {
+        changes: batch,
+        summary,
+    })
+}
+
+/// Sorted by code, table, key, field: same inputs, same bytes.
+fn sort_changes(batch: &RecordBatch) -> RecordBatch {
+    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
+    let columns: Vec<SortColumn> = ["code", "table", "key", "field"]
+        .iter()
+        .map(|n| SortColumn {
+            values: col(batch, n).clone(),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&columns, None).expect("sortable");
+    take_record_batch(batch, &indices).expect("in range")
+}
+
+fn summarise(batch: &RecordBatch, from: u64, to: u64) -> DiffSummary {
+    let s = |name: &str| {
+        col(batch, name)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text")
+            .clone()
+    };
+    let (code, table, field, kind) = (s("code"), s("table"), s("field"), s("change_kind"));
+    let future = col(batch, "future_dated")
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .expect("bool")
+        .clone();
+    let mut kinds: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut by_field: BTreeMap<String, u64> = BTreeMap::new();
+    let mut future_codes = std::collections::BTreeSet::new();
+    for i in 0..batch.num_rows() {
+        kinds.entry(kind.value(i).to_owned()).or_default().insert(code.value(i));
+        let f = if field.is_valid(i) { field.value(i) } else { "*" };
+        *by_field.entry(format!("{}.{f}", table.value(i))).or_default() += 1;
+        if future.value(i) {
+            future_codes.insert(code.value(i));
+        }
+    }
+    DiffSummary {
+        from_version: from,
+        to_version: to,
+        changes: batch.num_rows() as u64,
+        by_kind: kinds.into_iter().map(|(k, v)| (k, v.len() as u64)).collect(),
+        by_field,
+        future_dated: future_codes.len() as u64,
+    }
+}

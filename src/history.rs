@@ -1,0 +1,97 @@
+//! SCD2 history of each pipeline's ODS organisations (`sql/history/update_history.sql`), one
+//! version per snapshot under `<warehouse>/<pipeline>/history/`, maintained from the diff rather
+//! than recomputed, plus the as-of views in the catalog.
+
+use crate::merge::ODS_FIELDS;
+use crate::snapshot::version_dir_name;
+use chrono::NaiveDate;
+use duckdb::{Connection, params};
+use std::path::Path;
+
+pub const SQL_UPDATE_HISTORY: &str = include_str!("../sql/history/update_history.sql");
+
+#[derive(Debug, thiserror::Error)]
+#[error("history ({step}): {message}")]
+pub struct HistoryError {
+    step: &'static str,
+    message: String,
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
+}
+
+/// Writes history version `version` from the previous one, the new snapshot's organisations
+/// (`org_dir/organisations.parquet`) and the diff into it (`changes`, absent for the first).
+pub fn update(
+    warehouse: &Path,
+    pipeline: &str,
+    version: u64,
+    previous: Option<u64>,
+    org_dir: &Path,
+    changes: Option<&Path>,
+    run_id: &str,
+    snapshot_date: NaiveDate,
+) -> Result<(), HistoryError> {
+    let err = |step: &'static str| {
+        move |e: duckdb::Error| HistoryError {
+            step,
+            message: e.to_string(),
+        }
+    };
+    let conn = Connection::open_in_memory().map_err(err("open"))?;
+    let fields: String = ODS_FIELDS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
+    let root = warehouse.join(pipeline).join("history");
+    let mut sql = format!(
+        "CREATE TEMP TABLE new_org AS SELECT code, {fields} FROM read_parquet({}, hive_partitioning = false);\n\
+         CREATE TEMP TABLE history_params (version BIGINT, run_id VARCHAR, snapshot_date DATE);\n",
+        quote(&org_dir.join("organisations.parquet"))
+    );
+    let prev_file = previous
+        .map(|p| root.join(version_dir_name(p)).join("history.parquet"))
+        .filter(|p| p.exists());
+    match &prev_file {
+        Some(p) => sql.push_str(&format!("CREATE TEMP TABLE prev_history AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n", quote(p))),
+        None => sql.push_str(
+            "CREATE TEMP TABLE prev_history AS SELECT *, NULL::DATE AS valid_from, NULL::DATE AS valid_to, NULL::BIGINT AS version, \
+             NULL::VARCHAR AS run_id, []::VARCHAR[] AS changed_fields, NULL::VARCHAR AS change_kind, NULL::BOOLEAN AS is_current FROM new_org LIMIT 0;\n",
+        ),
+    }
+    match changes {
+        Some(c) => sql.push_str(&format!(
+            "CREATE TEMP TABLE changes AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
+            quote(c)
+        )),
+        None => sql.push_str(
+            "CREATE TEMP TABLE changes (code VARCHAR, \"table\" VARCHAR, field VARCHAR, change_kind VARCHAR);\n",
+        ),
+    }
+    conn.execute_batch(&sql).map_err(err("load inputs"))?;
+    conn.execute(
+        "INSERT INTO history_params VALUES (?, ?, CAST(? AS DATE))",
+        params![version as i64, run_id, snapshot_date.to_string()],
+    )
+    .map_err(err("load inputs"))?;
+    conn.execute_batch(SQL_UPDATE_HISTORY)
+        .map_err(err("update_history.sql"))?;
+    let dir = root.join(version_dir_name(version));
+    let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
+    let io = |e: std::io::Error| HistoryError {
+        step: "write",
+        message: e.to_string(),
+    };
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io)?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io)?;
+    conn.execute_batch(&format!(
+        "COPY (SELECT * FROM history ORDER BY code, valid_from, version) TO {} (FORMAT parquet, COMPRESSION zstd);",
+        quote(&tmp.join("history.parquet"))
+    ))
+    .map_err(err("write"))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io)?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(io)?;
+    Ok(())
+}

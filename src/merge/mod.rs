@@ -1,0 +1,619 @@
+//! The three-way merge of ODS with the team's trust table, in DuckDB SQL (`sql/merge/*.sql`).
+//!
+//! Inputs: the new ODS snapshot, the snapshot the previous merge used (base), the previous merged
+//! trust table, the local table file, the reviewed overrides and the recorded conflict
+//! resolutions. Outputs, as one immutable version under `<warehouse>/<pipeline>/merged/`:
+//! `trusts.parquet` (the merged table), `conflicts.parquet` (every conflict ever seen, with its
+//! status), `provenance.parquet` (where each value decided by this merge came from) and
+//! `summary.json` (the `MergeReport`, including the input hash that makes a repeated merge of the
+//! same inputs a no-op).
+//!
+//! Rust only loads and validates inputs (naming file and line on bad rows) and writes outputs;
+//! every rule lives in the SQL files, which analysts can read.
+
+pub mod resolutions;
+
+use crate::clock::Clock;
+use crate::model::tables::sha256_hex;
+use crate::pipeline::{MergeConfig, Ownership};
+use crate::snapshot::{SnapshotStore, version_dir_name};
+use duckdb::{Connection, params};
+use resolutions::Resolution;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The ODS fields of the trust table and their SQL types.
+pub const ODS_FIELDS: [(&str, &str); 20] = [
+    ("name", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("record_class", "VARCHAR"),
+    ("primary_role", "VARCHAR"),
+    ("operational_start", "DATE"),
+    ("operational_end", "DATE"),
+    ("legal_start", "DATE"),
+    ("legal_end", "DATE"),
+    ("last_change_date", "DATE"),
+    ("address_line1", "VARCHAR"),
+    ("address_line2", "VARCHAR"),
+    ("address_line3", "VARCHAR"),
+    ("town", "VARCHAR"),
+    ("county", "VARCHAR"),
+    ("postcode", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("uprn", "VARCHAR"),
+    ("telephone", "VARCHAR"),
+    ("website", "VARCHAR"),
+    ("ref_only", "BOOLEAN"),
+];
+
+pub const SQL_SELECT_TOUCHED: &str = include_str!("../../sql/merge/select_touched.sql");
+pub const SQL_DECIDE_FIELDS: &str = include_str!("../../sql/merge/decide_fields.sql");
+pub const SQL_DETECT_CONFLICTS: &str = include_str!("../../sql/merge/detect_conflicts.sql");
+pub const SQL_BUILD_TRUSTS: &str = include_str!("../../sql/merge/build_trusts.sql");
+pub const SQL_BUILD_PROVENANCE: &str = include_str!("../../sql/merge/build_provenance.sql");
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("`{path}` line {line}: {message}\nHelp: fix the line and run again; nothing was merged")]
+    BadInput { path: PathBuf, line: u64, message: String },
+    #[error("`{path}`: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("merge SQL ({step}): {message}")]
+    Sql { step: String, message: String },
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+}
+
+fn sql_err(step: &str) -> impl Fn(duckdb::Error) -> MergeError + '_ {
+    move |e| MergeError::Sql {
+        step: step.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Resolved merge settings for one pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeSettings {
+    pub ownership: BTreeMap<String, Ownership>,
+    pub local_fields: Vec<String>,
+    pub local_table: Option<PathBuf>,
+    pub overrides: Option<PathBuf>,
+}
+
+impl MergeSettings {
+    /// From the pipeline's `[merge]` section; `pipeline_file` locates the default overrides file.
+    pub fn resolve(config: &MergeConfig, name: &str, pipeline_file: &Path) -> Self {
+        let ownership = ODS_FIELDS
+            .iter()
+            .map(|(f, _)| {
+                (
+                    (*f).to_owned(),
+                    config.fields.get(*f).copied().unwrap_or(config.default_ownership),
+                )
+            })
+            .collect();
+        let default_overrides = pipeline_file.with_file_name(format!("{name}.overrides.csv"));
+        MergeSettings {
+            ownership,
+            local_fields: config.local_fields.clone(),
+            local_table: config.local_table.clone(),
+            overrides: config
+                .overrides
+                .clone()
+                .or_else(|| default_overrides.exists().then_some(default_overrides)),
+        }
+    }
+
+    fn all_fields(&self) -> Vec<(String, &'static str, bool)> {
+        ODS_FIELDS
+            .iter()
+            .map(|(f, t)| ((*f).to_owned(), *t, false))
+            .chain(self.local_fields.iter().map(|f| (f.clone(), "VARCHAR", true)))
+            .collect()
+    }
+}
+
+/// What a merge did: printed, put in `summary.json`, and checked by tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MergeReport {
+    /// `merged`, or `unchanged` when the inputs equal the previous merge's.
+    pub status: String,
+    pub merged_version: u64,
+    pub ods_version: u64,
+    pub base_version: Option<u64>,
+    pub run_id: String,
+    pub rows: u64,
+    pub not_in_ods: u64,
+    /// Organisations whose fields were decided again (the rest were copied).
+    pub touched: u64,
+    /// Decisions per rule (`ods_update`, `conflict`, `ods_wins`, …; `resolution:*` counted together).
+    pub rules: BTreeMap<String, u64>,
+    pub conflicts_open: u64,
+    pub conflicts_new: u64,
+    pub conflicts_resolved: u64,
+    pub conflicts_superseded: u64,
+    pub conflicts_ignored: u64,
+    /// sha256 over every input; equal hashes mean an identical merge.
+    pub inputs_hash: String,
+}
+
+fn file_sha(path: Option<&Path>) -> Result<String, MergeError> {
+    match path {
+        None => Ok("-".into()),
+        Some(p) if !p.exists() => Ok("-".into()),
+        Some(p) => std::fs::read(p).map(|b| sha256_hex(&b)).map_err(|e| MergeError::Input {
+            path: p.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub fn merged_root(warehouse: &Path, pipeline: &str) -> PathBuf {
+    warehouse.join(pipeline).join("merged")
+}
+
+/// Versions of the merged outputs, ascending.
+pub fn merged_versions(warehouse: &Path, pipeline: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(merged_root(warehouse, pipeline))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+pub fn read_report(warehouse: &Path, pipeline: &str, version: u64) -> Option<MergeReport> {
+    let path = merged_root(warehouse, pipeline)
+        .join(version_dir_name(version))
+        .join("summary.json");
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
+}
+
+/// The ODS snapshot a merge takes: a published version, or one staged by a run in progress.
+pub struct OdsInput {
+    pub version: u64,
+    /// The folder holding its tables.
+    pub dir: PathBuf,
+    pub content_hash: String,
+}
+
+impl OdsInput {
+    pub fn published(store: &SnapshotStore, version: u64) -> Result<Self, MergeError> {
+        let manifest = store.manifest(version)?;
+        Ok(OdsInput {
+            version,
+            dir: store.version_dir(version),
+            content_hash: manifest.content_hash,
+        })
+    }
+}
+
+/// Merges an ODS snapshot into the trust table of `pipeline`.
+pub fn merge(
+    warehouse: &Path,
+    pipeline: &str,
+    settings: &MergeSettings,
+    ods: &OdsInput,
+    run_id: &str,
+    clock: &Clock,
+) -> Result<MergeReport, MergeError> {
+    let store = SnapshotStore::new(warehouse, pipeline);
+    let ods_version = ods.version;
+    let previous = merged_versions(warehouse, pipeline).last().copied();
+    let prev_report = previous.and_then(|v| read_report(warehouse, pipeline, v));
+    let resolutions_path = resolutions::path(warehouse, pipeline);
+    let today = clock.today();
+
+    let inputs_hash = sha256_hex(
+        serde_json::json!({
+            "ods": ods.content_hash,
+            "ownership": settings.ownership,
+            "local_fields": settings.local_fields,
+            "local_table": file_sha(settings.local_table.as_deref())?,
+            "overrides": file_sha(settings.overrides.as_deref())?,
+            "resolutions": file_sha(Some(&resolutions_path))?,
+            // Overrides and ignores expire by date.
+            "today": today,
+            "schema": crate::model::SCHEMA_VERSION,
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    if let Some(prev) = &prev_report {
+        if prev.inputs_hash == inputs_hash {
+            return Ok(MergeReport {
+                status: "unchanged".into(),
+                ..prev.clone()
+            });
+        }
+    }
+    let merged_version = previous.map_or(1, |v| v + 1);
+    let base_version = prev_report.as_ref().map(|r| r.ods_version);
+    let conn = Connection::open_in_memory().map_err(sql_err("open"))?;
+    let fields = settings.all_fields();
+
+    // --- inputs ---
+    let ods_cols: String = ODS_FIELDS
+        .iter()
+        .map(|(f, _)| format!("CAST({f} AS VARCHAR) AS {f}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let org_path = |v: u64| store.version_dir(v).join("organisations.parquet");
+    let mut prelude = format!(
+        "CREATE TEMP TABLE ods_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
+        quote(&ods.dir.join("organisations.parquet"))
+    );
+    match base_version.filter(|b| store.version_dir(*b).exists()) {
+        Some(b) => prelude.push_str(&format!(
+            "CREATE TEMP TABLE base_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
+            quote(&org_path(b))
+        )),
+        None => prelude.push_str("CREATE TEMP TABLE base_org AS SELECT * FROM ods_org LIMIT 0;\n"),
+    }
+    let typed_defs: String = fields
+        .iter()
+        .map(|(f, t, _)| format!("{f} {t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    prelude.push_str(&format!(
+        "CREATE TEMP TABLE prev_trusts (code VARCHAR, {typed_defs}, not_in_ods BOOLEAN);\n"
+    ));
+    prelude.push_str(
+        "CREATE TEMP TABLE prev_conflicts (conflict_id VARCHAR, code VARCHAR, field VARCHAR, kind VARCHAR, base_value VARCHAR, local_value VARCHAR, ods_value VARCHAR, first_seen_run VARCHAR, last_seen_run VARCHAR, status VARCHAR, resolution VARCHAR, resolution_value VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR, reason VARCHAR);\n\
+         CREATE TEMP TABLE prev_provenance (code VARCHAR, field VARCHAR, source VARCHAR);\n\
+         CREATE TEMP TABLE local_long (code VARCHAR, field VARCHAR, value VARCHAR);\n\
+         CREATE TEMP TABLE overrides_active (code VARCHAR, field VARCHAR, value VARCHAR, reason VARCHAR, author VARCHAR);\n\
+         CREATE TEMP TABLE resolutions (conflict_id VARCHAR, resolution VARCHAR, value VARCHAR, reason VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR, until DATE);\n\
+         CREATE TEMP TABLE merge_fields (field VARCHAR, is_local_field BOOLEAN, ownership VARCHAR);\n\
+         CREATE TEMP TABLE merge_params (run_id VARCHAR, ods_version BIGINT, merged_version BIGINT, merged_at VARCHAR);\n",
+    );
+    if let Some(prev) = previous {
+        let dir = merged_root(warehouse, pipeline).join(version_dir_name(prev));
+        prelude.push_str(&format!(
+            "INSERT INTO prev_trusts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
+             INSERT INTO prev_conflicts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
+             INSERT INTO prev_provenance SELECT code, field, arg_max(source, version) FROM read_parquet({}, hive_partitioning = true, hive_types = {{'version': BIGINT}}) GROUP BY code, field;\n",
+            quote(&dir.join("trusts.parquet")),
+            quote(&dir.join("conflicts.parquet")),
+            quote(&merged_root(warehouse, pipeline).join("version=*").join("provenance.parquet")),
+        ));
+    }
+    conn.execute_batch(&prelude).map_err(sql_err("load inputs"))?;
+    {
+        let mut insert = conn
+            .prepare("INSERT INTO merge_fields VALUES (?, ?, ?)")
+            .map_err(sql_err("load inputs"))?;
+        for (f, _, local) in &fields {
+            let ownership = if *local {
+                "local"
+            } else {
+                settings.ownership[f].as_str()
+            };
+            insert
+                .execute(params![f, local, ownership])
+                .map_err(sql_err("load inputs"))?;
+        }
+        conn.execute(
+            "INSERT INTO merge_params VALUES (?, ?, ?, ?)",
+            params![
+                run_id,
+                ods_version as i64,
+                merged_version as i64,
+                clock.now().to_rfc3339()
+            ],
+        )
+        .map_err(sql_err("load inputs"))?;
+    }
+    let field_names: Vec<&str> = fields.iter().map(|(f, _, _)| f.as_str()).collect();
+    if let Some(path) = &settings.local_table {
+        load_local_table(&conn, path, &field_names)?;
+    }
+    if let Some(path) = &settings.overrides {
+        let mut insert = conn
+            .prepare("INSERT INTO overrides_active VALUES (?, ?, ?, ?, ?)")
+            .map_err(sql_err("load overrides"))?;
+        for o in read_overrides(path, &field_names, today)? {
+            insert
+                .execute(params![o.code, o.field, o.value, o.reason, o.author])
+                .map_err(sql_err("load overrides"))?;
+        }
+    }
+    {
+        let mut insert = conn
+            .prepare("INSERT INTO resolutions VALUES (?, ?, ?, ?, ?, ?, CAST(? AS DATE))")
+            .map_err(sql_err("load resolutions"))?;
+        for r in resolutions::read(&resolutions_path)? {
+            insert
+                .execute(params![
+                    r.conflict_id,
+                    r.resolution,
+                    r.value,
+                    r.reason,
+                    r.by,
+                    r.at,
+                    r.until.map(|d| d.to_string())
+                ])
+                .map_err(sql_err("load resolutions"))?;
+        }
+    }
+    // The newest resolution per conflict; an expired ignore no longer applies.
+    conn.execute(
+        "CREATE TEMP TABLE latest_resolutions AS
+         SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY conflict_id ORDER BY resolved_at DESC, rowid DESC) AS n FROM resolutions)
+         WHERE n = 1 AND NOT (resolution = 'ignore' AND until IS NOT NULL AND until < CAST(? AS DATE))",
+        params![today.to_string()],
+    )
+    .map_err(sql_err("load resolutions"))?;
+
+    // --- the rules ---
+    let field_list = field_names
+        .iter()
+        .map(|f| format!("'{f}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let typed_columns = std::iter::once("code".to_owned())
+        .chain(fields.iter().map(|(f, t, _)| format!("CAST({f} AS {t}) AS {f}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ods_columns = ODS_FIELDS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
+    let all_columns = field_names.join(", ");
+    let lists = [
+        ("ods_columns", ods_columns.as_str()),
+        ("all_columns", all_columns.as_str()),
+    ];
+    for (step, sql) in [
+        (
+            "select_touched.sql",
+            crate::catalog::sql::render_raw(SQL_SELECT_TOUCHED, &lists),
+        ),
+        (
+            "decide_fields.sql",
+            crate::catalog::sql::render_raw(SQL_DECIDE_FIELDS, &lists),
+        ),
+        ("detect_conflicts.sql", SQL_DETECT_CONFLICTS.to_owned()),
+        (
+            "build_trusts.sql",
+            crate::catalog::sql::render_raw(
+                SQL_BUILD_TRUSTS,
+                &[("field_list", &field_list), ("typed_columns", &typed_columns)],
+            ),
+        ),
+        ("build_provenance.sql", SQL_BUILD_PROVENANCE.to_owned()),
+    ] {
+        conn.execute_batch(&sql).map_err(sql_err(step))?;
+    }
+
+    // --- report and outputs ---
+    let count = |sql: &str| -> Result<u64, MergeError> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sql_err("report"))
+    };
+    let mut rules = BTreeMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) FROM decisions WHERE in_ods OR NOT in_base GROUP BY r ORDER BY r")
+            .map_err(sql_err("report"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql_err("report"))?;
+        for row in rows {
+            let (rule, n) = row.map_err(sql_err("report"))?;
+            rules.insert(rule, n as u64);
+        }
+    }
+    let report = MergeReport {
+        status: "merged".into(),
+        merged_version,
+        ods_version,
+        base_version,
+        run_id: run_id.to_owned(),
+        rows: count("SELECT count(*) FROM trusts")?,
+        not_in_ods: count("SELECT count(*) FROM trusts WHERE not_in_ods")?,
+        touched: count("SELECT count(*) FROM touched")?,
+        rules,
+        conflicts_open: count("SELECT count(*) FROM conflicts WHERE status = 'open'")?,
+        conflicts_new: count(
+            "SELECT count(*) FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params)",
+        )?,
+        conflicts_resolved: count(
+            "SELECT count(*) FROM conflicts c WHERE status = 'resolved' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
+        )?,
+        conflicts_superseded: count(
+            "SELECT count(*) FROM conflicts c WHERE status = 'superseded' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
+        )?,
+        conflicts_ignored: count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?,
+        inputs_hash,
+    };
+    write_outputs(&conn, warehouse, pipeline, merged_version, &report)?;
+    Ok(report)
+}
+
+/// Writes the merged version with DuckDB's Parquet writer (rows ordered by key), then renames.
+fn write_outputs(
+    conn: &Connection,
+    warehouse: &Path,
+    pipeline: &str,
+    version: u64,
+    report: &MergeReport,
+) -> Result<(), MergeError> {
+    let root = merged_root(warehouse, pipeline);
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |e: std::io::Error| MergeError::Input {
+            path: p.clone(),
+            message: e.to_string(),
+        }
+    };
+    let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    for (table, order) in [
+        ("trusts", "code"),
+        ("conflicts", "code, field, conflict_id"),
+        ("provenance", "code, field"),
+    ] {
+        let path = tmp.join(format!("{table}.parquet"));
+        conn.execute_batch(&format!(
+            "COPY (SELECT * FROM {table} ORDER BY {order}) TO {} (FORMAT parquet, COMPRESSION zstd);",
+            quote(&path)
+        ))
+        .map_err(sql_err("write outputs"))?;
+    }
+    let mut text = serde_json::to_string_pretty(report).expect("report serialises");
+    text.push('\n');
+    std::fs::write(tmp.join("summary.json"), text).map_err(io(&tmp))?;
+    let target = root.join(version_dir_name(version));
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    Ok(())
+}
+
+fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(), MergeError> {
+    if !path.exists() {
+        return Err(MergeError::Input {
+            path: path.to_owned(),
+            message: "the local table file does not exist\nHelp: fix `merge.local_table` in the pipeline file".into(),
+        });
+    }
+    let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    let source = if is_parquet {
+        format!("read_parquet({}, hive_partitioning = false)", quote(path))
+    } else {
+        format!("read_csv({}, header = true, all_varchar = true)", quote(path))
+    };
+    let err = |e: duckdb::Error| MergeError::Input {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    conn.execute_batch(&format!("CREATE TEMP TABLE local_raw AS SELECT * FROM {source};"))
+        .map_err(err)?;
+    let columns: Vec<String> = conn
+        .prepare("SELECT column_name FROM (DESCRIBE local_raw)")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(err)?;
+    if !columns.iter().any(|c| c == "code") {
+        return Err(MergeError::Input {
+            path: path.to_owned(),
+            message: "no `code` column: the local table must be keyed by ODS code".into(),
+        });
+    }
+    let unknown: Vec<&String> = columns
+        .iter()
+        .filter(|c| *c != "code" && !fields.contains(&c.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(MergeError::Input {
+            path: path.to_owned(),
+            message: format!(
+                "columns {} are not trust table fields\nHelp: add team-owned columns to `merge.local_fields`, or drop them from the file",
+                unknown.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    if columns.len() > 1 {
+        // UNPIVOT drops NULLs: an empty cell is not a local value.
+        conn.execute_batch(
+            "CREATE TEMP VIEW local_wide AS SELECT code, COLUMNS(* EXCLUDE code)::VARCHAR FROM local_raw WHERE code IS NOT NULL;
+             CREATE TEMP TABLE local_unpivoted AS UNPIVOT local_wide ON COLUMNS(* EXCLUDE code) INTO NAME field VALUE value;
+             INSERT INTO local_long SELECT code, field, value FROM local_unpivoted WHERE value <> '';",
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// One row of the overrides file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub code: String,
+    pub field: String,
+    pub value: Option<String>,
+    pub reason: String,
+    pub author: String,
+    pub expires: Option<chrono::NaiveDate>,
+}
+
+/// Reads and validates the overrides file as a whole; expired overrides are dropped.
+pub fn read_overrides(path: &Path, fields: &[&str], today: chrono::NaiveDate) -> Result<Vec<Override>, MergeError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| MergeError::Input {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let headers = reader
+        .headers()
+        .map_err(|e| MergeError::Input {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?
+        .clone();
+    let expected = ["code", "field", "value", "reason", "author", "expires"];
+    if headers.iter().collect::<Vec<_>>() != expected {
+        return Err(MergeError::BadInput {
+            path: path.to_owned(),
+            line: 1,
+            message: format!("the header must be `{}`", expected.join(",")),
+        });
+    }
+    let mut out = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i as u64 + 2;
+        let bad = |message: String| MergeError::BadInput {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let row = row.map_err(|e| bad(e.to_string()))?;
+        let get = |n: usize| row.get(n).unwrap_or_default().to_owned();
+        let (code, field, reason, author) = (get(0), get(1), get(3), get(4));
+        if code.is_empty() {
+            return Err(bad("`code` is empty".into()));
+        }
+        if !fields.contains(&field.as_str()) {
+            return Err(bad(format!(
+                "`{field}` is not a trust table field ({})",
+                fields.join(", ")
+            )));
+        }
+        if reason.is_empty() || author.is_empty() {
+            return Err(bad("an override needs a `reason` and an `author`".into()));
+        }
+        let expires = match get(5).as_str() {
+            "" => None,
+            d => Some(
+                d.parse()
+                    .map_err(|_| bad(format!("`expires`: `{d}` is not a YYYY-MM-DD date")))?,
+            ),
+        };
+        if expires.is_some_and(|e| e < today) {
+            continue;
+        }
+        let value = Some(get(2)).filter(|v| !v.is_empty());
+        out.push(Override {
+            code,
+            field,
+            value,
+            reason,
+            author,
+            expires,
+        });
+    }
+    Ok(out)
+}
+
+impl From<&Resolution> for serde_json::Value {
+    fn from(r: &Resolution) -> Self {
+        serde_json::to_value(r).expect("serialises")
+    }
+}

@@ -1,0 +1,205 @@
+//! The field-level diff: real ODS files with known changes, and properties on generated tables.
+
+use crate::common::{TestContext, ods_csv};
+use arrow::array::{Array, RecordBatch, StringArray};
+use odsync::diff::diff_dirs;
+use odsync::model::tables::{self, TABLE_NAMES};
+use odsync::model::{OrgRecord, Organisation, Period};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+type Rows = Vec<Vec<Option<String>>>;
+
+fn set(rows: &Rows, col: usize) -> BTreeSet<String> {
+    rows.iter().map(|r| r[col].clone().unwrap()).collect()
+}
+
+#[test]
+fn the_real_etr_2018_to_2021_diff_finds_exactly_the_known_changes() {
+    let ctx = TestContext::new();
+    ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2018-08-31-odsR.csv"));
+    ctx.run_ok("2025-07-16", "etr", &[]);
+    ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2021-nhsx.csv"));
+    let run = ctx.run_ok("2025-07-17", "etr", &[]);
+    assert_eq!(run["diff"]["from_version"], 1);
+
+    let kind = |k: &str| {
+        set(&ctx.query(&format!("SELECT DISTINCT code FROM changes_latest WHERE pipeline = 'etr' AND \"table\" = 'organisations' AND change_kind = '{k}'")), 0)
+    };
+    assert_eq!(kind("added"), BTreeSet::from(["R0B".to_owned(), "R0D".to_owned()]));
+    let gone: BTreeSet<String> = "R1E R1J RA3 RBA RC1 RDD RE9 RGQ RJD RJF RLN RM2 RNL RQ6 RQ8 RR1 RW3 RY1"
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(kind("deleted"), gone);
+    let renames = ctx.query(
+        "SELECT code, old_value, new_value FROM changes_latest WHERE pipeline = 'etr' AND \"table\" = 'organisations' AND change_kind = 'renamed' ORDER BY code",
+    );
+    assert_eq!(renames.len(), 23);
+    let rename = |code: &str| renames.iter().find(|r| r[0].as_deref() == Some(code)).unwrap().clone();
+    assert_eq!(
+        rename("RM3")[1..],
+        [
+            Some("SALFORD ROYAL NHS FOUNDATION TRUST".into()),
+            Some("NORTHERN CARE ALLIANCE NHS FOUNDATION TRUST".into())
+        ]
+    );
+    assert_eq!(
+        rename("REM")[1..],
+        [
+            Some("AINTREE UNIVERSITY HOSPITAL NHS FOUNDATION TRUST".into()),
+            Some("LIVERPOOL UNIVERSITY HOSPITALS NHS FOUNDATION TRUST".into())
+        ]
+    );
+    let closed = ctx.query(
+        "SELECT code, new_value, CAST(effective_date AS VARCHAR) FROM changes_latest WHERE pipeline = 'etr' AND \"table\" = 'organisations' AND field = 'operational_end' AND old_value IS NULL ORDER BY code",
+    );
+    assert_eq!(
+        set(&closed, 0),
+        "RD3 RDZ RT3 RTV RW6 RXH".split(' ').map(str::to_owned).collect()
+    );
+    let rdz = closed.iter().find(|r| r[0].as_deref() == Some("RDZ")).unwrap();
+    assert_eq!(rdz[1..], [Some("2020-09-30".into()), Some("2020-09-30".into())]);
+
+    let summary = ctx.odsync("2025-07-17", &["diff", "etr", "--json"]).ok().json();
+    assert_eq!(summary["by_kind"]["added"], 2);
+    assert_eq!(summary["by_kind"]["deleted"], 18);
+    assert_eq!(summary["by_kind"]["renamed"], 23);
+}
+
+// ---------- properties ----------
+
+fn org(code: &str, name: &str, status: bool, postcode: Option<&str>, end: Option<u32>) -> OrgRecord {
+    OrgRecord {
+        organisation: Organisation {
+            code: code.to_owned(),
+            name: name.to_owned(),
+            status: Some(if status { "Active" } else { "Inactive" }.to_owned()),
+            postcode: postcode.map(str::to_owned),
+            operational: Period {
+                start: chrono::NaiveDate::from_ymd_opt(2001, 4, 1),
+                end: end.and_then(|d| chrono::NaiveDate::from_ymd_opt(2020, 1, d)),
+            },
+            ..Organisation::default()
+        },
+        ..OrgRecord::default()
+    }
+}
+
+fn write_snapshot(dir: &Path, records: Vec<OrgRecord>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let built = tables::build(records, vec![], vec![], vec![]);
+    for (name, batch) in &built.batches {
+        odsync::snapshot::write_parquet(&dir.join(format!("{name}.parquet")), batch, &[]).unwrap();
+    }
+    assert_eq!(built.batches.len(), TABLE_NAMES.len());
+}
+
+type OrgMap = BTreeMap<String, BTreeMap<String, Option<String>>>;
+
+fn org_map(dir: &Path) -> OrgMap {
+    let file = std::fs::File::open(dir.join("organisations.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = OrgMap::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let text: Vec<(String, StringArray)> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| f.name() != "row_hash")
+            .map(|(f, c)| {
+                let t = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap();
+                (
+                    f.name().clone(),
+                    t.as_any().downcast_ref::<StringArray>().unwrap().clone(),
+                )
+            })
+            .collect();
+        for i in 0..batch.num_rows() {
+            let code = text[0].1.value(i).to_owned();
+            let fields = text[1..]
+                .iter()
+                .map(|(n, a)| (n.clone(), a.is_valid(i).then(|| a.value(i).to_owned())))
+                .collect();
+            out.insert(code, fields);
+        }
+    }
+    out
+}
+
+fn apply(mut a: OrgMap, changes: &RecordBatch, template: &BTreeMap<String, Option<String>>) -> OrgMap {
+    let s = |n: &str| {
+        changes
+            .column_by_name(n)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone()
+    };
+    let (code, table, field, new, kind) = (s("code"), s("table"), s("field"), s("new_value"), s("change_kind"));
+    for i in 0..changes.num_rows() {
+        if table.value(i) != "organisations" {
+            continue;
+        }
+        let c = code.value(i).to_owned();
+        match kind.value(i) {
+            "deleted" => {
+                a.remove(&c);
+            }
+            _ => {
+                let row = a
+                    .entry(c)
+                    .or_insert_with(|| template.iter().map(|(k, _)| (k.clone(), None)).collect());
+                let value = new.is_valid(i).then(|| new.value(i).to_owned());
+                row.insert(field.value(i).to_owned(), value);
+            }
+        }
+    }
+    a
+}
+
+fn arb_orgs() -> impl Strategy<Value = Vec<OrgRecord>> {
+    let codes = ["A1", "A2", "B1", "B2", "C1", "C2", "D1", "E1"];
+    proptest::collection::btree_map(
+        proptest::sample::select(codes.to_vec()),
+        (
+            proptest::sample::select(vec!["ONE", "TWO", "THREE"]),
+            any::<bool>(),
+            proptest::option::of(proptest::sample::select(vec!["LS1 4AP", "M13 9WL"])),
+            proptest::option::of(1u32..28),
+        ),
+        0..8,
+    )
+    .prop_map(|m| m.into_iter().map(|(c, (n, s, p, e))| org(c, n, s, p, e)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn diffing_a_snapshot_with_itself_is_empty(a in arb_orgs()) {
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(&dir.path().join("a"), a.clone());
+        write_snapshot(&dir.path().join("b"), a);
+        let d = diff_dirs(&dir.path().join("a"), &dir.path().join("b"), 1, 2, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()).unwrap();
+        prop_assert_eq!(d.changes.num_rows(), 0);
+    }
+
+    #[test]
+    fn applying_diff_a_b_to_a_gives_b(a in arb_orgs(), b in arb_orgs()) {
+        let dir = tempfile::tempdir().unwrap();
+        write_snapshot(&dir.path().join("a"), a);
+        write_snapshot(&dir.path().join("b"), b);
+        let d = diff_dirs(&dir.path().join("a"), &dir.path().join("b"), 1, 2, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()).unwrap();
+        let (ma, mb) = (org_map(&dir.path().join("a")), org_map(&dir.path().join("b")));
+        let template = org_map(&dir.path().join("b")).into_values().next().or_else(|| ma.values().next().cloned()).unwrap_or_default();
+        prop_assert_eq!(apply(ma, &d.changes, &template), mb);
+    }
+}
