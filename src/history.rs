@@ -53,7 +53,7 @@ pub fn update(
     match &prev_file {
         Some(p) => sql.push_str(&format!("CREATE TEMP TABLE prev_history AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n", quote(p))),
         None => sql.push_str(
-            "CREATE TEMP TABLE prev_history AS SELECT *, NULL::DATE AS valid_from, NULL::DATE AS valid_to, NULL::BIGINT AS version, \
+            "CREATE TEMP TABLE prev_history AS SELECT *, NULL::DATE AS valid_from, NULL::DATE AS valid_to, NULL::BIGINT AS snapshot_version, \
              NULL::VARCHAR AS run_id, []::VARCHAR[] AS changed_fields, NULL::VARCHAR AS change_kind, NULL::BOOLEAN AS is_current FROM new_org LIMIT 0;\n",
         ),
     }
@@ -85,7 +85,7 @@ pub fn update(
     }
     std::fs::create_dir_all(&tmp).map_err(io)?;
     conn.execute_batch(&format!(
-        "COPY (SELECT * FROM history ORDER BY code, valid_from, version) TO {} (FORMAT parquet, COMPRESSION zstd);",
+        "COPY (SELECT * FROM history ORDER BY code, valid_from, snapshot_version) TO {} (FORMAT parquet, COMPRESSION zstd);",
         quote(&tmp.join("history.parquet"))
     ))
     .map_err(err("write"))?;

@@ -6,6 +6,7 @@
 -- Inputs (created by odsync, src/history.rs): prev_history (the previous history, or empty),
 -- new_org (organisations of the new snapshot, fields as in the trust table), changes (the diff
 -- into this snapshot; empty for the first one), history_params (version, run_id, snapshot_date).
+-- (The column is `snapshot_version`: `version` is the Hive partition of the history output.)
 CREATE OR REPLACE TEMP TABLE changed_codes AS
 SELECT code,
        list(DISTINCT field ORDER BY field) FILTER (WHERE field IS NOT NULL) AS changed_fields,
@@ -31,7 +32,7 @@ SELECT
     o.*,
     (SELECT snapshot_date FROM history_params) AS valid_from,
     CAST(NULL AS DATE) AS valid_to,
-    (SELECT version FROM history_params) AS version,
+    (SELECT version FROM history_params) AS snapshot_version,
     (SELECT run_id FROM history_params) AS run_id,
     coalesce(c.changed_fields, []) AS changed_fields,
     coalesce(c.change_kind, 'added') AS change_kind,
@@ -39,4 +40,4 @@ SELECT
 FROM new_org AS o
 LEFT JOIN changed_codes AS c USING (code)
 WHERE c.code IS NOT NULL OR NOT EXISTS (SELECT 1 FROM prev_history)
-ORDER BY code, valid_from, version;
+ORDER BY code, valid_from, snapshot_version;

@@ -1,7 +1,8 @@
--- Provenance of every value this merge decided: where it came from (ods, local_table, override,
--- resolution), which snapshot version and run set it, and by which rule. Values of untouched
--- organisations keep the provenance an earlier merge recorded; the view `provenance_latest`
--- picks the newest entry per (code, field).
+-- Provenance of every value this merge set: where it came from (ods, local_table, override,
+-- resolution), which snapshot version and run set it, and by which rule. A value that stayed as it
+-- was (same value, same source) keeps the provenance an earlier merge recorded, so it still names
+-- the run that really set it; the view `provenance_latest` picks the newest entry per
+-- (code, field).
 CREATE OR REPLACE TEMP TABLE provenance AS
 SELECT
     d.code,
@@ -14,4 +15,8 @@ SELECT
     (SELECT merged_at FROM merge_params) AS set_at
 FROM decisions AS d
 WHERE d.code IN (SELECT code FROM trusts)
+  AND (d.value IS DISTINCT FROM d.prev_value
+       OR d.source IS DISTINCT FROM d.prev_source
+       OR d.rule = 'conflict'
+       OR d.rule LIKE 'resolution:%')
 ORDER BY d.code, d.field;

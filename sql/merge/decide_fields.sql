@@ -7,6 +7,7 @@
 -- Rules, first match wins (the `rule` column records which one applied):
 --   resolution:<id>  a recorded resolution of this very conflict (accept_ods, keep_local, set, ignore)
 --   ods_deleted      the organisation left ODS: keep local (row-level rules decide whether it stays)
+--   not_in_ods       a row only the team has: keep local
 --   conflict         an open conflict whose ODS value has not changed stays open (local value kept)
 --   no_ods_change    ods = base: keep local
 --   ods_update       ods ≠ base and local = base: take ods
@@ -93,11 +94,14 @@ SELECT
     base_value,
     ods_value,
     local_value,
+    prev_value,
+    prev_source,
     conflict_id,
     CASE
         WHEN is_local_field THEN 'local_field'
         WHEN resolution IS NOT NULL THEN 'resolution:' || conflict_id
-        WHEN NOT in_ods THEN 'ods_deleted'
+        WHEN NOT in_ods AND in_base THEN 'ods_deleted'
+        WHEN NOT in_ods THEN 'not_in_ods'
         WHEN prev_conflict_status IS NOT NULL THEN 'conflict'
         WHEN ods_value IS NOT DISTINCT FROM base_value THEN 'no_ods_change'
         WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods_update'

@@ -15,14 +15,14 @@ pub fn run(globals: &Globals, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
         .code
         .as_deref()
         .map_or(String::new(), |c| format!(" AND code = {}", q(c)));
-    let columns = "code, name, status, operational_end, postcode, valid_from, valid_to, version, change_kind, changed_fields, is_current";
+    let columns = "code, name, status, operational_end, postcode, valid_from, valid_to, snapshot_version, change_kind, changed_fields, is_current";
     let sql = match args.as_of {
         Some(d) => format!(
             "SELECT {columns} FROM organisations_as_of(DATE '{d}') WHERE pipeline = {}{code} ORDER BY code",
             q(&args.pipeline)
         ),
         None if args.code.is_some() => format!(
-            "SELECT {columns} FROM latest_history WHERE pipeline = {}{code} ORDER BY valid_from, version",
+            "SELECT {columns} FROM latest_history WHERE pipeline = {}{code} ORDER BY valid_from, snapshot_version",
             q(&args.pipeline)
         ),
         None => return Err(UserError("give an organisation code, --as-of DATE, or both".into()).into()),

@@ -62,6 +62,41 @@ fn the_real_etr_2018_to_2021_diff_finds_exactly_the_known_changes() {
     let rdz = closed.iter().find(|r| r[0].as_deref() == Some("RDZ")).unwrap();
     assert_eq!(rdz[1..], [Some("2020-09-30".into()), Some("2020-09-30".into())]);
 
+    // The SCD2 history follows the rename, and answers as-of questions.
+    let history = ctx
+        .odsync("2025-07-17", &["history", "etr", "RM3", "--json"])
+        .ok()
+        .json();
+    let rows = history["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert_eq!(rows[0][1], "SALFORD ROYAL NHS FOUNDATION TRUST");
+    assert_eq!(
+        (rows[0][5].as_str(), rows[0][6].as_str()),
+        (Some("2025-07-16"), Some("2025-07-17"))
+    );
+    assert_eq!(rows[1][1], "NORTHERN CARE ALLIANCE NHS FOUNDATION TRUST");
+    assert!(rows[1][9].as_str().unwrap().contains("name"), "{}", rows[1][9]);
+    let as_of = ctx
+        .odsync(
+            "2025-07-17",
+            &["history", "etr", "RM3", "--as-of", "2025-07-16", "--json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(as_of["rows"][0][1], "SALFORD ROYAL NHS FOUNDATION TRUST");
+    let gone = ctx
+        .odsync(
+            "2025-07-17",
+            &["history", "etr", "R1E", "--as-of", "2025-07-17", "--json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(
+        gone["rows"].as_array().unwrap().len(),
+        0,
+        "a deleted code is not in the as-of view after it left"
+    );
+
     let summary = ctx.odsync("2025-07-17", &["diff", "etr", "--json"]).ok().json();
     assert_eq!(summary["by_kind"]["added"], 2);
     assert_eq!(summary["by_kind"]["deleted"], 18);
