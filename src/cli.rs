@@ -244,6 +244,9 @@ pub struct BenchArgs {
     /// Also write the synthetic pairs here as plain Parquet files, for outside tools
     #[arg(long)]
     pub write_pair: Option<std::path::PathBuf>,
+    /// Internal: run one stage in this process (the parent runs each stage in a child)
+    #[arg(long, hide = true)]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Args)]

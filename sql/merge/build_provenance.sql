@@ -14,9 +14,20 @@ SELECT
     d.rule,
     (SELECT merged_at FROM merge_params) AS set_at
 FROM decisions AS d
-WHERE d.code IN (SELECT code FROM trusts)
+WHERE d.code IN (SELECT code FROM kept)
   AND (d.value IS DISTINCT FROM d.prev_value
        OR d.source IS DISTINCT FROM d.prev_source
        OR d.rule = 'conflict'
        OR d.rule LIKE 'resolution:%')
 ORDER BY d.code, d.field;
+
+-- The cells of the new trust table whose value does not come from ODS (local table, override,
+-- resolution): the next merge reads this instead of the whole provenance log.
+CREATE OR REPLACE TEMP TABLE sources AS
+SELECT s.code, s.field, s.source
+FROM prev_sources AS s
+WHERE s.code NOT IN (SELECT code FROM touched)
+UNION ALL
+SELECT d.code, d.field, d.source
+FROM decisions AS d
+WHERE d.source <> 'ods' AND d.code IN (SELECT code FROM kept);

@@ -6,12 +6,17 @@
 CREATE OR REPLACE TEMP TABLE decided_wide AS
 PIVOT (SELECT code, field, value FROM decisions) ON field IN ({field_list}) USING first(value) GROUP BY code;
 
+-- The touched organisations that stay in the table.
+CREATE OR REPLACE TEMP TABLE kept AS
+SELECT code FROM row_flags AS f
+WHERE (f.in_ods OR NOT f.in_base OR f.locally_modified)
+  AND NOT (NOT f.in_ods AND coalesce(f.row_resolution, '') = 'accept_ods');
+
+-- Not ordered here: odsync writes it ordered by code.
 CREATE OR REPLACE TEMP TABLE trusts AS
 SELECT {typed_columns}, NOT f.in_ods AND NOT f.in_base AS not_in_ods
 FROM decided_wide AS w
 JOIN row_flags AS f USING (code)
-WHERE (f.in_ods OR NOT f.in_base OR f.locally_modified)
-  AND NOT (NOT f.in_ods AND coalesce(f.row_resolution, '') = 'accept_ods')
+SEMI JOIN kept USING (code)
 UNION ALL BY NAME
-SELECT * FROM prev_trusts WHERE code NOT IN (SELECT code FROM touched)
-ORDER BY code;
+SELECT * FROM prev_trusts ANTI JOIN touched USING (code);

@@ -34,7 +34,7 @@ CREATE OR REPLACE TEMP TABLE prev_long AS
 SELECT code, field, value FROM prev_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({all_columns}));
 
 CREATE OR REPLACE TEMP TABLE keys AS
-SELECT t.code, f.field, f.is_local_field, f.ownership
+SELECT t.code, t.in_ods, t.in_base, f.field, f.is_local_field, f.ownership
 FROM touched AS t CROSS JOIN merge_fields AS f;
 
 CREATE OR REPLACE TEMP TABLE decisions AS
@@ -51,16 +51,17 @@ WITH joined AS (
         ov.value AS override_value,
         le.code IS NOT NULL AS has_local_edit,
         le.value AS local_table_value,
-        pp.source AS prev_source,
-        k.code IN (SELECT code FROM ods_org) AS in_ods,
-        k.code IN (SELECT code FROM base_org) AS in_base
+        -- Cells not listed in prev_sources came from ODS (or are new).
+        CASE WHEN p.code IS NULL THEN NULL ELSE coalesce(pp.source, 'ods') END AS prev_source,
+        k.in_ods,
+        k.in_base
     FROM keys AS k
     LEFT JOIN ods_long AS o USING (code, field)
     LEFT JOIN base_long AS b USING (code, field)
     LEFT JOIN prev_long AS p USING (code, field)
     LEFT JOIN overrides_active AS ov USING (code, field)
     LEFT JOIN local_edits AS le USING (code, field)
-    LEFT JOIN prev_provenance AS pp USING (code, field)
+    LEFT JOIN prev_sources AS pp USING (code, field)
 ),
 with_local AS (
     SELECT

@@ -10,6 +10,7 @@
 --   overrides_active       reviewed overrides that have not expired
 --   resolutions            conflict resolutions recorded since (conflict_id, resolution, …)
 --   prev_conflicts         every conflict known to the previous merge
+--   prev_sources           cells of the previous trust table whose value did not come from ODS
 CREATE OR REPLACE TEMP VIEW prev_local_wide AS
 SELECT code, COLUMNS(* EXCLUDE (code, not_in_ods))::VARCHAR
 FROM prev_trusts SEMI JOIN (SELECT DISTINCT code FROM local_long) USING (code);
@@ -25,7 +26,7 @@ FROM local_long AS l
 LEFT JOIN prev_long_local AS p USING (code, field)
 WHERE l.value IS DISTINCT FROM p.value;
 
-CREATE OR REPLACE TEMP TABLE touched AS
+CREATE OR REPLACE TEMP TABLE touched_codes AS
 SELECT o.code FROM ods_org AS o LEFT JOIN base_org AS b USING (code)
 WHERE b.code IS NULL OR o.row_hash IS DISTINCT FROM b.row_hash
 UNION SELECT code FROM base_org WHERE code NOT IN (SELECT code FROM ods_org)
@@ -34,3 +35,11 @@ UNION SELECT code FROM local_edits
 UNION SELECT code FROM overrides_active
 UNION SELECT code FROM prev_conflicts WHERE status IN ('open', 'ignored')
 UNION SELECT c.code FROM resolutions AS r JOIN prev_conflicts AS c USING (conflict_id);
+
+-- Whether each touched organisation is in the new snapshot and in the base, computed once.
+CREATE OR REPLACE TEMP TABLE touched AS
+SELECT
+    t.code,
+    t.code IN (SELECT code FROM ods_org SEMI JOIN touched_codes USING (code)) AS in_ods,
+    t.code IN (SELECT code FROM base_org SEMI JOIN touched_codes USING (code)) AS in_base
+FROM touched_codes AS t;

@@ -75,7 +75,10 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&globals, &args),
         Command::Serve(args) => serve::run(&args),
         Command::Bench(args) => {
-            let results = crate::bench::run(&args.rows, &args.work, args.write_pair.as_deref())?;
+            let results = match &args.stage {
+                Some(stage) => vec![crate::bench::stage(stage, args.rows[0], &args.work)?],
+                None => crate::bench::run(&args.rows, &args.work, args.write_pair.as_deref())?,
+            };
             globals.printer.emit(&results, |rows| {
                 let mut out = format!(
                     "{:>9}  {:<40} {:>9}  {:>12}  {:>12}\n",

@@ -175,35 +175,61 @@ struct Classified {
 }
 
 fn classify(old_path: &Path, new_path: &Path, key: &str) -> Result<Classified, DiffError> {
+    use polars::prelude::ChunkFilter;
+    let started = std::time::Instant::now();
     let (old, new) = rayon::join(|| read_keys(old_path, key, "old"), || read_keys(new_path, key, "new"));
     let (old, new) = (old?, new?);
-    use polars::prelude::{ChunkCompareEq, ChunkFillNullValue, ChunkFilter};
+    let read_ms = started.elapsed().as_millis() as u64;
     let err = read_err(new_path);
     let pe = |e: polars::prelude::PolarsError| err(e.to_string());
-    let joined = old
-        .join(&new, ["key_old"], ["key_new"], JoinArgs::new(JoinType::Full), None)
-        .map_err(pe)?;
-    let idx_old = joined.column("idx_old").map_err(pe)?.idx().map_err(pe)?.clone();
-    let idx_new = joined.column("idx_new").map_err(pe)?.idx().map_err(pe)?.clone();
-    let hash_old = joined.column("hash_old").map_err(pe)?.str().map_err(pe)?.clone();
-    let hash_new = joined.column("hash_new").map_err(pe)?.str().map_err(pe)?.clone();
-    let indices = |ca: &IdxCa, mask: &polars::prelude::BooleanChunked| -> Result<Vec<u32>, DiffError> {
-        Ok(ca
-            .filter(mask)
-            .map_err(pe)?
-            .into_no_null_iter()
-            .map(|i| i as u32)
-            .collect())
+    let idx = |df: &DataFrame, name: &str| -> Result<IdxCa, DiffError> {
+        Ok(df.column(name).map_err(pe)?.idx().map_err(pe)?.clone())
     };
-    let added = indices(&idx_new, &idx_old.is_null())?;
-    let deleted = indices(&idx_old, &idx_new.is_null())?;
-    // `not_equal` is null where either side is missing: those rows are added or deleted.
-    let differs = hash_old.not_equal(&hash_new).fill_null_with_values(false).map_err(pe)?;
-    let mut changed: Vec<(u32, u32)> = indices(&idx_old, &differs)?
-        .into_iter()
-        .zip(indices(&idx_new, &differs)?)
+    let values = |ca: &IdxCa| -> Vec<u32> { ca.into_no_null_iter().map(|i| i as u32).collect() };
+
+    // 1. A row whose hash appears on both sides is unchanged (the hash covers the key too). A left
+    //    join of the two narrow (hash, index) columns sets those aside; only the rest — a few
+    //    percent on a normal day — goes on to the key join.
+    let old_h = old.select(["hash_old", "idx_old"]).map_err(pe)?;
+    let new_h = new.select(["hash_new", "idx_new"]).map_err(pe)?;
+    let by_hash = old_h
+        .join(&new_h, ["hash_old"], ["hash_new"], JoinArgs::new(JoinType::Left), None)
+        .map_err(pe)?;
+    let matched_new = idx(&by_hash, "idx_new")?;
+    let old_rest_idx = idx(&by_hash, "idx_old")?.filter(&matched_new.is_null()).map_err(pe)?;
+    let mut seen = vec![false; new.height()];
+    matched_new.iter().flatten().for_each(|i| seen[i as usize] = true);
+    let new_rest: Vec<polars::prelude::IdxSize> = (0..new.height())
+        .filter(|i| !seen[*i])
+        .map(|i| i as polars::prelude::IdxSize)
         .collect();
-    let (mut added, mut deleted) = (added, deleted);
+    let old_rest = old.take(&old_rest_idx).map_err(pe)?;
+    let new_rest = new.take(&IdxCa::from_vec("idx".into(), new_rest)).map_err(pe)?;
+
+    // 2. The rest, joined by key: matched keys changed, unmatched old keys were deleted, unmatched
+    //    new keys were added.
+    let by_key = old_rest
+        .join(&new_rest, ["key_old"], ["key_new"], JoinArgs::new(JoinType::Left), None)
+        .map_err(pe)?;
+    let key_new = idx(&by_key, "idx_new")?;
+    let key_old = idx(&by_key, "idx_old")?;
+    let mut deleted = values(&key_old.filter(&key_new.is_null()).map_err(pe)?);
+    let present = key_new.is_not_null();
+    let mut changed: Vec<(u32, u32)> = values(&key_old.filter(&present).map_err(pe)?)
+        .into_iter()
+        .zip(values(&key_new.filter(&present).map_err(pe)?))
+        .collect();
+    let changed_new: std::collections::HashSet<u32> = changed.iter().map(|p| p.1).collect();
+    let mut added: Vec<u32> = values(&idx(&new_rest, "idx_new")?)
+        .into_iter()
+        .filter(|i| !changed_new.contains(i))
+        .collect();
+    tracing::debug!(
+        read_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        rest = old_rest.height() + new_rest.height(),
+        "classified keys"
+    );
     added.sort_unstable();
     deleted.sort_unstable();
     changed.sort_unstable();
@@ -232,7 +258,7 @@ fn read_rows(path: &Path, rows: &[u32], columns: Option<&[&str]>) -> Result<Reco
     let reader = builder
         .with_projection(mask)
         .with_row_selection(selection)
-        .with_batch_size(65_536)
+        .with_batch_size(8192)
         .build()
         .map_err(|e| err(e.to_string()))?;
     let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
@@ -275,8 +301,16 @@ pub fn diff_dirs(old_dir: &Path, new_dir: &Path, from: u64, to: u64, today: Naiv
     for spec in &SPECS {
         let old_path = old_dir.join(format!("{}.parquet", spec.table));
         let new_path = new_dir.join(format!("{}.parquet", spec.table));
+        let t = std::time::Instant::now();
         let classified = classify(&old_path, &new_path, spec.key)?;
+        let t1 = t.elapsed();
         diff_table(spec, &old_path, &new_path, &classified, today, &mut changes)?;
+        tracing::debug!(
+            table = spec.table,
+            classify_ms = t1.as_millis() as u64,
+            total_ms = t.elapsed().as_millis() as u64,
+            "diffed"
+        );
     }
     finish(changes, from, to, today)
 }
@@ -363,7 +397,9 @@ fn diff_table(
     // Added rows: every non-null field of an added organisation (so the diff can be applied),
     // one labelled row per added child row.
     if !c.added.is_empty() {
+        let t = std::time::Instant::now();
         let batch = read_rows(new_path, &c.added, None)?;
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "read added rows");
         let code = col(&batch, "code").clone();
         let key = col(&batch, spec.key).clone();
         if is_org {
@@ -441,6 +477,7 @@ fn diff_table(
             new_rows.sort_unstable();
             UInt32Array::from(inverse)
         };
+        let t_changed = std::time::Instant::now();
         let (old, new) = rayon::join(
             || read_rows(old_path, &old_rows, None),
             || read_rows(new_path, &new_rows, None),
@@ -452,7 +489,9 @@ fn diff_table(
             .map(|c| take(c, &order, None).expect("in range"))
             .collect();
         let new = RecordBatch::try_new(new.schema(), new_columns).expect("same schema");
+        tracing::debug!(ms = t_changed.elapsed().as_millis() as u64, "read changed rows");
         compare(spec, &old, &new, today, out);
+        tracing::debug!(ms = t_changed.elapsed().as_millis() as u64, "compared");
     }
     Ok(())
 }
@@ -575,8 +614,15 @@ fn finish(changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff
         ],
     )
     .expect("columns match the schema");
+    let t = std::time::Instant::now();
     let batch = sort_changes(&batch);
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        rows = batch.num_rows(),
+        "sorted changes"
+    );
     let summary = summarise(&batch, from, to);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "summarised");
     Ok(Diff {
         changes: batch,
         summary,

@@ -4,7 +4,8 @@
 //! trust table, the local table file, the reviewed overrides and the recorded conflict
 //! resolutions. Outputs, as one immutable version under `<warehouse>/<pipeline>/merged/`:
 //! `trusts.parquet` (the merged table), `conflicts.parquet` (every conflict ever seen, with its
-//! status), `provenance.parquet` (where each value decided by this merge came from) and
+//! status), `provenance.parquet` (where each value decided by this merge came from),
+//! `sources.parquet` (the cells whose value does not come from ODS, for the next merge) and
 //! `summary.json` (the `MergeReport`, including the input hash that makes a repeated merge of the
 //! same inputs a no-op).
 //!
@@ -246,16 +247,18 @@ pub fn merge(
         .collect::<Vec<_>>()
         .join(", ");
     let org_path = |v: u64| store.version_dir(v).join("organisations.parquet");
+    // The big inputs are views over the Parquet files, so DuckDB reads only the columns and rows
+    // each step needs (the touched set is found from code and row_hash alone).
     let mut prelude = format!(
-        "CREATE TEMP TABLE ods_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
+        "CREATE TEMP VIEW ods_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
         quote(&ods.dir.join("organisations.parquet"))
     );
     match base_version.filter(|b| store.version_dir(*b).exists()) {
         Some(b) => prelude.push_str(&format!(
-            "CREATE TEMP TABLE base_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
+            "CREATE TEMP VIEW base_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
             quote(&org_path(b))
         )),
-        None => prelude.push_str("CREATE TEMP TABLE base_org AS SELECT * FROM ods_org LIMIT 0;\n"),
+        None => prelude.push_str("CREATE TEMP VIEW base_org AS SELECT * FROM ods_org LIMIT 0;\n"),
     }
     let typed_defs: String = fields
         .iter()
@@ -263,27 +266,31 @@ pub fn merge(
         .collect::<Vec<_>>()
         .join(", ");
     prelude.push_str(&format!(
-        "CREATE TEMP TABLE prev_trusts (code VARCHAR, {typed_defs}, not_in_ods BOOLEAN);\n"
+        "CREATE TEMP TABLE prev_trusts_shape (code VARCHAR, {typed_defs}, not_in_ods BOOLEAN);\n"
     ));
     prelude.push_str(
         "CREATE TEMP TABLE prev_conflicts (conflict_id VARCHAR, code VARCHAR, field VARCHAR, kind VARCHAR, base_value VARCHAR, local_value VARCHAR, ods_value VARCHAR, first_seen_run VARCHAR, last_seen_run VARCHAR, status VARCHAR, resolution VARCHAR, resolution_value VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR, reason VARCHAR);\n\
-         CREATE TEMP TABLE prev_provenance (code VARCHAR, field VARCHAR, source VARCHAR);\n\
+         CREATE TEMP TABLE prev_sources (code VARCHAR, field VARCHAR, source VARCHAR);\n\
          CREATE TEMP TABLE local_long (code VARCHAR, field VARCHAR, value VARCHAR);\n\
          CREATE TEMP TABLE overrides_active (code VARCHAR, field VARCHAR, value VARCHAR, reason VARCHAR, author VARCHAR);\n\
          CREATE TEMP TABLE resolutions (conflict_id VARCHAR, resolution VARCHAR, value VARCHAR, reason VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR, until DATE);\n\
          CREATE TEMP TABLE merge_fields (field VARCHAR, is_local_field BOOLEAN, ownership VARCHAR);\n\
          CREATE TEMP TABLE merge_params (run_id VARCHAR, ods_version BIGINT, merged_version BIGINT, merged_at VARCHAR);\n",
     );
-    if let Some(prev) = previous {
-        let dir = merged_root(warehouse, pipeline).join(version_dir_name(prev));
-        prelude.push_str(&format!(
-            "INSERT INTO prev_trusts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
-             INSERT INTO prev_conflicts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
-             INSERT INTO prev_provenance SELECT code, field, arg_max(source, version) FROM read_parquet({}, hive_partitioning = true, hive_types = {{'version': BIGINT}}) GROUP BY code, field;\n",
-            quote(&dir.join("trusts.parquet")),
-            quote(&dir.join("conflicts.parquet")),
-            quote(&merged_root(warehouse, pipeline).join("version=*").join("provenance.parquet")),
-        ));
+    match previous {
+        Some(prev) => {
+            let dir = merged_root(warehouse, pipeline).join(version_dir_name(prev));
+            // UNION BY NAME against the current shape: a local field added since reads as NULL.
+            prelude.push_str(&format!(
+                "CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape UNION ALL BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
+                 INSERT INTO prev_conflicts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
+                 INSERT INTO prev_sources SELECT code, field, source FROM read_parquet({}, hive_partitioning = false);\n",
+                quote(&dir.join("trusts.parquet")),
+                quote(&dir.join("conflicts.parquet")),
+                quote(&dir.join("sources.parquet")),
+            ));
+        }
+        None => prelude.push_str("CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape;\n"),
     }
     conn.execute_batch(&prelude).map_err(sql_err("load inputs"))?;
     {
@@ -387,7 +394,9 @@ pub fn merge(
         ),
         ("build_provenance.sql", SQL_BUILD_PROVENANCE.to_owned()),
     ] {
+        let started = std::time::Instant::now();
         conn.execute_batch(&sql).map_err(sql_err(step))?;
+        tracing::debug!(step, ms = started.elapsed().as_millis() as u64, "merge step");
     }
 
     // --- report and outputs ---
@@ -457,10 +466,12 @@ fn write_outputs(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let started = std::time::Instant::now();
     for (table, order) in [
         ("trusts", "code"),
         ("conflicts", "code, field, conflict_id"),
         ("provenance", "code, field"),
+        ("sources", "code, field"),
     ] {
         let path = tmp.join(format!("{table}.parquet"));
         conn.execute_batch(&format!(
@@ -469,6 +480,7 @@ fn write_outputs(
         ))
         .map_err(sql_err("write outputs"))?;
     }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
     let mut text = serde_json::to_string_pretty(report).expect("report serialises");
     text.push('\n');
     std::fs::write(tmp.join("summary.json"), text).map_err(io(&tmp))?;
