@@ -71,6 +71,8 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	python3 -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$$port/_admin/state/demo-2025-07', method='POST'))"
 	echo "== 4. incremental run from the watermark via /sync (clock 2025-07-16)"
 	ODSYNC_NOW=2025-07-16T02:00:00Z $(ODSYNC) run demo
+	echo; echo "== 4b. the field-level diff between the two versions"
+	$(ODSYNC) diff demo --limit 12
 	echo; echo "== 5. the same state again: nothing changed, so no new version"
 	ODSYNC_NOW=2025-07-16T03:00:00Z $(ODSYNC) run demo
 	echo; echo "== 6. the trust table: conflicts from the local table and overrides that disagree with ODS"

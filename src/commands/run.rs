@@ -51,5 +51,17 @@ fn human(s: &RunSummary) -> String {
         s.duration_ms
     ));
     out.push_str(&format!("  snapshot: {}\n", display_path(&s.snapshot_path)));
+    if let Some(d) = &s.diff {
+        let kinds: Vec<String> = d.by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out.push_str(&format!(
+            "  changes from version {}: {} rows; organisations by kind: {}\n",
+            d.from_version,
+            d.changes,
+            if kinds.is_empty() { "none".into() } else { kinds.join(", ") }
+        ));
+    }
+    if let Some(m) = &s.merge {
+        out.push_str(&format!("  trust table: {}", super::merge::human(m)));
+    }
     out
 }

@@ -19,7 +19,6 @@ use crate::model::tables::sha256_hex;
 use crate::pipeline::{MergeConfig, Ownership};
 use crate::snapshot::{SnapshotStore, version_dir_name};
 use duckdb::{Connection, params};
-use resolutions::Resolution;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -624,8 +623,3 @@ pub fn read_overrides(path: &Path, fields: &[&str], today: chrono::NaiveDate) ->
     Ok(out)
 }
 
-impl From<&Resolution> for serde_json::Value {
-    fn from(r: &Resolution) -> Self {
-        serde_json::to_value(r).expect("serialises")
-    }
-}

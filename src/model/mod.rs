@@ -153,14 +153,18 @@ pub struct ParseContext {
     /// CSV has no status column (except epraccur): a close date on or before this day means
     /// `Inactive`.
     pub today: NaiveDate,
-    pub csv: csv_row::CsvLayout,
+    /// How CSV lines are read; `None` for sources that produce no CSV.
+    pub csv: Option<csv_row::CsvLayout>,
 }
 
 /// Parses one raw record with the parser its format names.
 pub fn parse_raw(raw: &RawRecord, ctx: &ParseContext) -> Result<OrgRecord, String> {
     match raw.format {
         RawFormat::OrdJson => ord_json::parse_organisation(&raw.payload),
-        RawFormat::Csv => csv_row::parse_line(&raw.payload, &ctx.csv, ctx.today),
+        RawFormat::Csv => match &ctx.csv {
+            Some(layout) => csv_row::parse_line(&raw.payload, layout, ctx.today),
+            None => Err("a CSV record, but the pipeline has no CSV source to say which file kind it is".into()),
+        },
     }
 }
 

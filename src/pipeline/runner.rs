@@ -276,13 +276,7 @@ impl Runner<'_> {
             .filter(|r| previous_sha.get(r.code.as_str()) == Some(&sha256_hex(&r.payload)))
             .count() as u64;
 
-        let ctx = ParseContext {
-            today: self.clock.today(),
-            csv: self
-                .csv_layout
-                .clone()
-                .unwrap_or_else(|| CsvLayout::new(crate::model::csv_row::CsvKind::Etr, None)),
-        };
+        let ctx = ParseContext { today: self.clock.today(), csv: self.csv_layout.clone() };
         // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
         // snapshot with the fetched records applied (delta).
         let mut current: BTreeMap<String, RawRecord> = BTreeMap::new();
@@ -317,7 +311,7 @@ impl Runner<'_> {
                     reason: format!("asked for `{}` but the record is `{}`", raw.code, rec.organisation.code),
                     raw: raw.payload,
                 }),
-                Ok(rec) if config.scope.matches(&rec) || !self.source.supports_deltas() => {
+                Ok(rec) if config.scope.matches(&rec) => {
                     parsed.insert(raw.code.clone(), rec);
                     current.insert(raw.code.clone(), raw);
                 }
