@@ -21,18 +21,29 @@ fn quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', "''"))
 }
 
-/// Writes history version `version` from the previous one, the new snapshot's organisations
-/// (`org_dir/organisations.parquet`) and the diff into it (`changes`, absent for the first).
-pub fn update(
-    warehouse: &Path,
-    pipeline: &str,
-    version: u64,
-    previous: Option<u64>,
-    org_dir: &Path,
-    changes: Option<&Path>,
-    run_id: &str,
-    snapshot_date: NaiveDate,
-) -> Result<(), HistoryError> {
+/// One history update: the new snapshot version and where its inputs are.
+pub struct HistoryUpdate<'a> {
+    pub version: u64,
+    pub previous: Option<u64>,
+    /// Folder holding the new snapshot's `organisations.parquet` (possibly still staged).
+    pub org_dir: &'a Path,
+    /// The diff into this version (`changes.parquet`); absent for the first version.
+    pub changes: Option<&'a Path>,
+    pub run_id: &'a str,
+    pub snapshot_date: NaiveDate,
+}
+
+/// Writes history version `update.version` from the previous one, the new snapshot's
+/// organisations and the diff into it.
+pub fn update(warehouse: &Path, pipeline: &str, update: &HistoryUpdate<'_>) -> Result<(), HistoryError> {
+    let HistoryUpdate {
+        version,
+        previous,
+        org_dir,
+        changes,
+        run_id,
+        snapshot_date,
+    } = *update;
     let err = |step: &'static str| {
         move |e: duckdb::Error| HistoryError {
             step,

@@ -57,7 +57,11 @@ fn human(s: &RunSummary) -> String {
             "  changes from version {}: {} rows; organisations by kind: {}\n",
             d.from_version,
             d.changes,
-            if kinds.is_empty() { "none".into() } else { kinds.join(", ") }
+            if kinds.is_empty() {
+                "none".into()
+            } else {
+                kinds.join(", ")
+            }
         ));
     }
     if let Some(m) = &s.merge {

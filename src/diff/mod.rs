@@ -185,7 +185,7 @@ fn classify(old_path: &Path, new_path: &Path, key: &str) -> Result<Classified, D
     let idx = |df: &DataFrame, name: &str| -> Result<IdxCa, DiffError> {
         Ok(df.column(name).map_err(pe)?.idx().map_err(pe)?.clone())
     };
-    let values = |ca: &IdxCa| -> Vec<u32> { ca.into_no_null_iter().map(|i| i as u32).collect() };
+    let values = |ca: &IdxCa| -> Vec<u32> { ca.into_no_null_iter().collect() };
 
     // 1. A row whose hash appears on both sides is unchanged (the hash covers the key too). A left
     //    join of the two narrow (hash, index) columns sets those aside; only the rest — a few
@@ -329,7 +329,7 @@ fn constant(value: &str, n: usize) -> ArrayRef {
 
 /// A one-line description of a child row for row-level changes: `RE5:QM7`, `RO197`, …
 fn child_label(table: &str, batch: &RecordBatch) -> ArrayRef {
-    let s = |name: &str| batch.column_by_name(name).map(|c| text(c));
+    let s = |name: &str| batch.column_by_name(name).map(text);
     let (a, b) = match table {
         "roles" => (s("role_id"), None),
         "relationships" => (s("rel_type"), s("target_code")),

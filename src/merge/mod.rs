@@ -226,13 +226,13 @@ pub fn merge(
         .to_string()
         .as_bytes(),
     );
-    if let Some(prev) = &prev_report {
-        if prev.inputs_hash == inputs_hash {
-            return Ok(MergeReport {
-                status: "unchanged".into(),
-                ..prev.clone()
-            });
-        }
+    if let Some(prev) = &prev_report
+        && prev.inputs_hash == inputs_hash
+    {
+        return Ok(MergeReport {
+            status: "unchanged".into(),
+            ..prev.clone()
+        });
     }
     let merged_version = previous.map_or(1, |v| v + 1);
     let base_version = prev_report.as_ref().map(|r| r.ods_version);
@@ -622,4 +622,3 @@ pub fn read_overrides(path: &Path, fields: &[&str], today: chrono::NaiveDate) ->
     }
     Ok(out)
 }
-

@@ -323,7 +323,7 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
             }
         }
     }
-    for (field, _) in &config.merge.fields {
+    for field in config.merge.fields.keys() {
         if !crate::merge::ODS_FIELDS.iter().any(|(f, _)| f == field) {
             problems.push(format!(
                 "`merge.fields.{field}`: not an ODS field of the trust table (one of: {})",

@@ -276,7 +276,10 @@ impl Runner<'_> {
             .filter(|r| previous_sha.get(r.code.as_str()) == Some(&sha256_hex(&r.payload)))
             .count() as u64;
 
-        let ctx = ParseContext { today: self.clock.today(), csv: self.csv_layout.clone() };
+        let ctx = ParseContext {
+            today: self.clock.today(),
+            csv: self.csv_layout.clone(),
+        };
         // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
         // snapshot with the fetched records applied (delta).
         let mut current: BTreeMap<String, RawRecord> = BTreeMap::new();
@@ -427,12 +430,14 @@ impl Runner<'_> {
             crate::history::update(
                 &self.warehouse,
                 &config.name,
-                new.version,
-                previous.map(|m| m.version),
-                &new.dir,
-                diff.as_ref().map(|_| changes.as_path()),
-                run_id,
-                self.clock.today(),
+                &crate::history::HistoryUpdate {
+                    version: new.version,
+                    previous: previous.map(|m| m.version),
+                    org_dir: &new.dir,
+                    changes: diff.as_ref().map(|_| changes.as_path()),
+                    run_id,
+                    snapshot_date: self.clock.today(),
+                },
             )
             .map_err(|e| ("history", e.into()))?;
         }

@@ -191,7 +191,7 @@ fn apply(mut a: OrgMap, changes: &RecordBatch, template: &BTreeMap<String, Optio
             _ => {
                 let row = a
                     .entry(c)
-                    .or_insert_with(|| template.iter().map(|(k, _)| (k.clone(), None)).collect());
+                    .or_insert_with(|| template.keys().map(|k| (k.clone(), None)).collect());
                 let value = new.is_valid(i).then(|| new.value(i).to_owned());
                 row.insert(field.value(i).to_owned(), value);
             }
