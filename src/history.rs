@@ -2,6 +2,7 @@
 //! version per snapshot under `<warehouse>/<pipeline>/history/`, maintained from the diff rather
 //! than recomputed, plus the as-of views in the catalog.
 
+use crate::catalog::sql::quote_path;
 use crate::merge::ODS_FIELDS;
 use crate::snapshot::version_dir_name;
 use chrono::NaiveDate;
@@ -15,10 +16,6 @@ pub const SQL_UPDATE_HISTORY: &str = include_str!("../sql/history/update_history
 pub struct HistoryError {
     step: &'static str,
     message: String,
-}
-
-fn quote(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
 }
 
 /// One history update: the new snapshot version and where its inputs are.
@@ -56,13 +53,13 @@ pub fn update(warehouse: &Path, pipeline: &str, update: &HistoryUpdate<'_>) -> R
     let mut sql = format!(
         "CREATE TEMP TABLE new_org AS SELECT code, {fields} FROM read_parquet({}, hive_partitioning = false);\n\
          CREATE TEMP TABLE history_params (version BIGINT, run_id VARCHAR, snapshot_date DATE);\n",
-        quote(&org_dir.join("organisations.parquet"))
+        quote_path(&org_dir.join("organisations.parquet"))
     );
     let prev_file = previous
         .map(|p| root.join(version_dir_name(p)).join("history.parquet"))
         .filter(|p| p.exists());
     match &prev_file {
-        Some(p) => sql.push_str(&format!("CREATE TEMP TABLE prev_history AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n", quote(p))),
+        Some(p) => sql.push_str(&format!("CREATE TEMP TABLE prev_history AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n", quote_path(p))),
         None => sql.push_str(
             "CREATE TEMP TABLE prev_history AS SELECT *, NULL::DATE AS valid_from, NULL::DATE AS valid_to, NULL::BIGINT AS snapshot_version, \
              NULL::VARCHAR AS run_id, []::VARCHAR[] AS changed_fields, NULL::VARCHAR AS change_kind, NULL::BOOLEAN AS is_current FROM new_org LIMIT 0;\n",
@@ -71,7 +68,7 @@ pub fn update(warehouse: &Path, pipeline: &str, update: &HistoryUpdate<'_>) -> R
     match changes {
         Some(c) => sql.push_str(&format!(
             "CREATE TEMP TABLE changes AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
-            quote(c)
+            quote_path(c)
         )),
         None => sql.push_str(
             "CREATE TEMP TABLE changes (code VARCHAR, \"table\" VARCHAR, field VARCHAR, change_kind VARCHAR);\n",
@@ -97,7 +94,7 @@ pub fn update(warehouse: &Path, pipeline: &str, update: &HistoryUpdate<'_>) -> R
     std::fs::create_dir_all(&tmp).map_err(io)?;
     conn.execute_batch(&format!(
         "COPY (SELECT * FROM history ORDER BY code, valid_from, snapshot_version) TO {} (FORMAT parquet, COMPRESSION zstd);",
-        quote(&tmp.join("history.parquet"))
+        quote_path(&tmp.join("history.parquet"))
     ))
     .map_err(err("write"))?;
     if dir.exists() {

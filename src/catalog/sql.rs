@@ -26,6 +26,16 @@ pub const ALL: [(&str, &str); 13] = [
     ("catalog/create_output_views.sql", CREATE_OUTPUT_VIEWS),
 ];
 
+/// A SQL string literal: single quotes doubled.
+pub fn quote_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A path as a SQL string literal (for `read_parquet`, `COPY … TO`).
+pub fn quote_path(path: &std::path::Path) -> String {
+    quote_text(&path.to_string_lossy())
+}
+
 /// Fills `{name}` placeholders with SQL fragments odsync built itself from validated names
 /// (column lists); unlike [`render`] nothing is quoted.
 pub fn render_raw(template: &str, vars: &[(&str, &str)]) -> String {

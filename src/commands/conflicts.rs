@@ -2,16 +2,13 @@
 
 use super::Globals;
 use super::query::render;
+use crate::catalog::sql::quote_text;
 use crate::catalog::{Catalog, QueryResult};
 use crate::cli::{ConflictsCommand, ResolveArgs};
 use crate::error::UserError;
 use crate::merge::resolutions::{self, Resolution};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
-
-fn sql_text(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
 
 fn conflicts(globals: &Globals, pipeline: &str, filter: &str) -> anyhow::Result<QueryResult> {
     let p = globals.load(pipeline).ok();
@@ -30,7 +27,7 @@ fn conflicts(globals: &Globals, pipeline: &str, filter: &str) -> anyhow::Result<
     Ok(catalog.query_text(&format!(
         "SELECT conflict_id, code, field, kind, base_value, local_value, ods_value, status, first_seen_run, last_seen_run, resolution, resolution_value, resolved_by, reason
          FROM conflicts_latest WHERE pipeline = {} AND {filter} ORDER BY code, field",
-        sql_text(pipeline)
+        quote_text(pipeline)
     ))?)
 }
 
@@ -48,7 +45,7 @@ pub fn run(globals: &Globals, cmd: &ConflictsCommand) -> anyhow::Result<ExitCode
             globals.printer.emit(&result, render)?;
         }
         ConflictsCommand::Show { pipeline, id } => {
-            let result = conflicts(globals, pipeline, &format!("conflict_id = {}", sql_text(id)))?;
+            let result = conflicts(globals, pipeline, &format!("conflict_id = {}", quote_text(id)))?;
             if result.rows.is_empty() {
                 return Err(UserError(format!(
                     "no conflict `{id}` in `{pipeline}`\nHelp: `odsync conflicts list {pipeline} --all`"

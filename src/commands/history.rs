@@ -3,6 +3,7 @@
 use super::Globals;
 use super::query::render;
 use crate::catalog::Catalog;
+use crate::catalog::sql::quote_text;
 use crate::cli::HistoryArgs;
 use crate::error::UserError;
 use std::process::ExitCode;
@@ -10,20 +11,19 @@ use std::process::ExitCode;
 pub fn run(globals: &Globals, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let p = globals.load(&args.pipeline).ok();
     let catalog = Catalog::open(&globals.warehouse(p.as_ref()))?;
-    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let code = args
         .code
         .as_deref()
-        .map_or(String::new(), |c| format!(" AND code = {}", q(c)));
+        .map_or(String::new(), |c| format!(" AND code = {}", quote_text(c)));
     let columns = "code, name, status, operational_end, postcode, valid_from, valid_to, snapshot_version, change_kind, changed_fields, is_current";
     let sql = match args.as_of {
         Some(d) => format!(
             "SELECT {columns} FROM organisations_as_of(DATE '{d}') WHERE pipeline = {}{code} ORDER BY code",
-            q(&args.pipeline)
+            quote_text(&args.pipeline)
         ),
         None if args.code.is_some() => format!(
             "SELECT {columns} FROM latest_history WHERE pipeline = {}{code} ORDER BY valid_from, snapshot_version",
-            q(&args.pipeline)
+            quote_text(&args.pipeline)
         ),
         None => return Err(UserError("give an organisation code, --as-of DATE, or both".into()).into()),
     };

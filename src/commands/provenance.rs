@@ -3,6 +3,7 @@
 use super::Globals;
 use super::query::render;
 use crate::catalog::Catalog;
+use crate::catalog::sql::quote_text;
 use crate::cli::ProvenanceArgs;
 use crate::error::UserError;
 use std::process::ExitCode;
@@ -10,17 +11,16 @@ use std::process::ExitCode;
 pub fn run(globals: &Globals, args: &ProvenanceArgs) -> anyhow::Result<ExitCode> {
     let p = globals.load(&args.pipeline).ok();
     let catalog = Catalog::open(&globals.warehouse(p.as_ref()))?;
-    let q = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let field = args
         .field
         .as_deref()
-        .map_or(String::new(), |f| format!(" AND field = {}", q(f)));
+        .map_or(String::new(), |f| format!(" AND field = {}", quote_text(f)));
     let result = catalog
         .query_text(&format!(
             "SELECT field, value, source, snapshot_version, run_id, rule, set_at, merged_version FROM provenance_latest
              WHERE pipeline = {} AND code = {}{field} ORDER BY field",
-            q(&args.pipeline),
-            q(&args.code)
+            quote_text(&args.pipeline),
+            quote_text(&args.code)
         ))
         .map_err(|e| {
             UserError(format!(

@@ -14,6 +14,7 @@
 
 pub mod resolutions;
 
+use crate::catalog::sql::quote_path;
 use crate::clock::Clock;
 use crate::model::tables::sha256_hex;
 use crate::pipeline::{MergeConfig, Ownership};
@@ -172,10 +173,6 @@ pub fn read_report(warehouse: &Path, pipeline: &str, version: u64) -> Option<Mer
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
-fn quote(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', "''"))
-}
-
 /// The ODS snapshot a merge takes: a published version, or one staged by a run in progress.
 pub struct OdsInput {
     pub version: u64,
@@ -250,12 +247,12 @@ pub fn merge(
     // each step needs (the touched set is found from code and row_hash alone).
     let mut prelude = format!(
         "CREATE TEMP VIEW ods_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
-        quote(&ods.dir.join("organisations.parquet"))
+        quote_path(&ods.dir.join("organisations.parquet"))
     );
     match base_version.filter(|b| store.version_dir(*b).exists()) {
         Some(b) => prelude.push_str(&format!(
             "CREATE TEMP VIEW base_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
-            quote(&org_path(b))
+            quote_path(&org_path(b))
         )),
         None => prelude.push_str("CREATE TEMP VIEW base_org AS SELECT * FROM ods_org LIMIT 0;\n"),
     }
@@ -284,9 +281,9 @@ pub fn merge(
                 "CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape UNION ALL BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
                  INSERT INTO prev_conflicts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
                  INSERT INTO prev_sources SELECT code, field, source FROM read_parquet({}, hive_partitioning = false);\n",
-                quote(&dir.join("trusts.parquet")),
-                quote(&dir.join("conflicts.parquet")),
-                quote(&dir.join("sources.parquet")),
+                quote_path(&dir.join("trusts.parquet")),
+                quote_path(&dir.join("conflicts.parquet")),
+                quote_path(&dir.join("sources.parquet")),
             ));
         }
         None => prelude.push_str("CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape;\n"),
@@ -475,7 +472,7 @@ fn write_outputs(
         let path = tmp.join(format!("{table}.parquet"));
         conn.execute_batch(&format!(
             "COPY (SELECT * FROM {table} ORDER BY {order}) TO {} (FORMAT parquet, COMPRESSION zstd);",
-            quote(&path)
+            quote_path(&path)
         ))
         .map_err(sql_err("write outputs"))?;
     }
@@ -497,9 +494,9 @@ fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(
     }
     let is_parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     let source = if is_parquet {
-        format!("read_parquet({}, hive_partitioning = false)", quote(path))
+        format!("read_parquet({}, hive_partitioning = false)", quote_path(path))
     } else {
-        format!("read_csv({}, header = true, all_varchar = true)", quote(path))
+        format!("read_csv({}, header = true, all_varchar = true)", quote_path(path))
     };
     let err = |e: duckdb::Error| MergeError::Input {
         path: path.to_owned(),
@@ -553,15 +550,20 @@ pub struct Override {
     pub expires: Option<chrono::NaiveDate>,
 }
 
-/// Reads and validates the overrides file as a whole; expired overrides are dropped.
-pub fn read_overrides(path: &Path, fields: &[&str], today: chrono::NaiveDate) -> Result<Vec<Override>, MergeError> {
-    let mut reader = csv::ReaderBuilder::new()
+/// Opens a headed CSV input (overrides, resolutions), trimming cells.
+pub(crate) fn open_csv(path: &Path) -> Result<csv::Reader<std::fs::File>, MergeError> {
+    csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
         .map_err(|e| MergeError::Input {
             path: path.to_owned(),
             message: e.to_string(),
-        })?;
+        })
+}
+
+/// Reads and validates the overrides file as a whole; expired overrides are dropped.
+pub fn read_overrides(path: &Path, fields: &[&str], today: chrono::NaiveDate) -> Result<Vec<Override>, MergeError> {
+    let mut reader = open_csv(path)?;
     let headers = reader
         .headers()
         .map_err(|e| MergeError::Input {

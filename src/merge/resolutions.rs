@@ -31,10 +31,7 @@ pub fn read(path: &Path) -> Result<Vec<Resolution>, MergeError> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut reader = csv::Reader::from_path(path).map_err(|e| MergeError::Input {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let mut reader = super::open_csv(path)?;
     reader
         .deserialize()
         .enumerate()
@@ -119,13 +116,7 @@ pub fn read_bulk(
     by: &str,
     at: &str,
 ) -> Result<Vec<Resolution>, MergeError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| MergeError::Input {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+    let mut reader = super::open_csv(path)?;
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, row) in reader.deserialize::<BulkRow>().enumerate() {
