@@ -207,6 +207,20 @@ pub fn merge(
     let prev_report = previous.and_then(|v| read_report(warehouse, pipeline, v));
     let resolutions_path = resolutions::path(warehouse, pipeline);
     let today = clock.today();
+    let fields = settings.all_fields();
+    let field_names: Vec<&str> = fields.iter().map(|(f, _, _)| f.as_str()).collect();
+    // Read (and validate) the small inputs first: what is in force today goes into the hash, so a
+    // merge reruns when an override or an ignore lapses, and not merely because a day passed.
+    let overrides = match &settings.overrides {
+        Some(path) => read_overrides(path, &field_names, today)?,
+        None => Vec::new(),
+    };
+    let all_resolutions = resolutions::read(&resolutions_path)?;
+    let lapsed_ignores: Vec<&str> = all_resolutions
+        .iter()
+        .filter(|r| r.resolution == "ignore" && r.until.is_some_and(|u| u < today))
+        .map(|r| r.conflict_id.as_str())
+        .collect();
 
     let inputs_hash = sha256_hex(
         serde_json::json!({
@@ -214,10 +228,9 @@ pub fn merge(
             "ownership": settings.ownership,
             "local_fields": settings.local_fields,
             "local_table": file_sha(settings.local_table.as_deref())?,
-            "overrides": file_sha(settings.overrides.as_deref())?,
+            "overrides_in_force": overrides,
             "resolutions": file_sha(Some(&resolutions_path))?,
-            // Overrides and ignores expire by date.
-            "today": today,
+            "lapsed_ignores": lapsed_ignores,
             "schema": crate::model::SCHEMA_VERSION,
         })
         .to_string()
@@ -234,7 +247,6 @@ pub fn merge(
     let merged_version = previous.map_or(1, |v| v + 1);
     let base_version = prev_report.as_ref().map(|r| r.ods_version);
     let conn = Connection::open_in_memory().map_err(sql_err("open"))?;
-    let fields = settings.all_fields();
 
     // --- inputs ---
     let ods_cols: String = ODS_FIELDS
@@ -314,15 +326,14 @@ pub fn merge(
         )
         .map_err(sql_err("load inputs"))?;
     }
-    let field_names: Vec<&str> = fields.iter().map(|(f, _, _)| f.as_str()).collect();
     if let Some(path) = &settings.local_table {
         load_local_table(&conn, path, &field_names)?;
     }
-    if let Some(path) = &settings.overrides {
+    {
         let mut insert = conn
             .prepare("INSERT INTO overrides_active VALUES (?, ?, ?, ?, ?)")
             .map_err(sql_err("load overrides"))?;
-        for o in read_overrides(path, &field_names, today)? {
+        for o in &overrides {
             insert
                 .execute(params![o.code, o.field, o.value, o.reason, o.author])
                 .map_err(sql_err("load overrides"))?;
@@ -332,7 +343,7 @@ pub fn merge(
         let mut insert = conn
             .prepare("INSERT INTO resolutions VALUES (?, ?, ?, ?, ?, ?, CAST(? AS DATE))")
             .map_err(sql_err("load resolutions"))?;
-        for r in resolutions::read(&resolutions_path)? {
+        for r in &all_resolutions {
             insert
                 .execute(params![
                     r.conflict_id,
@@ -540,7 +551,7 @@ fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(
 }
 
 /// One row of the overrides file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Override {
     pub code: String,
     pub field: String,
