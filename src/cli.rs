@@ -96,6 +96,10 @@ pub struct RunArgs {
     /// Override the ORD base URL
     #[arg(long, env = "ODSYNC_ORD_BASE_URL")]
     pub base_url: Option<String>,
+    /// Commit even if the snapshot moves more than the pipeline's `[guard]` limits (a
+    /// publication shift); recorded in the run and the manifest
+    #[arg(long)]
+    pub accept_shift: bool,
 }
 
 #[derive(Debug, Args)]

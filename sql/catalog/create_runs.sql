@@ -22,3 +22,6 @@ CREATE TABLE IF NOT EXISTS runs (
     snapshot_version    BIGINT,
     error               VARCHAR
 );
+
+-- Added after the first release: catalogs created before it gain the column here.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS accepted_shift VARCHAR;  -- shifts let through with --accept-shift

@@ -74,6 +74,8 @@ pub struct RunRecord {
     pub records_quarantined: Option<i64>,
     pub snapshot_version: Option<i64>,
     pub error: Option<String>,
+    /// Publication shifts let through with --accept-shift.
+    pub accepted_shift: Option<String>,
 }
 
 /// A query's result with every value as text.
@@ -193,7 +195,7 @@ impl Catalog {
             .execute(
                 "UPDATE runs SET mode = ?, mode_reason = ?, finished_at = CAST(? AS TIMESTAMP), status = ?,
                     watermark_after = CAST(? AS DATE), records_fetched = ?, records_unchanged = ?,
-                    records_quarantined = ?, snapshot_version = ?, error = ?
+                    records_quarantined = ?, snapshot_version = ?, error = ?, accepted_shift = ?
                  WHERE run_id = ?",
                 params![
                     run.mode,
@@ -206,6 +208,7 @@ impl Catalog {
                     run.records_quarantined,
                     run.snapshot_version,
                     run.error,
+                    run.accepted_shift,
                     run.run_id,
                 ],
             )
@@ -220,7 +223,7 @@ impl Catalog {
                 "SELECT run_id, pipeline, run_number, mode, mode_reason, source, source_location,
                         CAST(started_at AS VARCHAR), CAST(finished_at AS VARCHAR), status,
                         CAST(watermark_before AS VARCHAR), CAST(watermark_after AS VARCHAR),
-                        records_fetched, records_unchanged, records_quarantined, snapshot_version, error
+                        records_fetched, records_unchanged, records_quarantined, snapshot_version, error, accepted_shift
                  FROM runs WHERE (? IS NULL OR pipeline = ?)
                  ORDER BY pipeline, run_number DESC LIMIT ?",
             )
@@ -246,6 +249,7 @@ impl Catalog {
                     records_quarantined: r.get(14)?,
                     snapshot_version: r.get(15)?,
                     error: r.get(16)?,
+                    accepted_shift: r.get(17)?,
                 })
             })
             .map_err(|e| self.err(e))?;

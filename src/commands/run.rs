@@ -18,6 +18,7 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         full: args.full,
         codes: args.codes.clone(),
+        accept_shift: args.accept_shift,
     };
     let summary = runner.run(&options)?;
     globals.printer.emit(&summary, human)?;
@@ -63,6 +64,9 @@ fn human(s: &RunSummary) -> String {
                 kinds.join(", ")
             }
         ));
+    }
+    for shift in &s.accepted_shift {
+        out.push_str(&format!("  accepted publication shift: {shift}\n"));
     }
     if let Some(m) = &s.merge {
         out.push_str(&format!("  trust table: {}", super::merge::human(m)));

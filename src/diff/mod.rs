@@ -88,6 +88,100 @@ pub struct DiffSummary {
     pub by_field: BTreeMap<String, u64>,
     /// Organisations whose change takes effect after the diff's date.
     pub future_dated: u64,
+    /// What the publication-shift guard looks at.
+    pub shift: ShiftStats,
+}
+
+/// Row movements of a diff, for the publication-shift guard (`check_shift`).
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct ShiftStats {
+    pub old_organisations: u64,
+    pub new_organisations: u64,
+    pub added: u64,
+    pub deleted: u64,
+    /// Organisations present in both versions.
+    pub shared: u64,
+    /// Changed values of shared rows per `table.field` (relationships per type:
+    /// `relationships.target_code[HIGH_LEVEL_HEALTH_GEOGRAPHY]`).
+    pub field_changes: BTreeMap<String, u64>,
+}
+
+/// Limits of the publication-shift guard (pipeline `[guard]`).
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftLimits {
+    /// Largest share of organisations that may appear at once.
+    #[serde(default = "ten_percent")]
+    pub max_added_share: f64,
+    /// Largest share of organisations that may vanish at once.
+    #[serde(default = "ten_percent")]
+    pub max_vanished_share: f64,
+    /// Largest share of shared organisations on which one field may change.
+    #[serde(default = "half")]
+    pub max_field_change_share: f64,
+}
+
+fn ten_percent() -> f64 {
+    0.10
+}
+fn half() -> f64 {
+    0.50
+}
+
+impl Default for ShiftLimits {
+    fn default() -> Self {
+        ShiftLimits {
+            max_added_share: ten_percent(),
+            max_vanished_share: ten_percent(),
+            max_field_change_share: half(),
+        }
+    }
+}
+
+/// Why a diff looks like a change of publication profile rather than organisational change
+/// (REFERENCE.md 4.8): each reason names the movement, its count and share. Empty when the diff
+/// is within the limits.
+pub fn check_shift(stats: &ShiftStats, limits: &ShiftLimits) -> Vec<(String, String)> {
+    let mut reasons = Vec::new();
+    let share = |n: u64, of: u64| if of == 0 { 0.0 } else { n as f64 / of as f64 };
+    let old = stats.old_organisations;
+    if old > 0 && share(stats.added, old) > limits.max_added_share {
+        reasons.push((
+            "organisations.*".to_owned(),
+            format!(
+                "{} organisations appeared ({:.1}% of {old})",
+                stats.added,
+                100.0 * share(stats.added, old)
+            ),
+        ));
+    }
+    if old > 0 && share(stats.deleted, old) > limits.max_vanished_share {
+        reasons.push((
+            "organisations.*".to_owned(),
+            format!(
+                "{} organisations vanished ({:.1}% of {old})",
+                stats.deleted,
+                100.0 * share(stats.deleted, old)
+            ),
+        ));
+    }
+    let mut fields: Vec<(&String, &u64)> = stats
+        .field_changes
+        .iter()
+        .filter(|(_, n)| stats.shared > 0 && share(**n, stats.shared) > limits.max_field_change_share)
+        .collect();
+    fields.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (field, n) in fields {
+        reasons.push((
+            field.clone(),
+            format!(
+                "{field} changed on {n} of {} shared organisations ({:.1}%)",
+                stats.shared,
+                100.0 * share(*n, stats.shared)
+            ),
+        ));
+    }
+    reasons
 }
 
 /// The `changes` table and its summary.
@@ -107,6 +201,7 @@ pub fn changes_schema() -> SchemaRef {
         Field::new("change_kind", DataType::Utf8, false),
         Field::new("effective_date", DataType::Date32, true),
         Field::new("future_dated", DataType::Boolean, false),
+        Field::new("publication_shift", DataType::Boolean, false),
         Field::new("from_version", DataType::UInt32, false),
         Field::new("to_version", DataType::UInt32, false),
     ]))
@@ -116,6 +211,7 @@ pub fn changes_schema() -> SchemaRef {
 #[derive(Default)]
 struct Changes {
     chunks: Vec<[ArrayRef; 8]>,
+    shift: ShiftStats,
 }
 
 impl Changes {
@@ -303,6 +399,22 @@ pub fn diff_dirs(old_dir: &Path, new_dir: &Path, from: u64, to: u64, today: Naiv
         let new_path = new_dir.join(format!("{}.parquet", spec.table));
         let t = std::time::Instant::now();
         let classified = classify(&old_path, &new_path, spec.key)?;
+        if spec.table == "organisations" {
+            let rows = |p: &Path| -> Result<u64, DiffError> {
+                let file = std::fs::File::open(p).map_err(|e| read_err(p)(e.to_string()))?;
+                let reader =
+                    parquet::file::reader::SerializedFileReader::new(file).map_err(|e| read_err(p)(e.to_string()))?;
+                Ok(parquet::file::reader::FileReader::metadata(&reader)
+                    .file_metadata()
+                    .num_rows() as u64)
+            };
+            let shift = &mut changes.shift;
+            shift.old_organisations = rows(&old_path)?;
+            shift.new_organisations = rows(&new_path)?;
+            shift.added = classified.added.len() as u64;
+            shift.deleted = classified.deleted.len() as u64;
+            shift.shared = shift.old_organisations - shift.deleted;
+        }
         let t1 = t.elapsed();
         diff_table(spec, &old_path, &new_path, &classified, today, &mut changes)?;
         tracing::debug!(
@@ -524,6 +636,7 @@ fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveD
             continue;
         }
         let f = |x: &ArrayRef| filter(x, &mask).expect("same length");
+        count_field_changes(spec.table, &field, new, &mask, &mut out.shift);
         let (old_values, new_values) = (text(&f(a)), text(&f(b)));
         let (kind, effective): (ArrayRef, ArrayRef) = if is_org {
             org_kind(&field, &old_values, &new_values, &f(new_end.as_ref().expect("org")))
@@ -543,6 +656,53 @@ fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveD
         );
     }
     let _ = today;
+}
+
+/// Marks the changes an accepted publication shift explains (`publication_shift = true`), so
+/// reports can tell recoding from organisational change. `fields` are the guard's `table.field`
+/// keys; `organisations.*` marks added and deleted organisations.
+pub fn label_shift(diff: &mut Diff, fields: &[String]) {
+    let s = |name: &str| {
+        col(&diff.changes, name)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("text")
+            .clone()
+    };
+    let (table, field, kind) = (s("table"), s("field"), s("change_kind"));
+    let plain: Vec<String> = fields
+        .iter()
+        .map(|f| f.split('[').next().unwrap_or(f).to_owned())
+        .collect();
+    let marks: BooleanArray = (0..diff.changes.num_rows())
+        .map(|i| {
+            let key = format!(
+                "{}.{}",
+                table.value(i),
+                if field.is_valid(i) { field.value(i) } else { "*" }
+            );
+            let row_level = table.value(i) == "organisations" && matches!(kind.value(i), "added" | "deleted");
+            Some(plain.contains(&key) || (row_level && plain.iter().any(|p| p == "organisations.*")))
+        })
+        .collect();
+    let schema = diff.changes.schema();
+    let index = schema.index_of("publication_shift").expect("column exists");
+    let mut columns = diff.changes.columns().to_vec();
+    columns[index] = Arc::new(marks);
+    diff.changes = RecordBatch::try_new(schema, columns).expect("same shape");
+}
+
+/// Counts changed values per field for the shift guard; relationships per relationship type.
+fn count_field_changes(table: &str, field: &str, new: &RecordBatch, mask: &BooleanArray, shift: &mut ShiftStats) {
+    if table == "relationships" {
+        let types = text(&filter(col(new, "rel_type"), mask).expect("same length"));
+        let types = types.as_any().downcast_ref::<StringArray>().expect("text");
+        for t in types.iter().flatten() {
+            *shift.field_changes.entry(format!("{table}.{field}[{t}]")).or_default() += 1;
+        }
+    } else {
+        *shift.field_changes.entry(format!("{table}.{field}")).or_default() += mask.true_count() as u64;
+    }
 }
 
 fn filter_record_batch(batch: &RecordBatch, mask: &BooleanArray) -> RecordBatch {
@@ -609,6 +769,7 @@ fn finish(changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff
             column(6),
             Arc::new(effective),
             Arc::new(future),
+            Arc::new(BooleanArray::from(vec![false; n])),
             Arc::new(UInt32Array::from(vec![from as u32; n])),
             Arc::new(UInt32Array::from(vec![to as u32; n])),
         ],
@@ -621,7 +782,8 @@ fn finish(changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff
         rows = batch.num_rows(),
         "sorted changes"
     );
-    let summary = summarise(&batch, from, to);
+    let mut summary = summarise(&batch, from, to);
+    summary.shift = changes.shift;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summarised");
     Ok(Diff {
         changes: batch,
@@ -675,5 +837,6 @@ fn summarise(batch: &RecordBatch, from: u64, to: u64) -> DiffSummary {
         by_kind: kinds.into_iter().map(|(k, v)| (k, v.len() as u64)).collect(),
         by_field,
         future_dated: future_codes.len() as u64,
+        shift: ShiftStats::default(),
     }
 }

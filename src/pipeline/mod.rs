@@ -43,6 +43,10 @@ pub struct PipelineConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub merge: MergeConfig,
+    /// Publication-shift guard: a run that moves more than this stops before committing unless
+    /// `--accept-shift` is given.
+    #[serde(default)]
+    pub guard: crate::diff::ShiftLimits,
 }
 
 /// Who owns a trust-table field when ODS and a local edit disagree.

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub full: bool,
     /// Refresh only these codes.
     pub codes: Option<Vec<String>>,
+    /// Commit even when the publication-shift guard trips (recorded in the run and manifest).
+    pub accept_shift: bool,
 }
 
 /// Record counts of one run.
@@ -72,7 +74,16 @@ pub struct RunSummary {
     pub diff: Option<crate::diff::DiffSummary>,
     /// The trust-table merge of this snapshot (a no-op when no input changed).
     pub merge: Option<crate::merge::MergeReport>,
+    /// Publication shifts the guard found and `--accept-shift` let through.
+    pub accepted_shift: Vec<String>,
     pub duration_ms: u64,
+}
+
+/// The publication-shift guard stopped a run.
+#[derive(Debug, thiserror::Error)]
+#[error("this snapshot moves more than a normal day of ODS changes, which usually means the publication changed (recoding, a new file profile), not the organisations:\n{}\nHelp: check what moved; if the shift is real, run again with --accept-shift: it is recorded in the run and the manifest, and the changes it explains are marked publication_shift", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+pub struct ShiftError {
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,19 +217,28 @@ impl Runner<'_> {
             records_quarantined: None,
             snapshot_version: None,
             error: None,
+            accepted_shift: None,
         };
         catalog.start_run(&record, &now)?;
         // Released while the run works: see the catalog module docs.
         drop(catalog);
         tracing::info!(run_id, mode = mode.name(), reason = mode_reason, "run started");
 
-        let result = self.work(&store, previous.as_ref(), &mode, &run_id, watermark_before);
+        let result = self.work(
+            &store,
+            previous.as_ref(),
+            &mode,
+            &run_id,
+            watermark_before,
+            options.accept_shift,
+        );
         let catalog = Catalog::open(&self.warehouse)?;
         match result {
             Ok((mut summary, location)) => {
                 summary.mode_reason = mode_reason;
                 summary.duration_ms = started.elapsed().as_millis() as u64;
                 record.status = summary.status.clone();
+                record.accepted_shift = (!summary.accepted_shift.is_empty()).then(|| summary.accepted_shift.join("; "));
                 record.source_location = Some(location);
                 record.watermark_after = summary.watermark_after;
                 record.records_fetched = Some(summary.records.fetched as i64);
@@ -252,6 +272,7 @@ impl Runner<'_> {
         mode: &FetchMode,
         run_id: &str,
         watermark_before: Option<NaiveDate>,
+        accept_shift: bool,
     ) -> Result<(RunSummary, String), (&'static str, anyhow::Error)> {
         let config = &self.pipeline.config;
         let fetched = self.source.fetch(mode).map_err(|e| ("fetch", e.into()))?;
@@ -394,8 +415,9 @@ impl Runner<'_> {
             summary: fetch_summary,
         };
         let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
-        // The diff reads the staged version before it is published: if it fails, the run fails
-        // with nothing committed.
+        // The diff reads the staged version before it is published: if it (or the shift guard)
+        // fails, the run fails with nothing committed.
+        let mut accepted_shift = Vec::new();
         let diff = match (&staged, previous) {
             (Staged::New(new), Some(prev)) => {
                 let diff = crate::diff::diff_dirs(
@@ -406,6 +428,19 @@ impl Runner<'_> {
                     self.clock.today(),
                 )
                 .map_err(|e| ("diff", e.into()))?;
+                let mut diff = diff;
+                let reasons = crate::diff::check_shift(&diff.summary.shift, &config.guard);
+                if !reasons.is_empty() {
+                    let texts: Vec<String> = reasons.iter().map(|(_, text)| text.clone()).collect();
+                    if !accept_shift {
+                        return Err(("shift guard", ShiftError { reasons: texts }.into()));
+                    }
+                    let keys: Vec<String> = reasons.iter().map(|(key, _)| key.clone()).collect();
+                    crate::diff::label_shift(&mut diff, &keys);
+                    new.annotate("accepted_shift", serde_json::json!(texts))
+                        .map_err(|e| ("shift guard", e.into()))?;
+                    accepted_shift = texts;
+                }
                 crate::snapshot::write_output(
                     &self.warehouse,
                     &config.name,
@@ -491,6 +526,7 @@ impl Runner<'_> {
             content_hash: built.content_hash,
             diff,
             merge: Some(merge),
+            accepted_shift,
             duration_ms: 0,
         };
         Ok((summary, fetched.location))
@@ -525,7 +561,7 @@ mod tests {
         );
         let full = RunOptions {
             full: true,
-            codes: None,
+            ..RunOptions::default()
         };
         assert!(matches!(
             choose_mode(&full, true, true, Some(d("2025-07-10")), 2, today),

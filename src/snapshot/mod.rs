@@ -126,6 +126,23 @@ pub struct StagedVersion {
 }
 
 impl StagedVersion {
+    /// Adds `summary.<key>` to the staged manifest (e.g. an accepted publication shift).
+    pub fn annotate(&self, key: &str, value: serde_json::Value) -> Result<(), SnapshotError> {
+        let path = self.dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let mut manifest: Manifest = serde_json::from_str(&text).map_err(|e| SnapshotError::Manifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        if !manifest.summary.is_object() {
+            manifest.summary = serde_json::json!({});
+        }
+        manifest.summary[key] = value;
+        let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+        text.push('\n');
+        write_synced(&path, text.as_bytes())
+    }
+
     /// The atomic step: rename the temporary folder to `version=NNNNNN`.
     pub fn publish(mut self) -> Result<CommitOutcome, SnapshotError> {
         if self.target.exists() {

@@ -21,8 +21,57 @@ fn the_real_etr_2018_to_2021_diff_finds_exactly_the_known_changes() {
     ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2018-08-31-odsR.csv"));
     ctx.run_ok("2025-07-16", "etr", &[]);
     ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2021-nhsx.csv"));
-    let run = ctx.run_ok("2025-07-17", "etr", &[]);
+    // 2018 → 2021 recoded the geography columns: the shift guard stops the run first.
+    let stopped = ctx.odsync("2025-07-17", &["run", "etr"]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains(
+            "relationships.target_code[HIGH_LEVEL_HEALTH_GEOGRAPHY] changed on 213 of 216 shared organisations"
+        ),
+        "{}",
+        stopped.stderr
+    );
+    assert!(stopped.stderr.contains("--accept-shift"), "{}", stopped.stderr);
+    assert_eq!(ctx.versions("etr"), ["version=000001"]);
+    let run = ctx.run_ok("2025-07-17", "etr", &["--accept-shift"]);
     assert_eq!(run["diff"]["from_version"], 1);
+    let accepted = run["accepted_shift"].as_array().unwrap();
+    assert!(
+        accepted
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("HIGH_LEVEL_HEALTH_GEOGRAPHY")),
+        "{accepted:?}"
+    );
+    let marked = ctx.query(
+        "SELECT count(*) FROM changes_latest WHERE pipeline = 'etr' AND publication_shift AND field = 'target_code'",
+    );
+    assert!(
+        marked[0][0].as_deref().unwrap().parse::<u32>().unwrap() >= 213,
+        "{marked:?}"
+    );
+    let renames_marked = ctx.query(
+        "SELECT count(*) FROM changes_latest WHERE pipeline = 'etr' AND publication_shift AND change_kind = 'renamed'",
+    );
+    assert_eq!(
+        renames_marked[0][0].as_deref(),
+        Some("0"),
+        "renames are organisational change, not recoding"
+    );
+    let recorded = ctx.query("SELECT accepted_shift FROM runs WHERE pipeline = 'etr' AND status = 'succeeded' ORDER BY run_number DESC LIMIT 1");
+    assert!(
+        recorded[0][0]
+            .as_deref()
+            .unwrap()
+            .contains("HIGH_LEVEL_HEALTH_GEOGRAPHY"),
+        "{recorded:?}"
+    );
+    let manifest = ctx.odsync("2025-07-17", &["snapshots", "show", "etr"]).ok().json();
+    assert!(
+        manifest["summary"]["accepted_shift"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{manifest}"
+    );
 
     let kind = |k: &str| {
         set(&ctx.query(&format!("SELECT DISTINCT code FROM changes_latest WHERE pipeline = 'etr' AND \"table\" = 'organisations' AND change_kind = '{k}'")), 0)
@@ -237,4 +286,42 @@ proptest! {
         let template = org_map(&dir.path().join("b")).into_values().next().or_else(|| ma.values().next().cloned()).unwrap_or_default();
         prop_assert_eq!(apply(ma, &d.changes, &template), mb);
     }
+}
+
+#[test]
+fn the_shift_guard_trips_on_the_2025_profile_change_but_not_on_ordinary_practice_churn() {
+    let ctx = TestContext::new();
+    ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2025-07-folakeobalakun.csv"));
+    ctx.run_ok("2025-07-16", "etr", &[]);
+    ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2025-12-jhau.csv"));
+    let stopped = ctx.odsync("2025-12-30", &["run", "etr"]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("63 organisations appeared (30.0% of 210)"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(ctx.versions("etr"), ["version=000001"]);
+    let runs = ctx.odsync("2025-12-30", &["runs", "etr", "--json"]).ok().json();
+    assert_eq!(runs[0]["status"], "failed");
+    assert!(
+        runs[0]["error"].as_str().unwrap().starts_with("shift guard:"),
+        "{}",
+        runs[0]
+    );
+    let accepted = ctx.run_ok("2025-12-30", "etr", &["--accept-shift"]);
+    assert_eq!(accepted["snapshot_version"], 2);
+    let added = ctx.query(
+        "SELECT count(DISTINCT code) FROM changes_latest WHERE pipeline = 'etr' AND change_kind = 'added' AND publication_shift",
+    );
+    assert_eq!(added[0][0].as_deref(), Some("63"));
+
+    // GP practices 2015 → 2018: most rows differ only in the Amended Record Indicator, which is
+    // publication metadata kept in the raw table, so nothing trips.
+    ctx.csv_pipeline("gp", "epraccur", &ods_csv("epraccur-2015-05-26-odsR-subset-A8-Y00.csv"));
+    ctx.run_ok("2025-07-16", "gp", &[]);
+    ctx.csv_pipeline("gp", "epraccur", &ods_csv("epraccur-2018-08-31-odsR-subset-A8-Y00.csv"));
+    let gp = ctx.run_ok("2025-07-17", "gp", &[]);
+    assert_eq!(gp["accepted_shift"].as_array().unwrap().len(), 0);
+    assert!(gp["diff"]["changes"].as_u64().unwrap() > 0);
 }

@@ -32,7 +32,8 @@ fn setup(ctx: &TestContext) {
         format!(
             "name = \"trusts\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n\
              [merge]\nlocal_fields = [\"trust_type\"]\nlocal_table = \"{}\"\n\
-             [merge.fields]\npostcode = \"ods\"\ntelephone = \"local\"\n",
+             [merge.fields]\npostcode = \"ods\"\ntelephone = \"local\"\n\
+             [guard]\nmax_added_share = 1.0\nmax_vanished_share = 1.0\nmax_field_change_share = 1.0\n",
             dir.join("etr.csv").display(),
             dir.join("local.csv").display()
         ),
