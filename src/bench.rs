@@ -176,7 +176,7 @@ fn next_version(base: &[OrgRecord], seed: u64, every_row: bool) -> Vec<OrgRecord
 }
 
 fn commit(store: &SnapshotStore, records: Vec<OrgRecord>, run_id: &str, clock: &Clock) -> anyhow::Result<u64> {
-    let built = tables::build(records, Vec::new(), Vec::new(), Vec::new());
+    let built = tables::build(records, Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let manifest = Manifest {
         manifest_format: crate::snapshot::MANIFEST_FORMAT,
         pipeline: "bench".into(),

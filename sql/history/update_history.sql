@@ -40,4 +40,17 @@ SELECT
 FROM new_org AS o
 LEFT JOIN changed_codes AS c USING (code)
 WHERE c.code IS NOT NULL OR NOT EXISTS (SELECT 1 FROM prev_history)
+UNION ALL BY NAME
+-- A tombstone for every organisation that left ODS: the code stays in history, marked deleted.
+SELECT
+    c.code,
+    (SELECT snapshot_date FROM history_params) AS valid_from,
+    CAST(NULL AS DATE) AS valid_to,
+    (SELECT version FROM history_params) AS snapshot_version,
+    (SELECT run_id FROM history_params) AS run_id,
+    c.changed_fields,
+    'deleted' AS change_kind,
+    true AS is_current
+FROM changed_codes AS c
+WHERE c.change_kind = 'deleted'
 ORDER BY code, valid_from, snapshot_version;

@@ -560,13 +560,19 @@ fn diff_table(
         } else {
             child_label(spec.table, &batch)
         };
+        // A deletion ODS announced carries its reason; a code that merely vanished has none.
+        let new = if is_org {
+            deletion_reasons(new_path, col(&batch, "code"))?
+        } else {
+            null_strings(n)
+        };
         out.push(
             col(&batch, "code").clone(),
             spec.table,
             col(&batch, spec.key).clone(),
             None,
             old,
-            null_strings(n),
+            new,
             kind,
             null_dates(n),
         );
@@ -606,6 +612,55 @@ fn diff_table(
         tracing::debug!(ms = t_changed.elapsed().as_millis() as u64, "compared");
     }
     Ok(())
+}
+
+/// For deleted organisations: `deleted from ODS: <reason> (reason <code>)` where the new
+/// snapshot's `deletions` table has the code, else null.
+fn deletion_reasons(new_orgs: &Path, codes: &ArrayRef) -> Result<ArrayRef, DiffError> {
+    let path = new_orgs.with_file_name("deletions.parquet");
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
+    if path.exists() {
+        let all = {
+            let file = std::fs::File::open(&path).map_err(|e| read_err(&path)(e.to_string()))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.build())
+                .map_err(|e| read_err(&path)(e.to_string()))?;
+            reader
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| read_err(&path)(e.to_string()))?
+        };
+        for b in all {
+            let s = |n: &str| {
+                text(col(&b, n))
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("text")
+                    .clone()
+            };
+            let (code, reason, reason_code) = (s("code"), s("reason"), s("reason_code"));
+            for i in 0..b.num_rows() {
+                let why = if reason.is_valid(i) {
+                    reason.value(i)
+                } else {
+                    "no reason given"
+                };
+                let number = if reason_code.is_valid(i) {
+                    format!(" (reason {})", reason_code.value(i))
+                } else {
+                    String::new()
+                };
+                reasons.insert(code.value(i).to_owned(), format!("deleted from ODS: {why}{number}"));
+            }
+        }
+    }
+    let codes = text(codes);
+    let codes = codes.as_any().downcast_ref::<StringArray>().expect("text");
+    Ok(Arc::new(
+        codes
+            .iter()
+            .map(|c| c.and_then(|c| reasons.get(c).cloned()))
+            .collect::<StringArray>(),
+    ))
 }
 
 /// The fields a diff compares: everything but the key, the code and the bookkeeping columns.

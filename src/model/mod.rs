@@ -147,6 +147,16 @@ pub struct Quarantined {
     pub raw: Vec<u8>,
 }
 
+/// A record ODS withdrew (ORD `/notifications`): kept as a tombstone in every later snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deletion {
+    pub code: String,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+    /// When ODS deleted it, as ODS states it.
+    pub deleted_at: Option<String>,
+}
+
 /// What the parsers need besides the payload.
 #[derive(Debug, Clone)]
 pub struct ParseContext {

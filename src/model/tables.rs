@@ -4,7 +4,7 @@
 //! batches (and the same Parquet bytes). Column specs are declared once per table; the schema and
 //! the batch are both derived from that declaration so they cannot drift apart.
 
-use super::{OrgRecord, Organisation, Quarantined, RawRecord, Relationship, Role, Successor};
+use super::{Deletion, OrgRecord, Organisation, Quarantined, RawRecord, Relationship, Role, Successor};
 use arrow::array::{ArrayRef, BinaryArray, BooleanArray, Date32Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
@@ -13,13 +13,14 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// Table names, in the order they are written and listed in the manifest.
-pub const TABLE_NAMES: [&str; 7] = [
+pub const TABLE_NAMES: [&str; 8] = [
     "organisations",
     "roles",
     "relationships",
     "successors",
     "code_system_roles",
     "quarantine",
+    "deletions",
     "raw",
 ];
 
@@ -249,6 +250,16 @@ fn quarantine_columns() -> Vec<Column<Quarantined>> {
     ]
 }
 
+fn deletion_columns() -> Vec<Column<Deletion>> {
+    use Kind::*;
+    vec![
+        req("code", Str(|r| Some(&r.code))),
+        opt("reason_code", Str(|r| r.reason_code.as_deref())),
+        opt("reason", Str(|r| r.reason.as_deref())),
+        opt("deleted_at", Str(|r| r.deleted_at.as_deref())),
+    ]
+}
+
 struct RawRow {
     raw: RawRecord,
     sha256: String,
@@ -274,6 +285,7 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
         "successors" => schema_of(&successor_columns()),
         "code_system_roles" => schema_of(&code_system_columns()),
         "quarantine" => schema_of(&quarantine_columns()),
+        "deletions" => schema_of(&deletion_columns()),
         "raw" => schema_of(&raw_columns()),
         _ => return None,
     })
@@ -297,7 +309,10 @@ pub fn build(
     mut raw: Vec<RawRecord>,
     mut quarantine: Vec<Quarantined>,
     mut code_system: Vec<CodeSystemRole>,
+    mut deletions: Vec<Deletion>,
 ) -> SnapshotTables {
+    deletions.sort_by(|a, b| a.code.cmp(&b.code));
+    deletions.dedup_by(|a, b| a.code == b.code);
     records.sort_by(|a, b| a.organisation.code.cmp(&b.organisation.code));
     raw.sort_by(|a, b| a.code.cmp(&b.code));
     quarantine.sort_by(|a, b| (&a.code, &a.source, &a.reason).cmp(&(&b.code, &b.source, &b.reason)));
@@ -353,6 +368,8 @@ pub fn build(
     succs.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
     hasher.update(b"#code_system_roles\n");
     code_system.iter().for_each(|r| json_line(&mut hasher, r));
+    hasher.update(b"#deletions\n");
+    deletions.iter().for_each(|r| json_line(&mut hasher, r));
     hasher.update(b"#quarantine\n");
     for q in &quarantine {
         json_line(&mut hasher, q);
@@ -367,6 +384,7 @@ pub fn build(
             ("successors", batch_of(&successor_columns(), &succs)),
             ("code_system_roles", batch_of(&code_system_columns(), &code_system)),
             ("quarantine", batch_of(&quarantine_columns(), &quarantine)),
+            ("deletions", batch_of(&deletion_columns(), &deletions)),
             ("raw", batch_of(&raw_columns(), &raw_rows)),
         ],
         content_hash: format!("{:x}", hasher.finalize()),

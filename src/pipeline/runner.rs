@@ -48,6 +48,8 @@ pub struct RecordCounts {
     pub quarantined: u64,
     /// Fetched records whose roles or status are outside the pipeline scope (left out, counted).
     pub out_of_scope: u64,
+    /// Organisations removed because ODS announced their deletion (`/notifications`).
+    pub deleted_by_ods: u64,
     /// Organisations in the resulting snapshot.
     pub organisations: u64,
 }
@@ -372,6 +374,20 @@ impl Runner<'_> {
                 }
             }
         }
+        // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
+        let mut deletions = match previous {
+            Some(m) => store
+                .read_deletions(m.version)
+                .map_err(|e| ("read previous snapshot", e.into()))?,
+            None => Vec::new(),
+        };
+        for deletion in &fetched.deletions {
+            if current.remove(&deletion.code).is_some() {
+                parsed.remove(&deletion.code);
+                counts.deleted_by_ods += 1;
+            }
+        }
+        deletions.extend(fetched.deletions.iter().cloned());
         counts.quarantined = quarantine.len() as u64;
         counts.organisations = parsed.len() as u64;
 
@@ -381,6 +397,7 @@ impl Runner<'_> {
             current.into_values().collect(),
             quarantine,
             code_system,
+            deletions,
         );
         let watermark_after = match mode {
             FetchMode::Codes { .. } => watermark_before,

@@ -305,6 +305,34 @@ impl SnapshotStore {
         Ok(out)
     }
 
+    /// The tombstones of a version (absent in snapshots written before deletions were tracked).
+    pub fn read_deletions(&self, version: u64) -> Result<Vec<crate::model::Deletion>, SnapshotError> {
+        let path = self.version_dir(version).join("deletions.parquet");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for batch in self.read_batches(version, "deletions")? {
+            let text = |name: &str| string_col(&batch, name, &path).cloned();
+            let (code, reason_code, reason, at) = (
+                text("code")?,
+                text("reason_code")?,
+                text("reason")?,
+                text("deleted_at")?,
+            );
+            let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+            for i in 0..batch.num_rows() {
+                out.push(crate::model::Deletion {
+                    code: code.value(i).to_owned(),
+                    reason_code: opt(&reason_code, i),
+                    reason: opt(&reason, i),
+                    deleted_at: opt(&at, i),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_quarantine(&self, version: u64) -> Result<Vec<Quarantined>, SnapshotError> {
         let path = self.version_dir(version).join("quarantine.parquet");
         let mut out = Vec::new();

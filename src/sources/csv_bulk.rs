@@ -230,6 +230,7 @@ impl Source for CsvSource {
             failures,
             complete: true,
             code_system: None,
+            deletions: Vec::new(),
             metrics,
             location: self.location.clone(),
             parameters: serde_json::json!({

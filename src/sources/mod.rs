@@ -55,6 +55,8 @@ pub struct Fetched {
     pub complete: bool,
     /// ORD `/roles`, stored with the snapshot (None for sources that have no code system).
     pub code_system: Option<Vec<CodeSystemRole>>,
+    /// Records ODS withdrew (ORD `/notifications`, fetched by incremental runs).
+    pub deletions: Vec<crate::model::Deletion>,
     pub metrics: FetchMetrics,
     /// The source URL or path, safe to record (no credentials).
     pub location: String,

@@ -183,6 +183,26 @@ impl OrdSource {
         Ok(roles)
     }
 
+    /// `GET /notifications`: records deleted from ORD in the last 185 days, with reason codes.
+    pub fn notifications(&self) -> Result<Vec<crate::model::Deletion>, SourceError> {
+        let resp = self.http.get(&self.url("notifications", &[]))?;
+        let root: Value = serde_json::from_slice(&resp.body).map_err(|e| SourceError::BadResponse {
+            url: resp.url.clone(),
+            message: format!("invalid JSON from /notifications: {e}"),
+        })?;
+        Ok(list(root.get("DeletedOrganisations"))
+            .into_iter()
+            .filter_map(|d| {
+                Some(crate::model::Deletion {
+                    code: d.get("OrgID").or_else(|| d.get("OrgId")).and_then(text)?,
+                    reason_code: d.get("reason").and_then(|r| r.get("code")).and_then(text),
+                    reason: d.get("reason").and_then(|r| r.get("description")).and_then(text),
+                    deleted_at: d.get("time").and_then(text),
+                })
+            })
+            .collect())
+    }
+
     /// Fetches full records with bounded concurrency; 404 and other permanent 4xx answers become
     /// quarantine entries, anything still failing after retries fails the whole fetch.
     fn fetch_records(&self, codes: &[String]) -> Result<(Vec<RawRecord>, Vec<Quarantined>), SourceError> {
@@ -265,6 +285,11 @@ impl Source for OrdSource {
         metrics.listed = codes.len() as u64;
         let codes: Vec<String> = codes.into_iter().collect();
         let (records, failures) = self.fetch_records(&codes)?;
+        // Deletions are not in /sync (REFERENCE.md 2.7): a delta run asks /notifications.
+        let deletions = match mode {
+            FetchMode::Incremental { .. } => self.notifications()?,
+            _ => Vec::new(),
+        };
         metrics.records_fetched = records.len() as u64;
         metrics.records_failed = failures.len() as u64;
         metrics.http = self.http.metrics();
@@ -274,6 +299,7 @@ impl Source for OrdSource {
             failures,
             complete,
             code_system: Some(code_system),
+            deletions,
             metrics,
             location: redact(&self.base),
             parameters: serde_json::json!({

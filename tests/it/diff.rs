@@ -173,7 +173,7 @@ fn org(code: &str, name: &str, status: bool, postcode: Option<&str>, end: Option
 
 fn write_snapshot(dir: &Path, records: Vec<OrgRecord>) {
     std::fs::create_dir_all(dir).unwrap();
-    let built = tables::build(records, vec![], vec![], vec![]);
+    let built = tables::build(records, vec![], vec![], vec![], vec![]);
     for (name, batch) in &built.batches {
         odsync::snapshot::write_parquet(&dir.join(format!("{name}.parquet")), batch, &[]).unwrap();
     }

@@ -274,7 +274,7 @@ fn the_same_inputs_give_byte_identical_snapshots() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 9, "{names:?}");
     for name in names {
         let a = std::fs::read(dir(&first).join(&name)).unwrap();
         let b = std::fs::read(dir(&ctx.warehouse()).join(&name)).unwrap();
@@ -295,4 +295,74 @@ fn a_request_that_times_out_is_retried() {
     assert_eq!(s["records"]["quarantined"], 0);
     assert_eq!(s["fetch"]["http"]["retries"], 1);
     assert_eq!(targets(&ctx, "/organisations/RWR").len(), 2);
+}
+
+#[test]
+fn a_deletion_announced_in_notifications_becomes_a_deleted_change_and_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let etr = std::fs::read_to_string(f.join("ods/csv/etr-2021-nhsx.csv")).unwrap();
+    let without_r0a: String = etr
+        .lines()
+        .filter(|l| !l.starts_with("\"R0A\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("etr-without-r0a.csv"), without_r0a).unwrap();
+    std::fs::write(
+        dir.path().join("notifications.json"),
+        r#"{"DeletedOrganisations": [
+            {"OrgID": "R0A", "PrimaryRoleId": "RO197", "reason": {"code": 3, "description": "HUMAN ERROR"}, "time": "2025-07-14 00:00:00", "type": {"code": 1, "description": "Machine"}},
+            {"OrgID": "I8M8X", "PrimaryRoleId": "RO96", "reason": {"code": 2, "description": "ORG DOES NOT EXIST"}, "time": "2025-07-14 00:00:00", "type": {"code": 1, "description": "Machine"}}
+        ]}"#,
+    )
+    .unwrap();
+    let roles = f.join("ods/roles-2022.json");
+    write_state(
+        dir.path(),
+        "before",
+        &format!(
+            "served_on = \"2025-07-10\"\ndata_date = \"2021-12-31\"\netr_csv = [\"{}\"]\nroles = \"{}\"\n",
+            f.join("ods/csv/etr-2021-nhsx.csv").display(),
+            roles.display()
+        ),
+    );
+    write_state(
+        dir.path(),
+        "after",
+        &format!(
+            "served_on = \"2025-07-16\"\ndata_date = \"2025-07-15\"\nprevious = \"before\"\netr_csv = [\"{}\"]\nroles = \"{}\"\nnotifications = \"{}\"\n",
+            dir.path().join("etr-without-r0a.csv").display(),
+            roles.display(),
+            dir.path().join("notifications.json").display()
+        ),
+    );
+    let ctx = TestContext::with_server_in(dir.path(), "before");
+    ctx.ord_pipeline("trusts", &["RO197"]);
+    ctx.run_ok(T0, "trusts", &[]);
+    ctx.server().set_state("after").unwrap();
+    let s = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
+    // /sync does not list a deleted record; only /notifications says it is gone.
+    assert_eq!(s["records"]["fetched"], 0);
+    assert_eq!(s["records"]["deleted_by_ods"], 1);
+    assert_eq!(targets(&ctx, "/notifications").len(), 1);
+    let change = ctx.query("SELECT change_kind, new_value FROM changes_latest WHERE pipeline = 'trusts' AND code = 'R0A' AND \"table\" = 'organisations'");
+    assert_eq!(
+        change,
+        [[
+            Some("deleted".into()),
+            Some("deleted from ODS: HUMAN ERROR (reason 3)".into())
+        ]]
+    );
+    let tombstones = ctx.query("SELECT code, reason FROM latest_deletions WHERE pipeline = 'trusts' ORDER BY code");
+    assert_eq!(tombstones.len(), 2, "every announced deletion is kept: {tombstones:?}");
+    let history = ctx.odsync(T0, &["history", "trusts", "R0A", "--json"]).ok().json();
+    let rows = history["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert_eq!(rows[1][8], "deleted");
+    assert_eq!(rows[1][10], "true");
+    // The tombstone survives the next run, and a deleted code is not re-added by a baseline.
+    let again = ctx.run_ok("2025-07-17T02:00:00Z", "trusts", &["--full"]);
+    assert_eq!(again["records"]["organisations"], 217);
+    let kept = ctx.query("SELECT count(*) FROM latest_deletions WHERE pipeline = 'trusts' AND code = 'R0A'");
+    assert_eq!(kept[0][0].as_deref(), Some("1"));
 }
