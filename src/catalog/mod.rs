@@ -281,6 +281,7 @@ impl Catalog {
                 script.push_str(&sql::render(sql::CREATE_OUTPUT_VIEWS, &vars));
             }
         }
+        script.push_str(sql::CREATE_SUCCESSOR_VIEWS);
         if any_output(&self.warehouse, "merged", "trusts.parquet") {
             script.push_str(sql::CREATE_MERGE_VIEWS);
         }

@@ -94,3 +94,79 @@ fn the_catalog_opens_without_odsync_and_its_views_match_the_runs() {
         .unwrap();
     assert_eq!(roles, 1);
 }
+
+/// A minimal ORD record with successions: `(kind, target)` pairs.
+fn ord_record(code: &str, status: &str, succs: &[(&str, &str)]) -> String {
+    let succ: Vec<String> = succs
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, target))| {
+            format!(
+                r#"{{"uniqueSuccId": "{code}{i}", "Date": [{{"Type": "Legal", "Start": "2020-04-0{}"}}], "Type": "{kind}", "Target": {{"OrgId": {{"extension": "{target}"}}, "PrimaryRoleId": {{"id": "RO197"}}}}}}"#,
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"Organisation": {{"Name": "TRUST {code}", "OrgId": {{"extension": "{code}"}}, "Status": "{status}", "LastChangeDate": "2020-04-01",
+            "Date": [{{"Type": "Operational", "Start": "2000-04-01"}}],
+            "Roles": {{"Role": [{{"id": "RO197", "uniqueRoleId": "r{code}", "primaryRole": true, "Status": "{status}"}}]}},
+            "Succs": {{"Succ": [{}]}}}}}}"#,
+        succ.join(",")
+    )
+}
+
+#[test]
+fn successor_chains_resolve_to_the_active_successor_and_report_cycles_and_ambiguity() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = [
+        // A → B → C, C active (B also lists A as its predecessor: the same edge, once).
+        ("A", "Inactive", vec![("Successor", "B")]),
+        ("B", "Inactive", vec![("Predecessor", "A"), ("Successor", "C")]),
+        ("C", "Active", vec![("Predecessor", "B")]),
+        // X → Y → X: a cycle of closed bodies.
+        ("X", "Inactive", vec![("Successor", "Y")]),
+        ("Y", "Inactive", vec![("Successor", "X")]),
+        // P split into Q and R, both active.
+        ("P", "Inactive", vec![("Successor", "Q"), ("Successor", "R")]),
+        ("Q", "Active", vec![]),
+        ("R", "Active", vec![]),
+    ];
+    let state = dir.path().join("succ");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut files = Vec::new();
+    for (code, status, succs) in &records {
+        std::fs::write(state.join(format!("{code}.json")), ord_record(code, status, succs)).unwrap();
+        files.push(format!("\"{code}.json\""));
+    }
+    std::fs::write(
+        state.join("state.toml"),
+        format!(
+            "served_on = \"2025-07-10\"\ndata_date = \"2025-07-01\"\nroles = \"{}\"\njson_records = [{}]\n",
+            crate::common::fixtures().join("ods/roles-2022.json").display(),
+            files.join(", ")
+        ),
+    )
+    .unwrap();
+    let ctx = TestContext::with_server_in(dir.path(), "succ");
+    ctx.ord_pipeline("trusts", &["RO197"]);
+    ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
+    let rows = ctx.query(
+        "SELECT code, successor_code, active_successor_code, resolution, CAST(active_candidates AS VARCHAR), in_cycle
+         FROM active_successors WHERE pipeline = 'trusts' ORDER BY code",
+    );
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["A", "B", "C", "resolved", "[C]", "false"],
+            vec!["B", "C", "C", "resolved", "[C]", "false"],
+            vec!["P", "R", "∅", "ambiguous", "[Q, R]", "false"],
+            vec!["X", "Y", "∅", "none", "∅", "true"],
+            vec!["Y", "X", "∅", "none", "∅", "true"],
+        ]
+    );
+}
