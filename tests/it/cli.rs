@@ -60,7 +60,14 @@ fn the_shipped_pipelines_are_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
     let out = ctx.odsync("2025-07-16", &["validate", "--pipelines-dir", dir.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    for name in ["nhs_trusts", "nhs_trusts_csv", "demo"] {
+    for name in [
+        "nhs_trusts",
+        "nhs_trusts_csv",
+        "demo",
+        "icbs_regions",
+        "gp_practices",
+        "wales",
+    ] {
         assert!(
             out.stdout
                 .contains(&format!("ok       {}", dir.join(format!("{name}.toml")).display())),

@@ -133,3 +133,49 @@ fn broken_lines_are_quarantined_with_their_line_number_and_the_rest_is_kept() {
     assert_eq!(q[1][0].as_deref(), Some("RZY"));
     assert!(q[1][2].as_deref().unwrap().contains("field 11"), "{q:?}");
 }
+
+#[test]
+fn the_gp_practices_pipeline_reports_status_changes_and_commissioner_moves_across_real_epraccur_files() {
+    let ctx = TestContext::new();
+    let shipped =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/gp_practices.toml"))
+            .unwrap();
+    let mut kinds = Vec::new();
+    for (i, file) in [
+        "epraccur-2015-05-26-odsR-subset-A8-Y00.csv",
+        "epraccur-2018-08-31-odsR-subset-A8-Y00.csv",
+        "epraccur-2019-11-19-psychty-subset-A8-Y00.csv",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let text = shipped.replace(
+            "https://files.digital.nhs.uk/assets/ods/current/epraccur.zip",
+            &ods_csv(file).display().to_string(),
+        );
+        ctx.write_pipeline("gp_practices", &text);
+        // 2018-08 → 2019-11 recoded National Grouping on two thirds of the practices (new NHS
+        // England regions): the shift guard stops it, and accepting it records why.
+        let accept: &[&str] = if i == 2 { &["--accept-shift"] } else { &[] };
+        let s = ctx.run_ok(&format!("2025-07-1{i}"), "gp_practices", accept);
+        if i == 2 {
+            let shift = s["accepted_shift"].to_string();
+            assert!(
+                shift.contains("relationships.target_code[NATIONAL_GROUPING] changed on 682 of 1031"),
+                "{shift}"
+            );
+        }
+        assert_eq!(s["records"]["organisations"], 1031, "{file}");
+        if i > 0 {
+            kinds.push(s["diff"]["by_kind"].clone());
+            let moves = ctx.query(
+                "SELECT count(*) FROM changes_latest WHERE pipeline = 'gp_practices' AND \"table\" = 'relationships' AND change_kind = 'reparented' AND key LIKE '%:csv:15'",
+            );
+            let moves: u64 = moves[0][0].as_deref().unwrap().parse().unwrap();
+            assert!(moves > 0, "{file}: commissioner moves are reported");
+        }
+    }
+    for k in &kinds {
+        assert!(k["closed"].as_u64().unwrap_or(0) > 0, "status changes reported: {k}");
+    }
+}
