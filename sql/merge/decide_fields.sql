@@ -37,7 +37,7 @@ CREATE OR REPLACE TEMP TABLE keys AS
 SELECT t.code, t.in_ods, t.in_base, f.field, f.is_local_field, f.ownership
 FROM touched AS t CROSS JOIN merge_fields AS f;
 
-CREATE OR REPLACE TEMP TABLE decisions AS
+CREATE OR REPLACE TEMP TABLE decisions_raw AS
 WITH joined AS (
     SELECT
         k.code,
@@ -140,3 +140,12 @@ SELECT
     -- from latest_resolutions) the conflict is open again.
     CASE WHEN resolution = 'ignore' THEN 'ignored' END AS ignored
 FROM with_resolution;
+
+-- Role-mapping columns (org_type, health_system, foundation_trust) are computed by odsync from the
+-- ODS roles: what would be labelled `ods` is labelled `derived`.
+CREATE OR REPLACE TEMP TABLE decisions AS
+SELECT * REPLACE (
+    CASE WHEN field IN ('org_type', 'health_system', 'foundation_trust') AND source = 'ods' THEN 'derived' ELSE source END
+        AS source
+)
+FROM decisions_raw;

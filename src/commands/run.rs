@@ -65,6 +65,14 @@ fn human(s: &RunSummary) -> String {
             }
         ));
     }
+    for u in &s.unmapped_roles {
+        out.push_str(&format!(
+            "  unmapped role {}: {} organisations (e.g. {})\n",
+            u.role_id,
+            u.organisations,
+            u.examples.join(", ")
+        ));
+    }
     for shift in &s.accepted_shift {
         out.push_str(&format!("  accepted publication shift: {shift}\n"));
     }

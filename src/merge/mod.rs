@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The ODS fields of the trust table and their SQL types.
-pub const ODS_FIELDS: [(&str, &str); 20] = [
+pub const ODS_FIELDS: [(&str, &str); 23] = [
     ("name", "VARCHAR"),
     ("status", "VARCHAR"),
     ("record_class", "VARCHAR"),
@@ -46,7 +46,14 @@ pub const ODS_FIELDS: [(&str, &str); 20] = [
     ("telephone", "VARCHAR"),
     ("website", "VARCHAR"),
     ("ref_only", "BOOLEAN"),
+    // Derived from the roles by the pipeline's role mapping; provenance source `derived`.
+    ("org_type", "VARCHAR"),
+    ("health_system", "VARCHAR"),
+    ("foundation_trust", "BOOLEAN"),
 ];
+
+/// Trust-table fields computed by odsync (role mapping) rather than read from ODS.
+pub const DERIVED_FIELDS: [&str; 3] = ["org_type", "health_system", "foundation_trust"];
 
 pub const SQL_SELECT_TOUCHED: &str = include_str!("../../sql/merge/select_touched.sql");
 pub const SQL_DECIDE_FIELDS: &str = include_str!("../../sql/merge/decide_fields.sql");

@@ -47,6 +47,10 @@ pub struct Organisation {
     pub telephone: Option<String>,
     pub website: Option<String>,
     pub ref_only: bool,
+    /// Derived by the pipeline's role mapping (not ODS fields): see `pipeline::roles`.
+    pub org_type: Option<String>,
+    pub health_system: Option<String>,
+    pub foundation_trust: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

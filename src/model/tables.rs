@@ -54,6 +54,7 @@ enum Kind<T> {
     U64(fn(&T) -> u64),
     Date(fn(&T) -> Option<NaiveDate>),
     Bool(fn(&T) -> bool),
+    OptBool(fn(&T) -> Option<bool>),
     Bin(for<'a> fn(&'a T) -> &'a [u8]),
 }
 
@@ -87,7 +88,7 @@ fn schema_of<T>(columns: &[Column<T>]) -> SchemaRef {
                     Kind::Str(_) => DataType::Utf8,
                     Kind::U64(_) => DataType::UInt64,
                     Kind::Date(_) => DataType::Date32,
-                    Kind::Bool(_) => DataType::Boolean,
+                    Kind::Bool(_) | Kind::OptBool(_) => DataType::Boolean,
                     Kind::Bin(_) => DataType::Binary,
                 };
                 Field::new(c.name, dt, c.nullable)
@@ -105,6 +106,7 @@ fn batch_of<T>(columns: &[Column<T>], rows: &[T]) -> RecordBatch {
                 Kind::U64(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<UInt64Array>()),
                 Kind::Date(f) => Arc::new(rows.iter().map(|r| f(r).map(days)).collect::<Date32Array>()),
                 Kind::Bool(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()),
+                Kind::OptBool(f) => Arc::new(rows.iter().map(f).collect::<BooleanArray>()),
                 Kind::Bin(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BinaryArray>()),
             }
         })
@@ -176,6 +178,9 @@ fn organisation_columns() -> Vec<Column<OrgRow>> {
         opt("telephone", Str(|r| r.org.telephone.as_deref())),
         opt("website", Str(|r| r.org.website.as_deref())),
         req("ref_only", Bool(|r| r.org.ref_only)),
+        opt("org_type", Str(|r| r.org.org_type.as_deref())),
+        opt("health_system", Str(|r| r.org.health_system.as_deref())),
+        opt("foundation_trust", OptBool(|r| r.org.foundation_trust)),
         req("row_hash", U64(|r| r.row_hash)),
     ]
 }

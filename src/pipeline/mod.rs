@@ -1,6 +1,7 @@
 //! Pipeline definitions: `pipelines/<name>.toml`, parsed strictly (unknown keys are errors) and
 //! validated as a whole so that every problem in a file is reported at once.
 
+pub mod roles;
 pub mod runner;
 
 use crate::model::csv_row::CsvKind;
@@ -47,6 +48,30 @@ pub struct PipelineConfig {
     /// `--accept-shift` is given.
     #[serde(default)]
     pub guard: crate::diff::ShiftLimits,
+    #[serde(default)]
+    pub roles: RolesConfig,
+}
+
+/// The role mapping that derives `org_type`, `health_system` and `foundation_trust`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesConfig {
+    /// Path of the mapping file (relative to the working directory); default
+    /// `role_mapping.toml` beside the pipeline file, when it exists.
+    #[serde(default)]
+    pub mapping: Option<PathBuf>,
+}
+
+impl Pipeline {
+    /// The role mapping file in force, if any.
+    pub fn role_mapping_path(&self) -> Option<PathBuf> {
+        let default = self.path.with_file_name("role_mapping.toml");
+        self.config
+            .roles
+            .mapping
+            .clone()
+            .or_else(|| default.exists().then_some(default))
+    }
 }
 
 /// Who owns a trust-table field when ODS and a local edit disagree.
@@ -351,6 +376,11 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
         {
             problems.push(format!("`merge.local_fields`: `{field}` must be lower_snake_case"));
         }
+    }
+    if let Some(mapping) = &config.roles.mapping
+        && let Err(e) = roles::load(mapping)
+    {
+        problems.push(format!("`roles.mapping`: {e}"));
     }
     let http = &config.http;
     if !(http.requests_per_second > 0.0 && http.requests_per_second <= 1000.0) {

@@ -78,6 +78,8 @@ pub struct RunSummary {
     pub merge: Option<crate::merge::MergeReport>,
     /// Publication shifts the guard found and `--accept-shift` let through.
     pub accepted_shift: Vec<String>,
+    /// Primary roles in the snapshot that the role mapping does not map (counts and examples).
+    pub unmapped_roles: Vec<super::roles::UnmappedRole>,
     pub duration_ms: u64,
 }
 
@@ -374,6 +376,16 @@ impl Runner<'_> {
                 }
             }
         }
+        // Derived columns from the role mapping, and the primary roles it does not map.
+        let mut unmapped_roles = Vec::new();
+        if let Some(path) = self.pipeline.role_mapping_path() {
+            let mapping = super::roles::load(&path).map_err(|e| ("role mapping", anyhow::anyhow!(e)))?;
+            parsed.values_mut().for_each(|rec| mapping.apply(rec));
+            unmapped_roles = mapping.unmapped(parsed.values());
+            if !unmapped_roles.is_empty() {
+                tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
+            }
+        }
         // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
         let mut deletions = match previous {
             Some(m) => store
@@ -410,6 +422,7 @@ impl Runner<'_> {
             "records_fetched": fetched.metrics.records_fetched,
             "records_failed": fetched.metrics.records_failed,
             "records": counts,
+            "unmapped_roles": unmapped_roles,
         });
         let manifest = Manifest {
             manifest_format: crate::snapshot::MANIFEST_FORMAT,
@@ -544,6 +557,7 @@ impl Runner<'_> {
             diff,
             merge: Some(merge),
             accepted_shift,
+            unmapped_roles,
             duration_ms: 0,
         };
         Ok((summary, fetched.location))

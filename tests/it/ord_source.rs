@@ -366,3 +366,41 @@ fn a_deletion_announced_in_notifications_becomes_a_deleted_change_and_a_tombston
     let kept = ctx.query("SELECT count(*) FROM latest_deletions WHERE pipeline = 'trusts' AND code = 'R0A'");
     assert_eq!(kept[0][0].as_deref(), Some("1"));
 }
+
+#[test]
+fn the_role_mapping_derives_org_type_and_the_foundation_trust_flag_and_reports_unmapped_roles() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198", "RO98"]);
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/role_mapping.toml"),
+        ctx.path().join("pipelines/role_mapping.toml"),
+    )
+    .unwrap();
+    let s = ctx.run_ok(T0, "trusts", &[]);
+    // 97T is a commissioning hub: primary RO98 without RO319, which no rule maps.
+    let unmapped = s["unmapped_roles"].as_array().unwrap();
+    assert_eq!(unmapped.len(), 1, "{unmapped:?}");
+    assert_eq!(unmapped[0]["role_id"], "RO98");
+    assert_eq!(unmapped[0]["examples"][0], "97T");
+    let rows = ctx.query(
+        "SELECT code, org_type, health_system, CAST(foundation_trust AS VARCHAR) FROM latest_trusts
+         WHERE pipeline = 'trusts' AND code IN ('RWR', 'RVVKC', 'RJY', '97T') ORDER BY code",
+    );
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["97T", "∅", "∅", "false"],
+            // RJY's roles are inactive: it is still a trust, never a foundation trust.
+            vec!["RJY", "NHS Trust", "NHS England", "false"],
+            vec!["RVVKC", "Trust Site", "NHS England", "false"],
+            // The real RWR record: RO197 primary plus the active non-primary RO57.
+            vec!["RWR", "NHS Trust", "NHS England", "true"],
+        ]
+    );
+    let source = ctx.query("SELECT source FROM provenance_latest WHERE pipeline = 'trusts' AND code = 'RWR' AND field = 'foundation_trust'");
+    assert_eq!(source[0][0].as_deref(), Some("derived"));
+}

@@ -1,0 +1,110 @@
+//! The role mapping: ODS role codes → the trust table's `org_type`, `health_system` and flags
+//! (`foundation_trust`), from a TOML file under `pipelines/` (REFERENCE.md 5). Applied to every
+//! parsed record before the snapshot is built, so the derived columns are diffed, merged (with
+//! provenance source `derived`) and kept in history like any other field. Primary roles that no
+//! rule maps are reported per run, never silently ignored.
+
+use crate::model::OrgRecord;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleMapping {
+    /// First matching rule wins, in file order.
+    #[serde(default, rename = "type")]
+    pub types: Vec<TypeRule>,
+    #[serde(default, rename = "flag")]
+    pub flags: Vec<FlagRule>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRule {
+    pub primary_role: String,
+    /// A non-primary role the record must also carry (e.g. RO318 for an ICB).
+    #[serde(default)]
+    pub with_role: Option<String>,
+    /// Only records in this country (e.g. `WALES` for Welsh trusts).
+    #[serde(default)]
+    pub country: Option<String>,
+    pub org_type: String,
+    pub health_system: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagRule {
+    pub role: String,
+    /// Only `foundation_trust` exists as a flag column today.
+    pub flag: String,
+}
+
+/// A primary role no rule maps, with how often and where it was seen.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnmappedRole {
+    pub role_id: String,
+    pub organisations: u64,
+    pub examples: Vec<String>,
+}
+
+pub fn load(path: &Path) -> Result<RoleMapping, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mapping: RoleMapping = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for f in &mapping.flags {
+        if f.flag != "foundation_trust" {
+            return Err(format!(
+                "{}: flag `{}` is not a trust table column (only `foundation_trust`)",
+                path.display(),
+                f.flag
+            ));
+        }
+    }
+    Ok(mapping)
+}
+
+impl RoleMapping {
+    /// Sets the derived columns of one record. Only active roles count.
+    pub fn apply(&self, rec: &mut OrgRecord) {
+        let active = |id: &str| {
+            rec.roles
+                .iter()
+                .any(|r| r.role_id == id && r.status.as_deref() != Some("Inactive"))
+        };
+        let org = &rec.organisation;
+        let rule = self.types.iter().find(|t| {
+            org.primary_role.as_deref() == Some(t.primary_role.as_str())
+                && t.with_role.as_deref().is_none_or(&active)
+                && t.country.as_deref().is_none_or(|c| org.country.as_deref() == Some(c))
+        });
+        let (org_type, health_system) = rule.map_or((None, None), |t| {
+            (Some(t.org_type.clone()), Some(t.health_system.clone()))
+        });
+        let foundation_trust = (!self.flags.is_empty()).then(|| self.flags.iter().any(|f| active(&f.role)));
+        let org = &mut rec.organisation;
+        org.org_type = org_type;
+        org.health_system = health_system;
+        org.foundation_trust = foundation_trust;
+    }
+
+    /// Primary roles in `records` that no type rule maps.
+    pub fn unmapped<'a>(&self, records: impl Iterator<Item = &'a OrgRecord>) -> Vec<UnmappedRole> {
+        let mut seen: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        for rec in records.filter(|r| r.organisation.org_type.is_none()) {
+            let role = rec.organisation.primary_role.clone().unwrap_or_else(|| "(none)".into());
+            let entry = seen.entry(role).or_default();
+            entry.0 += 1;
+            if entry.1.len() < 5 {
+                entry.1.push(rec.organisation.code.clone());
+            }
+        }
+        seen.into_iter()
+            .map(|(role_id, (organisations, examples))| UnmappedRole {
+                role_id,
+                organisations,
+                examples,
+            })
+            .collect()
+    }
+}
