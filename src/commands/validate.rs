@@ -36,8 +36,11 @@ pub fn run(globals: &Globals, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let reports: Vec<FileReport> = files
         .iter()
         .map(|path| {
+            // The role mapping lives beside the pipelines and is checked as what it is.
+            let is_mapping = path.file_name().is_some_and(|n| n == "role_mapping.toml");
             let problems = match std::fs::read_to_string(path) {
                 Err(e) => vec![format!("cannot read: {e}")],
+                Ok(_) if is_mapping => pipeline::roles::load(path).err().into_iter().collect(),
                 Ok(text) => match pipeline::parse(&text, path) {
                     Err(e) => vec![e.to_string()],
                     Ok(config) => pipeline::validate(&config, path),
