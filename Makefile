@@ -84,7 +84,7 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	$(ODSYNC) provenance demo RAX
 	echo; echo "== 9. history of RAX (SCD2) and the merged trust table"
 	$(ODSYNC) history demo RAX
-	$(ODSYNC) query "SELECT code, name, trust_type, display_name, telephone, not_in_ods FROM latest_trusts WHERE pipeline = 'demo' AND code IN ('RAX', 'RH8', 'RWR', 'ZZ001') ORDER BY code"
+	$(ODSYNC) query "SELECT code, name, org_type, foundation_trust, trust_type, display_name, telephone, not_in_ods FROM latest_trusts WHERE pipeline = 'demo' AND code IN ('RAX', 'RH8', 'RWR', 'ZZ001') ORDER BY code"
 	echo; echo "== 10. snapshots and runs"
 	$(ODSYNC) snapshots list demo
 	echo
