@@ -141,11 +141,13 @@ SELECT
     CASE WHEN resolution = 'ignore' THEN 'ignored' END AS ignored
 FROM with_resolution;
 
--- Role-mapping columns (org_type, health_system, foundation_trust) are computed by odsync from the
--- ODS roles: what would be labelled `ods` is labelled `derived`.
+-- Columns odsync derives from ODS data (the role mapping's org_type, health_system,
+-- foundation_trust; the hierarchy's parent_code, parent_relationship): what would be labelled
+-- `ods` is labelled `derived`.
 CREATE OR REPLACE TEMP TABLE decisions AS
 SELECT * REPLACE (
-    CASE WHEN field IN ('org_type', 'health_system', 'foundation_trust') AND source = 'ods' THEN 'derived' ELSE source END
+    CASE WHEN field IN ('org_type', 'health_system', 'foundation_trust', 'parent_code', 'parent_relationship')
+              AND source = 'ods' THEN 'derived' ELSE source END
         AS source
 )
 FROM decisions_raw;

@@ -282,6 +282,7 @@ impl Catalog {
             }
         }
         script.push_str(sql::CREATE_SUCCESSOR_VIEWS);
+        script.push_str(sql::CREATE_HIERARCHY_VIEWS);
         if any_output(&self.warehouse, "merged", "trusts.parquet") {
             script.push_str(sql::CREATE_MERGE_VIEWS);
         }

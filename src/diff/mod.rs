@@ -781,6 +781,7 @@ fn org_kind(field: &str, old: &ArrayRef, new: &ArrayRef, new_end: &ArrayRef) -> 
                 "status" if o == Some("Inactive") => "reopened",
                 "operational_end" if v.is_some() => "closed",
                 "operational_end" => "reopened",
+                "parent_code" => "reparented",
                 _ => "changed",
             })
         })

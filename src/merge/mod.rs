@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The ODS fields of the trust table and their SQL types.
-pub const ODS_FIELDS: [(&str, &str); 23] = [
+pub const ODS_FIELDS: [(&str, &str); 25] = [
     ("name", "VARCHAR"),
     ("status", "VARCHAR"),
     ("record_class", "VARCHAR"),
@@ -50,10 +50,19 @@ pub const ODS_FIELDS: [(&str, &str); 23] = [
     ("org_type", "VARCHAR"),
     ("health_system", "VARCHAR"),
     ("foundation_trust", "BOOLEAN"),
+    // Derived from the organisation's own relationships (pipeline::hierarchy).
+    ("parent_code", "VARCHAR"),
+    ("parent_relationship", "VARCHAR"),
 ];
 
 /// Trust-table fields computed by odsync (role mapping) rather than read from ODS.
-pub const DERIVED_FIELDS: [&str; 3] = ["org_type", "health_system", "foundation_trust"];
+pub const DERIVED_FIELDS: [&str; 5] = [
+    "org_type",
+    "health_system",
+    "foundation_trust",
+    "parent_code",
+    "parent_relationship",
+];
 
 pub const SQL_SELECT_TOUCHED: &str = include_str!("../../sql/merge/select_touched.sql");
 pub const SQL_DECIDE_FIELDS: &str = include_str!("../../sql/merge/decide_fields.sql");

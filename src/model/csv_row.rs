@@ -215,6 +215,8 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
             org_type: None,
             health_system: None,
             foundation_trust: None,
+            parent_code: None,
+            parent_relationship: None,
         },
         roles,
         relationships,

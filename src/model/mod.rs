@@ -51,6 +51,10 @@ pub struct Organisation {
     pub org_type: Option<String>,
     pub health_system: Option<String>,
     pub foundation_trust: Option<bool>,
+    /// Derived from the record's own active relationships: see `pipeline::hierarchy`.
+    pub parent_code: Option<String>,
+    /// Which relationship gave the parent (`RE6`, `RE5→RO261`, `csv:15 COMMISSIONER`, …).
+    pub parent_relationship: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -120,6 +120,8 @@ pub fn parse_organisation(payload: &[u8]) -> Result<OrgRecord, String> {
             org_type: None,
             health_system: None,
             foundation_trust: None,
+            parent_code: None,
+            parent_relationship: None,
         },
         roles,
         relationships,

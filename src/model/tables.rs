@@ -181,6 +181,8 @@ fn organisation_columns() -> Vec<Column<OrgRow>> {
         opt("org_type", Str(|r| r.org.org_type.as_deref())),
         opt("health_system", Str(|r| r.org.health_system.as_deref())),
         opt("foundation_trust", OptBool(|r| r.org.foundation_trust)),
+        opt("parent_code", Str(|r| r.org.parent_code.as_deref())),
+        opt("parent_relationship", Str(|r| r.org.parent_relationship.as_deref())),
         req("row_hash", U64(|r| r.row_hash)),
     ]
 }

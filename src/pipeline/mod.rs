@@ -1,6 +1,7 @@
 //! Pipeline definitions: `pipelines/<name>.toml`, parsed strictly (unknown keys are errors) and
 //! validated as a whole so that every problem in a file is reported at once.
 
+pub mod hierarchy;
 pub mod roles;
 pub mod runner;
 

@@ -376,7 +376,8 @@ impl Runner<'_> {
                 }
             }
         }
-        // Derived columns from the role mapping, and the primary roles it does not map.
+        // Derived columns: the parent from the hierarchy rules, the type from the role mapping.
+        parsed.values_mut().for_each(super::hierarchy::apply);
         let mut unmapped_roles = Vec::new();
         if let Some(path) = self.pipeline.role_mapping_path() {
             let mapping = super::roles::load(&path).map_err(|e| ("role mapping", anyhow::anyhow!(e)))?;

@@ -170,3 +170,42 @@ fn successor_chains_resolve_to_the_active_successor_and_report_cycles_and_ambigu
         ]
     );
 }
+
+#[test]
+fn the_hierarchy_follows_re6_for_sites_and_re5_to_the_icb_for_trusts_with_dated_history() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
+    let parents = ctx.query(
+        "SELECT code, parent_code, parent_relationship FROM latest_trusts WHERE pipeline = 'trusts' AND code IN ('RVVKC', 'RWR') ORDER BY code",
+    );
+    let parents: Vec<Vec<&str>> = parents
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
+        .collect();
+    assert_eq!(
+        parents,
+        [
+            vec!["RVVKC", "RVV", "RE6 is operated by"],
+            vec!["RWR", "QM7", "RE5 in the geography of (ICB)"]
+        ]
+    );
+    // The real RWR record keeps every earlier parent with its dates.
+    let history = ctx.query(
+        "SELECT parent_code, parent_primary_role, CAST(valid_from AS VARCHAR), CAST(valid_to AS VARCHAR), status
+         FROM hierarchy WHERE pipeline = 'trusts' AND child_code = 'RWR' ORDER BY valid_from, parent_code",
+    );
+    assert_eq!(history.len(), 7, "{history:?}");
+    let last = &history[6];
+    assert_eq!(last[0].as_deref(), Some("QM7"));
+    assert_eq!(last[2].as_deref(), Some("2020-04-01"));
+    assert_eq!(last[3], None);
+    assert!(
+        history[..6].iter().all(|r| r[3].is_some()),
+        "earlier parents are closed: {history:?}"
+    );
+    let provenance = ctx.query(
+        "SELECT source FROM provenance_latest WHERE pipeline = 'trusts' AND code = 'RWR' AND field = 'parent_code'",
+    );
+    assert_eq!(provenance[0][0].as_deref(), Some("derived"));
+}

@@ -1,0 +1,36 @@
+-- The hierarchy, dated and explained, from each pipeline's latest snapshot.
+--
+-- hierarchy: every parent link an organisation carries, current and historical, with its dates,
+-- status and origin (an ORD relationship, or a bulk CSV column). The current parent odsync
+-- derives from these is the trust table's parent_code / parent_relationship.
+CREATE OR REPLACE VIEW hierarchy AS
+SELECT
+    pipeline,
+    code AS child_code,
+    target_code AS parent_code,
+    rel_type,
+    target_primary_role AS parent_primary_role,
+    operational_start AS valid_from,
+    operational_end AS valid_to,
+    status,
+    coalesce(source_field, 'ord') AS origin
+FROM latest_relationships
+WHERE rel_type IN ('RE2', 'RE3', 'RE4', 'RE5', 'RE6', 'RE8', 'COMMISSIONER', 'HIGH_LEVEL_HEALTH_GEOGRAPHY', 'NATIONAL_GROUPING', 'PARENT');
+
+-- Active organisations whose parent is closed, or gone after a succession, with the parent's
+-- active successor as the suggested new parent.
+CREATE OR REPLACE VIEW orphans AS
+SELECT
+    o.pipeline,
+    o.code,
+    o.name,
+    o.parent_code,
+    o.parent_relationship,
+    CASE WHEN p.code IS NULL THEN 'parent no longer in ODS' ELSE 'parent closed' END AS problem,
+    s.active_successor_code AS suggested_parent
+FROM latest_organisations AS o
+LEFT JOIN latest_organisations AS p ON p.pipeline = o.pipeline AND p.code = o.parent_code
+LEFT JOIN active_successors AS s ON s.pipeline = o.pipeline AND s.code = o.parent_code
+WHERE o.parent_code IS NOT NULL
+  AND coalesce(o.status, 'Active') = 'Active'
+  AND (p.status = 'Inactive' OR (p.code IS NULL AND s.code IS NOT NULL));
