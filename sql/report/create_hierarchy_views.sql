@@ -34,3 +34,23 @@ LEFT JOIN active_successors AS s ON s.pipeline = o.pipeline AND s.code = o.paren
 WHERE o.parent_code IS NOT NULL
   AND coalesce(o.status, 'Active') = 'Active'
   AND (p.status = 'Inactive' OR (p.code IS NULL AND s.code IS NOT NULL));
+
+-- Mergers: every succession with its effective (legal) date, whether it is still to come, and
+-- what happened to the old body's children: how many now point at the successor and how many
+-- still point at the old body (orphaned until ODS moves them).
+CREATE OR REPLACE VIEW mergers AS
+SELECT
+    e.pipeline,
+    e.from_code AS old_code,
+    e.to_code AS new_code,
+    e.legal_start AS effective_date,
+    e.legal_start > current_date AS future_dated,
+    a.active_successor_code,
+    (SELECT count(*) FROM latest_organisations AS c
+     WHERE c.pipeline = e.pipeline AND c.parent_code = e.to_code
+       AND EXISTS (SELECT 1 FROM hierarchy AS h
+                   WHERE h.pipeline = c.pipeline AND h.child_code = c.code AND h.parent_code = e.from_code)) AS children_moved,
+    (SELECT count(*) FROM latest_organisations AS c
+     WHERE c.pipeline = e.pipeline AND c.parent_code = e.from_code AND coalesce(c.status, 'Active') = 'Active') AS children_orphaned
+FROM successor_edges AS e
+LEFT JOIN active_successors AS a ON a.pipeline = e.pipeline AND a.code = e.from_code;

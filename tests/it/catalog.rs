@@ -169,6 +169,21 @@ fn successor_chains_resolve_to_the_active_successor_and_report_cycles_and_ambigu
             vec!["Y", "X", "∅", "none", "∅", "true"],
         ]
     );
+    let mergers = ctx.query(
+        "SELECT old_code, new_code, CAST(effective_date AS VARCHAR), active_successor_code FROM mergers WHERE pipeline = 'trusts' AND old_code IN ('A', 'P') ORDER BY old_code, new_code",
+    );
+    let mergers: Vec<Vec<&str>> = mergers
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
+        .collect();
+    assert_eq!(
+        mergers,
+        [
+            vec!["A", "B", "2020-04-01", "C"],
+            vec!["P", "Q", "2020-04-01", "∅"],
+            vec!["P", "R", "2020-04-02", "∅"],
+        ]
+    );
 }
 
 #[test]
