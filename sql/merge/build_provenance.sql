@@ -21,8 +21,9 @@ WHERE d.code IN (SELECT code FROM kept)
        OR d.rule LIKE 'resolution:%')
 ORDER BY d.code, d.field;
 
--- The cells of the new trust table whose value does not come from ODS (local table, override,
--- resolution): the next merge reads this instead of the whole provenance log.
+-- The cells of the new trust table whose value does not come from ODS or odsync's derivations
+-- (local table, override, resolution): the next merge reads this instead of the whole provenance
+-- log, and a cell it does not list is `ods` (or `derived` for derived columns).
 CREATE OR REPLACE TEMP TABLE sources AS
 SELECT s.code, s.field, s.source
 FROM prev_sources AS s
@@ -30,4 +31,4 @@ WHERE s.code NOT IN (SELECT code FROM touched)
 UNION ALL
 SELECT d.code, d.field, d.source
 FROM decisions AS d
-WHERE d.source <> 'ods' AND d.code IN (SELECT code FROM kept);
+WHERE d.source NOT IN ('ods', 'derived') AND d.code IN (SELECT code FROM kept);

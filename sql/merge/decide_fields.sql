@@ -146,8 +146,10 @@ FROM with_resolution;
 -- `ods` is labelled `derived`.
 CREATE OR REPLACE TEMP TABLE decisions AS
 SELECT * REPLACE (
-    CASE WHEN field IN ('org_type', 'health_system', 'foundation_trust', 'parent_code', 'parent_relationship')
-              AND source = 'ods' THEN 'derived' ELSE source END
-        AS source
+    CASE WHEN is_derived AND source = 'ods' THEN 'derived' ELSE source END AS source,
+    CASE WHEN is_derived AND prev_source = 'ods' THEN 'derived' ELSE prev_source END AS prev_source
 )
-FROM decisions_raw;
+FROM (
+    SELECT *, field IN ('org_type', 'health_system', 'foundation_trust', 'parent_code', 'parent_relationship') AS is_derived
+    FROM decisions_raw
+);
