@@ -17,14 +17,15 @@
 --   conflict         all differ, field under review: keep local until resolved
 --   local_field      a team-owned column: the local value
 -- A conflict on one field never blocks the other fields of the same organisation.
--- {ods_columns} and {all_columns} are field lists rendered by odsync.
+-- {ods_columns}, {ods_casts} and {all_columns} are field lists rendered by odsync.
+-- Filter the raw rows first, then cast only the touched ones to text.
 CREATE OR REPLACE TEMP VIEW ods_touched AS
-SELECT * EXCLUDE (row_hash) FROM ods_org SEMI JOIN touched USING (code);
+SELECT code, {ods_casts} FROM ods_raw SEMI JOIN touched USING (code);
 CREATE OR REPLACE TEMP TABLE ods_long AS
 SELECT code, field, value FROM ods_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
 
 CREATE OR REPLACE TEMP VIEW base_touched AS
-SELECT * EXCLUDE (row_hash) FROM base_org SEMI JOIN touched USING (code);
+SELECT code, {ods_casts} FROM base_raw SEMI JOIN touched USING (code);
 CREATE OR REPLACE TEMP TABLE base_long AS
 SELECT code, field, value FROM base_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
 

@@ -274,15 +274,20 @@ pub fn merge(
     // The big inputs are views over the Parquet files, so DuckDB reads only the columns and rows
     // each step needs (the touched set is found from code and row_hash alone).
     let mut prelude = format!(
-        "CREATE TEMP VIEW ods_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
+        "CREATE TEMP VIEW ods_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
+         CREATE TEMP VIEW ods_org AS SELECT code, row_hash, {ods_cols} FROM ods_raw;\n",
         quote_path(&ods.dir.join("organisations.parquet"))
     );
     match base_version.filter(|b| store.version_dir(*b).exists()) {
         Some(b) => prelude.push_str(&format!(
-            "CREATE TEMP VIEW base_org AS SELECT code, row_hash, {ods_cols} FROM read_parquet({}, hive_partitioning = false);\n",
+            "CREATE TEMP VIEW base_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
+             CREATE TEMP VIEW base_org AS SELECT code, row_hash, {ods_cols} FROM base_raw;\n",
             quote_path(&org_path(b))
         )),
-        None => prelude.push_str("CREATE TEMP VIEW base_org AS SELECT * FROM ods_org LIMIT 0;\n"),
+        None => prelude.push_str(
+            "CREATE TEMP VIEW base_raw AS SELECT * FROM ods_raw LIMIT 0;\n\
+             CREATE TEMP VIEW base_org AS SELECT * FROM ods_org LIMIT 0;\n",
+        ),
     }
     let typed_defs: String = fields
         .iter()
@@ -396,6 +401,7 @@ pub fn merge(
     let all_columns = field_names.join(", ");
     let lists = [
         ("ods_columns", ods_columns.as_str()),
+        ("ods_casts", ods_cols.as_str()),
         ("all_columns", all_columns.as_str()),
     ];
     for (step, sql) in [
