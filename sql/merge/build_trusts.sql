@@ -12,8 +12,8 @@ SELECT code FROM row_flags AS f
 WHERE (f.in_ods OR NOT f.in_base OR f.locally_modified)
   AND NOT (NOT f.in_ods AND coalesce(f.row_resolution, '') = 'accept_ods');
 
--- Not ordered here: odsync writes it ordered by code.
-CREATE OR REPLACE TEMP TABLE trusts AS
+-- A view, not a table: odsync writes it once, ordered by code, straight to Parquet.
+CREATE OR REPLACE TEMP VIEW trusts AS
 SELECT {typed_columns}, NOT f.in_ods AND NOT f.in_base AS not_in_ods
 FROM decided_wide AS w
 JOIN row_flags AS f USING (code)

@@ -428,7 +428,9 @@ pub fn merge(
         tracing::debug!(step, ms = started.elapsed().as_millis() as u64, "merge step");
     }
 
-    // --- report and outputs ---
+    // --- outputs, then the report (counted from the written files) ---
+    let tmp = copy_outputs(&conn, warehouse, pipeline, merged_version)?;
+    let trusts_file = tmp.join("trusts.parquet");
     let count = |sql: &str| -> Result<u64, MergeError> {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
@@ -453,8 +455,14 @@ pub fn merge(
         ods_version,
         base_version,
         run_id: run_id.to_owned(),
-        rows: count("SELECT count(*) FROM trusts")?,
-        not_in_ods: count("SELECT count(*) FROM trusts WHERE not_in_ods")?,
+        rows: count(&format!(
+            "SELECT count(*) FROM read_parquet({})",
+            quote_path(&trusts_file)
+        ))?,
+        not_in_ods: count(&format!(
+            "SELECT count(*) FROM read_parquet({}) WHERE not_in_ods",
+            quote_path(&trusts_file)
+        ))?,
         touched: count("SELECT count(*) FROM touched")?,
         rules,
         conflicts_open: count("SELECT count(*) FROM conflicts WHERE status = 'open'")?,
@@ -470,31 +478,24 @@ pub fn merge(
         conflicts_ignored: count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?,
         inputs_hash,
     };
-    write_outputs(&conn, warehouse, pipeline, merged_version, &report)?;
+    publish_outputs(&tmp, warehouse, pipeline, merged_version, &report)?;
     Ok(report)
 }
 
 /// Writes the merged version with DuckDB's Parquet writer (rows ordered by key), then renames.
-fn write_outputs(
-    conn: &Connection,
-    warehouse: &Path,
-    pipeline: &str,
-    version: u64,
-    report: &MergeReport,
-) -> Result<(), MergeError> {
+/// Writes the merged tables with DuckDB's Parquet writer (rows ordered by key) into the version's
+/// temporary folder; [`publish_outputs`] adds the summary and renames it into place.
+fn copy_outputs(conn: &Connection, warehouse: &Path, pipeline: &str, version: u64) -> Result<PathBuf, MergeError> {
     let root = merged_root(warehouse, pipeline);
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |e: std::io::Error| MergeError::Input {
-            path: p.clone(),
-            message: e.to_string(),
-        }
-    };
     let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
+    let io = |e: std::io::Error| MergeError::Input {
+        path: tmp.clone(),
+        message: e.to_string(),
+    };
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(io)?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(io)?;
     let started = std::time::Instant::now();
     for (table, order) in [
         ("trusts", "code"),
@@ -510,12 +511,25 @@ fn write_outputs(
         .map_err(sql_err("write outputs"))?;
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
+    Ok(tmp)
+}
+
+fn publish_outputs(
+    tmp: &Path,
+    warehouse: &Path,
+    pipeline: &str,
+    version: u64,
+    report: &MergeReport,
+) -> Result<(), MergeError> {
+    let io = |p: &Path, e: std::io::Error| MergeError::Input {
+        path: p.to_owned(),
+        message: e.to_string(),
+    };
     let mut text = serde_json::to_string_pretty(report).expect("report serialises");
     text.push('\n');
-    std::fs::write(tmp.join("summary.json"), text).map_err(io(&tmp))?;
-    let target = root.join(version_dir_name(version));
-    std::fs::rename(&tmp, &target).map_err(io(&target))?;
-    Ok(())
+    std::fs::write(tmp.join("summary.json"), text).map_err(|e| io(tmp, e))?;
+    let target = merged_root(warehouse, pipeline).join(version_dir_name(version));
+    std::fs::rename(tmp, &target).map_err(|e| io(&target, e))
 }
 
 fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(), MergeError> {
