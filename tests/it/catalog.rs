@@ -151,14 +151,10 @@ fn successor_chains_resolve_to_the_active_successor_and_report_cycles_and_ambigu
     let ctx = TestContext::with_server_in(dir.path(), "succ");
     ctx.ord_pipeline("trusts", &["RO197"]);
     ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
-    let rows = ctx.query(
+    let rows = ctx.cells(
         "SELECT code, successor_code, active_successor_code, resolution, CAST(active_candidates AS VARCHAR), in_cycle
          FROM active_successors WHERE pipeline = 'trusts' ORDER BY code",
     );
-    let rows: Vec<Vec<&str>> = rows
-        .iter()
-        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
-        .collect();
     assert_eq!(
         rows,
         [
@@ -169,13 +165,9 @@ fn successor_chains_resolve_to_the_active_successor_and_report_cycles_and_ambigu
             vec!["Y", "X", "∅", "none", "∅", "true"],
         ]
     );
-    let mergers = ctx.query(
+    let mergers = ctx.cells(
         "SELECT old_code, new_code, CAST(effective_date AS VARCHAR), active_successor_code FROM mergers WHERE pipeline = 'trusts' AND old_code IN ('A', 'P') ORDER BY old_code, new_code",
     );
-    let mergers: Vec<Vec<&str>> = mergers
-        .iter()
-        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
-        .collect();
     assert_eq!(
         mergers,
         [
@@ -191,13 +183,9 @@ fn the_hierarchy_follows_re6_for_sites_and_re5_to_the_icb_for_trusts_with_dated_
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
     ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
-    let parents = ctx.query(
+    let parents = ctx.cells(
         "SELECT code, parent_code, parent_relationship FROM latest_trusts WHERE pipeline = 'trusts' AND code IN ('RVVKC', 'RWR') ORDER BY code",
     );
-    let parents: Vec<Vec<&str>> = parents
-        .iter()
-        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
-        .collect();
     assert_eq!(
         parents,
         [

@@ -154,6 +154,14 @@ impl TestContext {
         serde_json::from_value(out["rows"].clone()).unwrap()
     }
 
+    /// Rows of a catalog query with NULL shown as `∅`, for compact assertions.
+    pub fn cells(&self, sql: &str) -> Vec<Vec<String>> {
+        self.query(sql)
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| v.unwrap_or_else(|| "∅".into())).collect())
+            .collect()
+    }
+
     pub fn fault(&self, path_contains: &str, times: u32, action: FaultAction) {
         self.server().push_fault(Fault {
             path_contains: path_contains.into(),

@@ -382,14 +382,10 @@ fn the_role_mapping_derives_org_type_and_the_foundation_trust_flag_and_reports_u
     assert_eq!(unmapped.len(), 1, "{unmapped:?}");
     assert_eq!(unmapped[0]["role_id"], "RO98");
     assert_eq!(unmapped[0]["examples"][0], "97T");
-    let rows = ctx.query(
+    let rows = ctx.cells(
         "SELECT code, org_type, health_system, CAST(foundation_trust AS VARCHAR) FROM latest_trusts
          WHERE pipeline = 'trusts' AND code IN ('RWR', 'RVVKC', 'RJY', '97T') ORDER BY code",
     );
-    let rows: Vec<Vec<&str>> = rows
-        .iter()
-        .map(|r| r.iter().map(|v| v.as_deref().unwrap_or("∅")).collect())
-        .collect();
     assert_eq!(
         rows,
         [
