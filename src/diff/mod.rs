@@ -14,7 +14,7 @@ use crate::model::tables::TABLE_NAMES;
 use crate::snapshot::SnapshotStore;
 use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::kernels::cmp::distinct;
-use arrow::compute::{cast, concat, filter, take};
+use arrow::compute::{cast, concat, filter};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use parquet::arrow::ProjectionMask;
@@ -188,7 +188,25 @@ pub fn check_shift(stats: &ShiftStats, limits: &ShiftLimits) -> Vec<(String, Str
 pub struct Diff {
     pub changes: RecordBatch,
     pub summary: DiffSummary,
+    /// The organisation rows the diff read (every column), handed to the merge so it does not
+    /// find and read them again. `None` when more than [`HANDOFF_MAX_ROWS`] rows moved.
+    pub org_rows: Option<ChangedRows>,
 }
+
+/// Organisation rows that differ between two snapshot versions, as read by the diff.
+#[derive(Debug, Clone)]
+pub struct ChangedRows {
+    pub from_version: u64,
+    pub to_version: u64,
+    /// Rows of the new version that were added or changed.
+    pub new: RecordBatch,
+    /// Rows of the old version that were deleted or changed.
+    pub old: RecordBatch,
+}
+
+/// Changed rows up to this many are read in one pass per file (and kept for the merge); beyond
+/// it (a publication shift, a recoding) they are read in chunks so memory stays bounded.
+pub const HANDOFF_MAX_ROWS: usize = 262_144;
 
 pub fn changes_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -212,6 +230,7 @@ pub fn changes_schema() -> SchemaRef {
 struct Changes {
     chunks: Vec<[ArrayRef; 8]>,
     shift: ShiftStats,
+    org_rows: Option<(RecordBatch, RecordBatch)>,
 }
 
 impl Changes {
@@ -354,6 +373,9 @@ fn read_rows(path: &Path, rows: &[u32], columns: Option<&[&str]>) -> Result<Reco
     let reader = builder
         .with_projection(mask)
         .with_row_selection(selection)
+        // Changed rows are scattered (2% of rows means a selected row every ~50): skipping between
+        // them beats decoding whole batches and filtering them (the `Auto` choice), 2× at 1M rows.
+        .with_row_selection_policy(parquet::arrow::arrow_reader::RowSelectionPolicy::Selectors)
         .with_batch_size(8192)
         .build()
         .map_err(|e| err(e.to_string()))?;
@@ -505,83 +527,144 @@ fn diff_table(
     today: NaiveDate,
     out: &mut Changes,
 ) -> Result<(), DiffError> {
-    let is_org = spec.table == "organisations";
-    // Added rows: every non-null field of an added organisation (so the diff can be applied),
-    // one labelled row per added child row.
+    let moved = c.added.len() + c.deleted.len() + c.changed.len();
+    if moved > HANDOFF_MAX_ROWS {
+        return diff_table_chunked(spec, old_path, new_path, c, today, out);
+    }
+    // One pass over each file (the two in parallel): every row the diff needs from it.
+    let changed_old: Vec<u32> = c.changed.iter().map(|p| p.0).collect();
+    let mut changed_new: Vec<u32> = c.changed.iter().map(|p| p.1).collect();
+    changed_new.sort_unstable();
+    let old_rows = sorted_union(&c.deleted, &changed_old);
+    let new_rows = sorted_union(&c.added, &changed_new);
+    let t = std::time::Instant::now();
+    let (old, new) = rayon::join(
+        || read_rows(old_path, &old_rows, None),
+        || read_rows(new_path, &new_rows, None),
+    );
+    let (old, new) = (old?, new?);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, rows = moved, "read moved rows");
+    let pick = |batch: &RecordBatch, from: &[u32], wanted: &[u32]| -> RecordBatch {
+        let positions: UInt32Array = wanted
+            .iter()
+            .map(|r| from.binary_search(r).expect("row was read") as u32)
+            .collect();
+        arrow::compute::take_record_batch(batch, &positions).expect("in range")
+    };
     if !c.added.is_empty() {
-        let t = std::time::Instant::now();
-        let batch = read_rows(new_path, &c.added, None)?;
-        tracing::debug!(ms = t.elapsed().as_millis() as u64, "read added rows");
-        let code = col(&batch, "code").clone();
-        let key = col(&batch, spec.key).clone();
-        if is_org {
-            let effective = col(&batch, "operational_start").clone();
-            for field in field_names(&batch, spec) {
-                let values = text(col(&batch, &field));
-                let keep = arrow::compute::is_not_null(&values).expect("mask");
-                let f = |a: &ArrayRef| filter(a, &keep).expect("same length");
-                let n = keep.true_count();
-                out.push(
-                    f(&code),
-                    spec.table,
-                    f(&key),
-                    Some(&field),
-                    null_strings(n),
-                    f(&values),
-                    constant("added", n),
-                    f(&effective),
-                );
-            }
-        } else {
-            let n = batch.num_rows();
-            let kind = child_kind(spec.table, &batch, true);
-            out.push(
-                code,
-                spec.table,
-                key,
-                None,
-                null_strings(n),
-                child_label(spec.table, &batch),
-                kind,
-                null_dates(n),
-            );
-        }
+        emit_added(spec, &pick(&new, &new_rows, &c.added), out);
     }
     if !c.deleted.is_empty() {
-        let batch = read_rows(old_path, &c.deleted, None)?;
+        emit_deleted(spec, &pick(&old, &old_rows, &c.deleted), new_path, out)?;
+    }
+    if !c.changed.is_empty() {
+        let pairs_new: Vec<u32> = c.changed.iter().map(|p| p.1).collect();
+        compare(spec, &pick(&old, &old_rows, &changed_old), &pick(&new, &new_rows, &pairs_new), today, out);
+    }
+    if spec.table == "organisations" {
+        out.org_rows = Some((old, new));
+    }
+    Ok(())
+}
+
+/// Ascending union of two ascending, disjoint index lists.
+fn sorted_union(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut all = Vec::with_capacity(a.len() + b.len());
+    all.extend_from_slice(a);
+    all.extend_from_slice(b);
+    all.sort_unstable();
+    all
+}
+
+/// Added rows: every non-null field of an added organisation (so the diff can be applied), one
+/// labelled row per added child row.
+fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Changes) {
+    let code = col(batch, "code").clone();
+    let key = col(batch, spec.key).clone();
+    if spec.table == "organisations" {
+        let effective = col(batch, "operational_start").clone();
+        for field in field_names(batch, spec) {
+            let values = text(col(batch, &field));
+            let keep = arrow::compute::is_not_null(&values).expect("mask");
+            let f = |a: &ArrayRef| filter(a, &keep).expect("same length");
+            let n = keep.true_count();
+            out.push(
+                f(&code),
+                spec.table,
+                f(&key),
+                Some(&field),
+                null_strings(n),
+                f(&values),
+                constant("added", n),
+                f(&effective),
+            );
+        }
+    } else {
         let n = batch.num_rows();
-        let kind = if is_org {
-            constant("deleted", n)
-        } else {
-            child_kind(spec.table, &batch, false)
-        };
-        let old = if is_org {
-            null_strings(n)
-        } else {
-            child_label(spec.table, &batch)
-        };
-        // A deletion ODS announced carries its reason; a code that merely vanished has none.
-        let new = if is_org {
-            deletion_reasons(new_path, col(&batch, "code"))?
-        } else {
-            null_strings(n)
-        };
+        let kind = child_kind(spec.table, batch, true);
         out.push(
-            col(&batch, "code").clone(),
+            code,
             spec.table,
-            col(&batch, spec.key).clone(),
+            key,
             None,
-            old,
-            new,
+            null_strings(n),
+            child_label(spec.table, batch),
             kind,
             null_dates(n),
         );
     }
-    if c.changed.is_empty() {
-        return Ok(());
+}
+
+fn emit_deleted(spec: &TableSpec, batch: &RecordBatch, new_path: &Path, out: &mut Changes) -> Result<(), DiffError> {
+    let is_org = spec.table == "organisations";
+    let n = batch.num_rows();
+    let kind = if is_org {
+        constant("deleted", n)
+    } else {
+        child_kind(spec.table, batch, false)
+    };
+    let old = if is_org {
+        null_strings(n)
+    } else {
+        child_label(spec.table, batch)
+    };
+    // A deletion ODS announced carries its reason; a code that merely vanished has none.
+    let new = if is_org {
+        deletion_reasons(new_path, col(batch, "code"))?
+    } else {
+        null_strings(n)
+    };
+    out.push(
+        col(batch, "code").clone(),
+        spec.table,
+        col(batch, spec.key).clone(),
+        None,
+        old,
+        new,
+        kind,
+        null_dates(n),
+    );
+    Ok(())
+}
+
+/// The same diff for a shift-sized change (most rows moved): changed rows are read in chunks so
+/// memory stays bounded, and nothing is kept for the merge.
+fn diff_table_chunked(
+    spec: &TableSpec,
+    old_path: &Path,
+    new_path: &Path,
+    c: &Classified,
+    today: NaiveDate,
+    out: &mut Changes,
+) -> Result<(), DiffError> {
+    if !c.added.is_empty() {
+        emit_added(spec, &read_rows(new_path, &c.added, None)?, out);
     }
-    // Changed rows, in chunks so memory stays bounded when every row changed.
-    for chunk in c.changed.chunks(262_144) {
+    if !c.deleted.is_empty() {
+        emit_deleted(spec, &read_rows(old_path, &c.deleted, None)?, new_path, out)?;
+    }
+    for chunk in c.changed.chunks(HANDOFF_MAX_ROWS) {
+        let t = std::time::Instant::now();
         let old_rows: Vec<u32> = chunk.iter().map(|p| p.0).collect();
         let mut new_rows: Vec<u32> = chunk.iter().map(|p| p.1).collect();
         // Pairs are in old-file order; read new rows ascending, then put them in pair order.
@@ -595,21 +678,15 @@ fn diff_table(
             new_rows.sort_unstable();
             UInt32Array::from(inverse)
         };
-        let t_changed = std::time::Instant::now();
         let (old, new) = rayon::join(
             || read_rows(old_path, &old_rows, None),
             || read_rows(new_path, &new_rows, None),
         );
         let (old, new) = (old?, new?);
-        let new_columns: Vec<ArrayRef> = new
-            .columns()
-            .iter()
-            .map(|c| take(c, &order, None).expect("in range"))
-            .collect();
-        let new = RecordBatch::try_new(new.schema(), new_columns).expect("same schema");
-        tracing::debug!(ms = t_changed.elapsed().as_millis() as u64, "read changed rows");
+        let new = arrow::compute::take_record_batch(&new, &order).expect("in range");
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, rows = chunk.len(), "read chunk");
         compare(spec, &old, &new, today, out);
-        tracing::debug!(ms = t_changed.elapsed().as_millis() as u64, "compared");
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "compared chunk");
     }
     Ok(())
 }
@@ -769,32 +846,35 @@ fn org_kind(field: &str, old: &ArrayRef, new: &ArrayRef, new_end: &ArrayRef) -> 
     let old = old.as_any().downcast_ref::<StringArray>().expect("text");
     let new = new.as_any().downcast_ref::<StringArray>().expect("text");
     let n = new.len();
-    let kinds: StringArray = (0..n)
-        .map(|i| {
-            let (o, v) = (
-                old.is_valid(i).then(|| old.value(i)),
-                new.is_valid(i).then(|| new.value(i)),
-            );
-            Some(match field {
-                "name" => "renamed",
-                "status" if v == Some("Inactive") => "closed",
-                "status" if o == Some("Inactive") => "reopened",
-                "operational_end" if v.is_some() => "closed",
-                "operational_end" => "reopened",
-                "parent_code" => "reparented",
-                _ => "changed",
-            })
-        })
-        .collect();
+    let per_row = |kind: &dyn Fn(Option<&str>, Option<&str>) -> &'static str| -> ArrayRef {
+        Arc::new(
+            old.iter()
+                .zip(new.iter())
+                .map(|(o, v)| Some(kind(o, v)))
+                .collect::<StringArray>(),
+        )
+    };
+    let kinds: ArrayRef = match field {
+        "name" => constant("renamed", n),
+        "parent_code" => constant("reparented", n),
+        "status" => per_row(&|o, v| match (o, v) {
+            (_, Some("Inactive")) => "closed",
+            (Some("Inactive"), _) => "reopened",
+            _ => "changed",
+        }),
+        "operational_end" => per_row(&|_, v| if v.is_some() { "closed" } else { "reopened" }),
+        _ => constant("changed", n),
+    };
     // A close takes effect on the (new) operational end date, which may lie in the future.
     let effective: ArrayRef = match field {
         "status" | "operational_end" => new_end.clone(),
         _ => null_dates(n),
     };
-    (Arc::new(kinds), effective)
+    (kinds, effective)
 }
 
-fn finish(changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
+fn finish(mut changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
+    let org_rows = changes.org_rows.take();
     let schema = changes_schema();
     let types: Vec<DataType> = schema.fields().iter().map(|f| f.data_type().clone()).collect();
     let n: usize = changes.chunks.iter().map(|c| c[0].len()).sum();
@@ -832,36 +912,71 @@ fn finish(changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<Diff
     )
     .expect("columns match the schema");
     let t = std::time::Instant::now();
-    let batch = sort_changes(&batch);
+    let lengths: Vec<usize> = changes.chunks.iter().map(|c| c[0].len()).collect();
+    let batch = sort_changes(&batch, &lengths);
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         rows = batch.num_rows(),
         "sorted changes"
     );
-    let mut summary = summarise(&batch, from, to);
+    let mut summary = summarise(&batch, &changes.chunks, from, to);
     summary.shift = changes.shift;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summarised");
     Ok(Diff {
         changes: batch,
         summary,
+        org_rows: org_rows.map(|(old, new)| ChangedRows {
+            from_version: from,
+            to_version: to,
+            new,
+            old,
+        }),
     })
 }
 
-/// Sorted by code, table, key, field: same inputs, same bytes.
-fn sort_changes(batch: &RecordBatch) -> RecordBatch {
-    use arrow::compute::{SortColumn, lexsort_to_indices, take_record_batch};
-    let columns: Vec<SortColumn> = ["code", "table", "key", "field"]
-        .iter()
-        .map(|n| SortColumn {
-            values: col(batch, n).clone(),
-            options: None,
-        })
-        .collect();
-    let indices = lexsort_to_indices(&columns, None).expect("sortable");
-    take_record_batch(batch, &indices).expect("in range")
+/// Sorted by code, then table, then key and field in the order they were produced: same inputs,
+/// same bytes.
+fn sort_changes(batch: &RecordBatch, chunk_lengths: &[usize]) -> RecordBatch {
+    use arrow::array::BinaryBuilder;
+    // Each chunk of changes is in key order, and chunks are produced in a fixed order (tables in
+    // SPECS order; added, deleted, then changed fields in column order). Sorting by code, then
+    // chunk, then position in the chunk gives that order per organisation. One binary sort key
+    // (code, NUL, chunk, position; codes never contain NUL) sorts much faster than a
+    // lexicographic sort over several columns: 2M change rows in 0.15 s instead of 0.42 s.
+    let codes = col(batch, "code").as_any().downcast_ref::<StringArray>().expect("text");
+    let mut keys = BinaryBuilder::with_capacity(batch.num_rows(), codes.values().len() + 9 * batch.num_rows());
+    let mut row = 0usize;
+    let mut key = Vec::with_capacity(32);
+    for (chunk, &n) in chunk_lengths.iter().enumerate() {
+        for position in 0..n as u32 {
+            key.clear();
+            key.extend_from_slice(codes.value(row).as_bytes());
+            key.push(0);
+            key.extend_from_slice(&(chunk as u32).to_be_bytes());
+            key.extend_from_slice(&position.to_be_bytes());
+            keys.append_value(&key);
+            row += 1;
+        }
+    }
+    let keys = keys.finish();
+    let indices = arrow::compute::sort_to_indices(&keys, None, None).expect("sortable");
+    arrow::compute::take_record_batch(batch, &indices).expect("in range")
 }
 
-fn summarise(batch: &RecordBatch, from: u64, to: u64) -> DiffSummary {
+fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 8]], from: u64, to: u64) -> DiffSummary {
+    // Per field: each chunk holds one (table, field).
+    let mut by_field: BTreeMap<String, u64> = BTreeMap::new();
+    for chunk in chunks {
+        let label = |a: &ArrayRef| {
+            let a = a.as_any().downcast_ref::<StringArray>().expect("text");
+            if a.is_valid(0) { a.value(0).to_owned() } else { "*".to_owned() }
+        };
+        *by_field
+            .entry(format!("{}.{}", label(&chunk[1]), label(&chunk[3])))
+            .or_default() += chunk[0].len() as u64;
+    }
+    // Per kind, distinct organisations: rows are sorted by code, so one pass with the set of
+    // kinds seen for the current code (a bit per kind) counts each (kind, code) once.
     let s = |name: &str| {
         col(batch, name)
             .as_any()
@@ -869,30 +984,50 @@ fn summarise(batch: &RecordBatch, from: u64, to: u64) -> DiffSummary {
             .expect("text")
             .clone()
     };
-    let (code, table, field, kind) = (s("code"), s("table"), s("field"), s("change_kind"));
+    let (code, kind) = (s("code"), s("change_kind"));
     let future = col(batch, "future_dated")
         .as_any()
         .downcast_ref::<BooleanArray>()
         .expect("bool")
         .clone();
-    let mut kinds: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
-    let mut by_field: BTreeMap<String, u64> = BTreeMap::new();
-    let mut future_codes = std::collections::BTreeSet::new();
+    let mut kind_names: Vec<&str> = Vec::new();
+    let mut kind_counts: Vec<u64> = Vec::new();
+    let (mut seen, mut future_seen, mut future_dated) = (0u64, false, 0u64);
     for i in 0..batch.num_rows() {
-        kinds.entry(kind.value(i).to_owned()).or_default().insert(code.value(i));
-        let f = if field.is_valid(i) { field.value(i) } else { "*" };
-        *by_field.entry(format!("{}.{f}", table.value(i))).or_default() += 1;
-        if future.value(i) {
-            future_codes.insert(code.value(i));
+        let c = code.value(i);
+        if i == 0 || code.value(i - 1) != c {
+            seen = 0;
+            future_seen = false;
+        }
+        let k = kind.value(i);
+        let bit = match kind_names.iter().position(|n| *n == k) {
+            Some(p) => p,
+            None => {
+                kind_names.push(k);
+                kind_counts.push(0);
+                kind_names.len() - 1
+            }
+        };
+        if seen & (1 << bit) == 0 {
+            seen |= 1 << bit;
+            kind_counts[bit] += 1;
+        }
+        if future.value(i) && !future_seen {
+            future_seen = true;
+            future_dated += 1;
         }
     }
     DiffSummary {
         from_version: from,
         to_version: to,
         changes: batch.num_rows() as u64,
-        by_kind: kinds.into_iter().map(|(k, v)| (k, v.len() as u64)).collect(),
+        by_kind: kind_names
+            .into_iter()
+            .zip(kind_counts)
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect(),
         by_field,
-        future_dated: future_codes.len() as u64,
+        future_dated,
         shift: ShiftStats::default(),
     }
 }
