@@ -18,14 +18,13 @@
 --   local_field      a team-owned column: the local value
 -- A conflict on one field never blocks the other fields of the same organisation.
 -- {ods_columns}, {ods_casts} and {all_columns} are field lists rendered by odsync.
--- Filter the raw rows first, then cast only the touched ones to text.
 CREATE OR REPLACE TEMP VIEW ods_touched AS
-SELECT code, {ods_casts} FROM ods_raw SEMI JOIN touched USING (code);
+SELECT code, {ods_casts} FROM ods_touched_rows;
 CREATE OR REPLACE TEMP TABLE ods_long AS
 SELECT code, field, value FROM ods_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
 
 CREATE OR REPLACE TEMP VIEW base_touched AS
-SELECT code, {ods_casts} FROM base_raw SEMI JOIN touched USING (code);
+SELECT code, {ods_casts} FROM base_touched_rows;
 CREATE OR REPLACE TEMP TABLE base_long AS
 SELECT code, field, value FROM base_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
 
@@ -38,7 +37,7 @@ CREATE OR REPLACE TEMP TABLE keys AS
 SELECT t.code, t.in_ods, t.in_base, f.field, f.is_local_field, f.ownership
 FROM touched AS t CROSS JOIN merge_fields AS f;
 
-CREATE OR REPLACE TEMP TABLE decisions_raw AS
+CREATE OR REPLACE TEMP TABLE decisions AS
 WITH joined AS (
     SELECT
         k.code,
@@ -70,87 +69,94 @@ with_local AS (
         CASE WHEN has_override THEN override_value WHEN has_local_edit THEN local_table_value ELSE prev_value END
             AS local_value,
         CASE WHEN has_override THEN 'override' WHEN has_local_edit THEN 'local_table' ELSE coalesce(prev_source, 'ods') END
-            AS local_source,
-        substr(sha256(code || '|' || field || '|' || coalesce(ods_value, '<null>')), 1, 16) AS conflict_id
+            AS local_source
     FROM joined
 ),
 with_resolution AS (
+    -- The open (or ignored) conflict on the same (code, field, ODS value) is the same conflict:
+    -- its id is the hash of exactly those three, so no hash is computed to find it.
     SELECT
         w.*,
+        pc.conflict_id AS prev_conflict_id,
         r.resolution,
         r.value AS resolution_value,
         pc.status AS prev_conflict_status
     FROM with_local AS w
     LEFT JOIN prev_conflicts AS pc
-        ON pc.conflict_id = w.conflict_id AND pc.status IN ('open', 'ignored')
+        ON pc.code = w.code AND pc.field = w.field AND pc.ods_value IS NOT DISTINCT FROM w.ods_value
+       AND pc.status IN ('open', 'ignored')
     LEFT JOIN latest_resolutions AS r
         ON r.conflict_id = pc.conflict_id
+),
+decided AS (
+    SELECT
+        code,
+        field,
+        is_local_field,
+        ownership,
+        in_ods,
+        in_base,
+        base_value,
+        ods_value,
+        local_value,
+        prev_value,
+        prev_source,
+        prev_conflict_id,
+        CASE
+            WHEN is_local_field THEN 'local_field'
+            WHEN resolution IS NOT NULL THEN 'resolution:' || prev_conflict_id
+            WHEN NOT in_ods AND in_base THEN 'ods_deleted'
+            WHEN NOT in_ods THEN 'not_in_ods'
+            WHEN prev_conflict_status IS NOT NULL THEN 'conflict'
+            WHEN ods_value IS NOT DISTINCT FROM base_value THEN 'no_ods_change'
+            WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods_update'
+            WHEN ods_value IS NOT DISTINCT FROM local_value THEN 'converged'
+            WHEN ownership = 'ods' THEN 'ods_wins'
+            WHEN ownership = 'local' THEN 'local_wins'
+            ELSE 'conflict'
+        END AS rule,
+        resolution,
+        CASE
+            WHEN is_local_field THEN local_value
+            WHEN resolution = 'accept_ods' THEN ods_value
+            WHEN resolution = 'set' THEN resolution_value
+            WHEN resolution IN ('keep_local', 'ignore') THEN local_value
+            WHEN NOT in_ods THEN local_value
+            WHEN prev_conflict_status IS NOT NULL THEN local_value
+            WHEN ods_value IS NOT DISTINCT FROM base_value THEN local_value
+            WHEN local_value IS NOT DISTINCT FROM base_value THEN ods_value
+            WHEN ods_value IS NOT DISTINCT FROM local_value THEN ods_value
+            WHEN ownership = 'ods' THEN ods_value
+            ELSE local_value
+        END AS value,
+        CASE
+            WHEN is_local_field THEN local_source
+            WHEN resolution IS NOT NULL THEN 'resolution'
+            WHEN NOT in_ods THEN local_source
+            WHEN prev_conflict_status IS NOT NULL THEN local_source
+            WHEN ods_value IS NOT DISTINCT FROM base_value THEN local_source
+            WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods'
+            WHEN ods_value IS NOT DISTINCT FROM local_value THEN 'ods'
+            WHEN ownership = 'ods' THEN 'ods'
+            ELSE local_source
+        END AS source,
+        -- An active ignore keeps the conflict visible as `ignored`; once it expires (odsync drops
+        -- it from latest_resolutions) the conflict is open again.
+        CASE WHEN resolution = 'ignore' THEN 'ignored' END AS ignored,
+        -- Columns odsync derives from ODS data (the role mapping's org_type, health_system,
+        -- foundation_trust; the hierarchy's parent_code, parent_relationship): what would be
+        -- labelled `ods` is labelled `derived`.
+        field IN ('org_type', 'health_system', 'foundation_trust', 'parent_code', 'parent_relationship') AS is_derived
+    FROM with_resolution
 )
 SELECT
-    code,
-    field,
-    is_local_field,
-    ownership,
-    in_ods,
-    in_base,
-    base_value,
-    ods_value,
-    local_value,
-    prev_value,
-    prev_source,
-    conflict_id,
+    * EXCLUDE (prev_conflict_id, is_derived) REPLACE (
+        CASE WHEN is_derived AND source = 'ods' THEN 'derived' ELSE source END AS source,
+        CASE WHEN is_derived AND prev_source = 'ods' THEN 'derived' ELSE prev_source END AS prev_source
+    ),
+    -- A conflict id is a hash of (code, field, ODS value), computed only where a conflict needs it.
     CASE
-        WHEN is_local_field THEN 'local_field'
-        WHEN resolution IS NOT NULL THEN 'resolution:' || conflict_id
-        WHEN NOT in_ods AND in_base THEN 'ods_deleted'
-        WHEN NOT in_ods THEN 'not_in_ods'
-        WHEN prev_conflict_status IS NOT NULL THEN 'conflict'
-        WHEN ods_value IS NOT DISTINCT FROM base_value THEN 'no_ods_change'
-        WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods_update'
-        WHEN ods_value IS NOT DISTINCT FROM local_value THEN 'converged'
-        WHEN ownership = 'ods' THEN 'ods_wins'
-        WHEN ownership = 'local' THEN 'local_wins'
-        ELSE 'conflict'
-    END AS rule,
-    resolution,
-    CASE
-        WHEN is_local_field THEN local_value
-        WHEN resolution = 'accept_ods' THEN ods_value
-        WHEN resolution = 'set' THEN resolution_value
-        WHEN resolution IN ('keep_local', 'ignore') THEN local_value
-        WHEN NOT in_ods THEN local_value
-        WHEN prev_conflict_status IS NOT NULL THEN local_value
-        WHEN ods_value IS NOT DISTINCT FROM base_value THEN local_value
-        WHEN local_value IS NOT DISTINCT FROM base_value THEN ods_value
-        WHEN ods_value IS NOT DISTINCT FROM local_value THEN ods_value
-        WHEN ownership = 'ods' THEN ods_value
-        ELSE local_value
-    END AS value,
-    CASE
-        WHEN is_local_field THEN local_source
-        WHEN resolution IS NOT NULL THEN 'resolution'
-        WHEN NOT in_ods THEN local_source
-        WHEN prev_conflict_status IS NOT NULL THEN local_source
-        WHEN ods_value IS NOT DISTINCT FROM base_value THEN local_source
-        WHEN local_value IS NOT DISTINCT FROM base_value THEN 'ods'
-        WHEN ods_value IS NOT DISTINCT FROM local_value THEN 'ods'
-        WHEN ownership = 'ods' THEN 'ods'
-        ELSE local_source
-    END AS source,
-    -- An active ignore keeps the conflict visible as `ignored`; once it expires (odsync drops it
-    -- from latest_resolutions) the conflict is open again.
-    CASE WHEN resolution = 'ignore' THEN 'ignored' END AS ignored
-FROM with_resolution;
-
--- Columns odsync derives from ODS data (the role mapping's org_type, health_system,
--- foundation_trust; the hierarchy's parent_code, parent_relationship): what would be labelled
--- `ods` is labelled `derived`.
-CREATE OR REPLACE TEMP TABLE decisions AS
-SELECT * REPLACE (
-    CASE WHEN is_derived AND source = 'ods' THEN 'derived' ELSE source END AS source,
-    CASE WHEN is_derived AND prev_source = 'ods' THEN 'derived' ELSE prev_source END AS prev_source
-)
-FROM (
-    SELECT *, field IN ('org_type', 'health_system', 'foundation_trust', 'parent_code', 'parent_relationship') AS is_derived
-    FROM decisions_raw
-);
+        WHEN prev_conflict_id IS NOT NULL THEN prev_conflict_id
+        WHEN rule = 'conflict' THEN substr(sha256(code || '|' || field || '|' || coalesce(ods_value, '<null>')), 1, 16)
+    END AS conflict_id
+FROM decided;

@@ -4,7 +4,9 @@
 --
 -- {all_columns} is the trust table's field list, rendered by odsync from the pipeline's settings.
 -- Inputs (created by odsync before this file runs; see src/merge/mod.rs):
---   ods_org, base_org      organisations of the new snapshot and of the one the last merge used
+--   ods_raw, base_raw      organisations of the new snapshot and of the one the last merge used
+--   ods_changed            rows of ods_raw added or changed since the base (from the run's diff,
+--   base_changed           or find_changed.sql), rows of base_raw changed or deleted since
 --   prev_trusts            the previous merged trust table
 --   local_long             the local table file, long format (code, field, value)
 --   overrides_active       reviewed overrides that have not expired
@@ -27,19 +29,35 @@ LEFT JOIN prev_long_local AS p USING (code, field)
 WHERE l.value IS DISTINCT FROM p.value;
 
 CREATE OR REPLACE TEMP TABLE touched_codes AS
-SELECT o.code FROM ods_org AS o LEFT JOIN base_org AS b USING (code)
-WHERE b.code IS NULL OR o.row_hash IS DISTINCT FROM b.row_hash
-UNION SELECT code FROM base_org WHERE code NOT IN (SELECT code FROM ods_org)
-UNION SELECT code FROM prev_trusts WHERE code NOT IN (SELECT code FROM ods_org)
+SELECT code FROM ods_changed
+UNION SELECT code FROM base_changed
 UNION SELECT code FROM local_edits
 UNION SELECT code FROM overrides_active
 UNION SELECT code FROM prev_conflicts WHERE status IN ('open', 'ignored')
 UNION SELECT c.code FROM resolutions AS r JOIN prev_conflicts AS c USING (conflict_id);
+-- Rows of the trust table whose ODS row neither changed nor left (rows only the team has, rows
+-- kept after ODS deleted them) are not decided again: with no edit and no conflict, deciding them
+-- again would give the row as it is.
 
--- Whether each touched organisation is in the new snapshot and in the base, computed once.
+-- Organisations touched for another reason (a local edit, an override, a conflict): their ODS
+-- row did not change, so it is the same in the base and in the new snapshot, and is read once.
+CREATE OR REPLACE TEMP TABLE unchanged_touched AS
+SELECT * FROM ods_raw
+WHERE code IN (
+    SELECT code FROM touched_codes
+    EXCEPT SELECT code FROM ods_changed
+    EXCEPT SELECT code FROM base_changed
+);
+
+-- The ODS and base rows of every touched organisation, and whether it is in each.
+CREATE OR REPLACE TEMP TABLE ods_touched_rows AS
+SELECT * FROM ods_changed UNION ALL SELECT * FROM unchanged_touched;
+CREATE OR REPLACE TEMP TABLE base_touched_rows AS
+SELECT * FROM base_changed UNION ALL SELECT * FROM unchanged_touched;
+
 CREATE OR REPLACE TEMP TABLE touched AS
 SELECT
     t.code,
-    t.code IN (SELECT code FROM ods_org SEMI JOIN touched_codes USING (code)) AS in_ods,
-    t.code IN (SELECT code FROM base_org SEMI JOIN touched_codes USING (code)) AS in_base
+    t.code IN (SELECT code FROM ods_touched_rows) AS in_ods,
+    t.code IN (SELECT code FROM base_touched_rows) AS in_base
 FROM touched_codes AS t;

@@ -12,12 +12,13 @@ pub const CREATE_SUCCESSOR_VIEWS: &str = include_str!("../../sql/report/create_s
 pub const CREATE_HIERARCHY_VIEWS: &str = include_str!("../../sql/report/create_hierarchy_views.sql");
 
 /// Every embedded file with its path under `sql/`.
-pub const ALL: [(&str, &str); 15] = [
+pub const ALL: [(&str, &str); 16] = [
     ("report/create_hierarchy_views.sql", CREATE_HIERARCHY_VIEWS),
     ("report/create_successor_views.sql", CREATE_SUCCESSOR_VIEWS),
     ("history/update_history.sql", crate::history::SQL_UPDATE_HISTORY),
     ("report/create_history_views.sql", CREATE_HISTORY_VIEWS),
     ("report/create_merge_views.sql", CREATE_MERGE_VIEWS),
+    ("merge/find_changed.sql", crate::merge::SQL_FIND_CHANGED),
     ("merge/select_touched.sql", crate::merge::SQL_SELECT_TOUCHED),
     ("merge/decide_fields.sql", crate::merge::SQL_DECIDE_FIELDS),
     ("merge/detect_conflicts.sql", crate::merge::SQL_DETECT_CONFLICTS),

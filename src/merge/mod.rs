@@ -64,6 +64,7 @@ pub const DERIVED_FIELDS: [&str; 5] = [
     "parent_relationship",
 ];
 
+pub const SQL_FIND_CHANGED: &str = include_str!("../../sql/merge/find_changed.sql");
 pub const SQL_SELECT_TOUCHED: &str = include_str!("../../sql/merge/select_touched.sql");
 pub const SQL_DECIDE_FIELDS: &str = include_str!("../../sql/merge/decide_fields.sql");
 pub const SQL_DETECT_CONFLICTS: &str = include_str!("../../sql/merge/detect_conflicts.sql");
@@ -144,6 +145,10 @@ pub struct MergeReport {
     pub not_in_ods: u64,
     /// Organisations whose fields were decided again (the rest were copied).
     pub touched: u64,
+    /// Where the changed organisation rows came from: `diff` (handed over by the run's diff) or
+    /// `snapshots` (found by comparing row hashes, sql/merge/find_changed.sql).
+    #[serde(default)]
+    pub changed_rows_from: String,
     /// Decisions per rule (`ods_update`, `conflict`, `ods_wins`, …; `resolution:*` counted together).
     pub rules: BTreeMap<String, u64>,
     pub conflicts_open: u64,
@@ -195,6 +200,9 @@ pub struct OdsInput {
     /// The folder holding its tables.
     pub dir: PathBuf,
     pub content_hash: String,
+    /// The organisation rows the run's diff found changed, when it diffed exactly the base of
+    /// this merge against this version: the merge then reads no snapshot row a second time.
+    pub changed: Option<crate::diff::ChangedRows>,
 }
 
 impl OdsInput {
@@ -204,7 +212,14 @@ impl OdsInput {
             version,
             dir: store.version_dir(version),
             content_hash: manifest.content_hash,
+            changed: None,
         })
+    }
+
+    /// With the rows a diff of `changed.from_version` → this version found changed.
+    pub fn with_changed(mut self, changed: Option<crate::diff::ChangedRows>) -> Self {
+        self.changed = changed.filter(|c| c.to_version == self.version);
+        self
     }
 }
 
@@ -274,20 +289,16 @@ pub fn merge(
     // The big inputs are views over the Parquet files, so DuckDB reads only the columns and rows
     // each step needs (the touched set is found from code and row_hash alone).
     let mut prelude = format!(
-        "CREATE TEMP VIEW ods_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
-         CREATE TEMP VIEW ods_org AS SELECT code, row_hash, {ods_cols} FROM ods_raw;\n",
+        "CREATE TEMP VIEW ods_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
         quote_path(&ods.dir.join("organisations.parquet"))
     );
-    match base_version.filter(|b| store.version_dir(*b).exists()) {
+    let base_present = base_version.filter(|b| store.version_dir(*b).exists());
+    match base_present {
         Some(b) => prelude.push_str(&format!(
-            "CREATE TEMP VIEW base_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
-             CREATE TEMP VIEW base_org AS SELECT code, row_hash, {ods_cols} FROM base_raw;\n",
+            "CREATE TEMP VIEW base_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
             quote_path(&org_path(b))
         )),
-        None => prelude.push_str(
-            "CREATE TEMP VIEW base_raw AS SELECT * FROM ods_raw LIMIT 0;\n\
-             CREATE TEMP VIEW base_org AS SELECT * FROM ods_org LIMIT 0;\n",
-        ),
+        None => prelude.push_str("CREATE TEMP VIEW base_raw AS SELECT * FROM ods_raw LIMIT 0;\n"),
     }
     let typed_defs: String = fields
         .iter()
@@ -387,6 +398,31 @@ pub fn merge(
     )
     .map_err(sql_err("load resolutions"))?;
 
+    // --- which organisations changed: from the run's diff when it compared this very base ---
+    let started = std::time::Instant::now();
+    let handoff = ods.changed.as_ref().filter(|c| base_present == Some(c.from_version));
+    let changed_rows_from = if handoff.is_some() { "diff" } else { "snapshots" };
+    match handoff {
+        Some(changed) => {
+            conn.execute_batch(
+                "CREATE TABLE ods_changed AS SELECT * FROM ods_raw LIMIT 0;\n\
+                 CREATE TABLE base_changed AS SELECT * FROM base_raw LIMIT 0;",
+            )
+            .map_err(sql_err("load changed rows"))?;
+            for (table, batch) in [("ods_changed", &changed.new), ("base_changed", &changed.old)] {
+                let mut appender = conn.appender(table).map_err(sql_err("load changed rows"))?;
+                appender
+                    .append_record_batch(batch.clone())
+                    .map_err(sql_err("load changed rows"))?;
+                appender.flush().map_err(sql_err("load changed rows"))?;
+            }
+        }
+        None => conn
+            .execute_batch(SQL_FIND_CHANGED)
+            .map_err(sql_err("find_changed.sql"))?,
+    }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "changed rows");
+
     // --- the rules ---
     let field_list = field_names
         .iter()
@@ -469,6 +505,7 @@ pub fn merge(
             quote_path(&trusts_file)
         ))?,
         touched: count("SELECT count(*) FROM touched")?,
+        changed_rows_from: changed_rows_from.to_owned(),
         rules,
         conflicts_open: count("SELECT count(*) FROM conflicts WHERE status = 'open'")?,
         conflicts_new: count(
@@ -509,11 +546,13 @@ fn copy_outputs(conn: &Connection, warehouse: &Path, pipeline: &str, version: u6
         ("sources", "code, field"),
     ] {
         let path = tmp.join(format!("{table}.parquet"));
+        let t = std::time::Instant::now();
         conn.execute_batch(&format!(
             "COPY (SELECT * FROM {table} ORDER BY {order}) TO {} (FORMAT parquet, COMPRESSION zstd);",
             quote_path(&path)
         ))
         .map_err(sql_err("write outputs"))?;
+        tracing::trace!(table, ms = t.elapsed().as_millis() as u64, "merge output written");
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
     Ok(tmp)

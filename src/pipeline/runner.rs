@@ -449,6 +449,7 @@ impl Runner<'_> {
         // The diff reads the staged version before it is published: if it (or the shift guard)
         // fails, the run fails with nothing committed.
         let mut accepted_shift = Vec::new();
+        let mut changed_rows = None;
         let diff = match (&staged, previous) {
             (Staged::New(new), Some(prev)) => {
                 let diff = crate::diff::diff_dirs(
@@ -482,6 +483,7 @@ impl Runner<'_> {
                     &[("odsync.run_id", run_id)],
                 )
                 .map_err(|e| ("diff", e.into()))?;
+                changed_rows = diff.org_rows;
                 Some(diff.summary)
             }
             _ => None,
@@ -513,7 +515,9 @@ impl Runner<'_> {
                 version: new.version,
                 dir: new.dir.clone(),
                 content_hash: built.content_hash.clone(),
-            },
+                changed: None,
+            }
+            .with_changed(changed_rows),
             Staged::Unchanged { version } => {
                 crate::merge::OdsInput::published(store, *version).map_err(|e| ("merge", e.into()))?
             }

@@ -348,3 +348,37 @@ fn merging_the_same_inputs_twice_changes_nothing_and_gives_identical_bytes() {
         );
     }
 }
+
+#[test]
+fn a_merge_given_the_diffs_rows_equals_one_that_finds_them_itself() {
+    // `odsync run` hands the merge the organisation rows its diff read; `odsync merge` finds them
+    // with find_changed.sql. Both must decide the same thing.
+    let ctx = TestContext::new();
+    two_runs(&ctx);
+    let merged = ctx.warehouse().join("trusts/merged");
+    let from_run = merged.join("version=000002");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(from_run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["changed_rows_from"], "diff");
+    let kept = ctx.path().join("merged-by-run");
+    std::fs::rename(&from_run, &kept).unwrap();
+    let report = ctx.odsync("2025-07-02", &["merge", "trusts", "--json"]).ok().json();
+    assert_eq!(report["status"], "merged", "{report}");
+    assert_eq!(report["merged_version"], 2);
+    assert_eq!(report["changed_rows_from"], "snapshots");
+    let by_merge = merged.join("version=000002");
+    assert!(
+        std::fs::read(kept.join("trusts.parquet")).unwrap() == std::fs::read(by_merge.join("trusts.parquet")).unwrap(),
+        "the trust table differs between the run's merge and a merge on its own"
+    );
+    let rows = |dir: &Path, sql: &str| ctx.query(&sql.replace("{f}", &dir.display().to_string()));
+    for sql in [
+        "SELECT code, field, value, source, rule FROM read_parquet('{f}/provenance.parquet') ORDER BY ALL",
+        "SELECT conflict_id, code, field, kind, status FROM read_parquet('{f}/conflicts.parquet') ORDER BY ALL",
+        "SELECT code, field, source FROM read_parquet('{f}/sources.parquet') ORDER BY ALL",
+    ] {
+        let (a, b) = (rows(&kept, sql), rows(&by_merge, sql));
+        assert!(!a.is_empty(), "{sql}");
+        assert_eq!(a, b, "{sql}");
+    }
+}
