@@ -13,3 +13,6 @@ pub const ODSYNC_CONTACT: &str = "ODSYNC_CONTACT";
 pub const ODSYNC_NOW: &str = "ODSYNC_NOW";
 /// Log filter for stderr (tracing `EnvFilter` syntax, e.g. `info`, `odsync=debug`); default `warn`.
 pub const ODSYNC_LOG: &str = "ODSYNC_LOG";
+
+/// The ODS FHIR API key (the default `source.api_key_env` of a `fhir` pipeline). Never logged.
+pub const ODSYNC_FHIR_API_KEY: &str = "ODSYNC_FHIR_API_KEY";

@@ -112,6 +112,27 @@ pub fn build_source(
                 None,
             )
         }
+        SourceConfig::Fhir(fhir) => {
+            let key = fhir.api_key().map_err(crate::error::UserError)?;
+            let mut value = reqwest::header::HeaderValue::from_str(&key).map_err(|_| {
+                crate::error::UserError("the FHIR API key has characters an HTTP header cannot carry".into())
+            })?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("apikey", value);
+            let mut settings = pipeline.config.http.settings(contact.as_deref());
+            settings.requests_per_second = settings
+                .requests_per_second
+                .min(crate::sources::fhir::MAX_REQUESTS_PER_SECOND);
+            let http = HttpClient::with_headers(settings, headers)?;
+            let source = crate::sources::fhir::FhirSource::new(
+                &fhir.base_url,
+                http,
+                pipeline.config.scope.clone(),
+                fhir.page_size,
+            )?;
+            (Box::new(source), None)
+        }
         SourceConfig::Csv(csv) => {
             let layout = CsvLayout::new(csv.kind, csv.primary_role.as_deref());
             let source = CsvSource::new(&csv.location, layout.clone(), csv.zip_entry.clone(), http);

@@ -559,7 +559,13 @@ fn diff_table(
     }
     if !c.changed.is_empty() {
         let pairs_new: Vec<u32> = c.changed.iter().map(|p| p.1).collect();
-        compare(spec, &pick(&old, &old_rows, &changed_old), &pick(&new, &new_rows, &pairs_new), today, out);
+        compare(
+            spec,
+            &pick(&old, &old_rows, &changed_old),
+            &pick(&new, &new_rows, &pairs_new),
+            today,
+            out,
+        );
     }
     if spec.table == "organisations" {
         out.org_rows = Some((old, new));
@@ -969,7 +975,11 @@ fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 8]], from: u64, to: u64) 
     for chunk in chunks {
         let label = |a: &ArrayRef| {
             let a = a.as_any().downcast_ref::<StringArray>().expect("text");
-            if a.is_valid(0) { a.value(0).to_owned() } else { "*".to_owned() }
+            if a.is_valid(0) {
+                a.value(0).to_owned()
+            } else {
+                "*".to_owned()
+            }
         };
         *by_field
             .entry(format!("{}.{}", label(&chunk[1]), label(&chunk[3])))

@@ -463,7 +463,11 @@ pub fn merge(
         for statement in sql.split(";\n").filter(|s| !s.trim().is_empty()) {
             let t = std::time::Instant::now();
             conn.execute_batch(statement).map_err(sql_err(step))?;
-            let name = statement.lines().find(|l| l.starts_with("CREATE")).unwrap_or_default().to_owned();
+            let name = statement
+                .lines()
+                .find(|l| l.starts_with("CREATE"))
+                .unwrap_or_default()
+                .to_owned();
             tracing::trace!(step, ms = t.elapsed().as_millis() as u64, name, "merge statement");
         }
         tracing::debug!(step, ms = started.elapsed().as_millis() as u64, "merge step");

@@ -9,6 +9,7 @@
 //!   with a reason naming the field, never silently dropped or half-filled.
 
 pub mod csv_row;
+pub mod fhir_json;
 pub mod ord_json;
 pub mod tables;
 
@@ -115,6 +116,8 @@ pub enum RawFormat {
     OrdJson,
     /// One line of a headerless 27-field ODS bulk CSV file.
     Csv,
+    /// An ODS FHIR R4 `Organization` resource.
+    FhirJson,
 }
 
 impl RawFormat {
@@ -122,6 +125,7 @@ impl RawFormat {
         match self {
             RawFormat::OrdJson => "ord_json",
             RawFormat::Csv => "csv",
+            RawFormat::FhirJson => "fhir_json",
         }
     }
 
@@ -129,6 +133,7 @@ impl RawFormat {
         match text {
             "ord_json" => Some(RawFormat::OrdJson),
             "csv" => Some(RawFormat::Csv),
+            "fhir_json" => Some(RawFormat::FhirJson),
             _ => None,
         }
     }
@@ -179,6 +184,7 @@ pub struct ParseContext {
 pub fn parse_raw(raw: &RawRecord, ctx: &ParseContext) -> Result<OrgRecord, String> {
     match raw.format {
         RawFormat::OrdJson => ord_json::parse_organisation(&raw.payload),
+        RawFormat::FhirJson => fhir_json::parse_organization(&raw.payload),
         RawFormat::Csv => match &ctx.csv {
             Some(layout) => csv_row::parse_line(&raw.payload, layout, ctx.today),
             None => Err("a CSV record, but the pipeline has no CSV source to say which file kind it is".into()),

@@ -125,6 +125,7 @@ pub struct MergeConfig {
 pub enum SourceConfig {
     Ord(OrdSourceConfig),
     Csv(CsvSourceConfig),
+    Fhir(FhirSourceConfig),
 }
 
 impl SourceConfig {
@@ -132,6 +133,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Ord(_) => "ord",
             SourceConfig::Csv(_) => "csv",
+            SourceConfig::Fhir(_) => "fhir",
         }
     }
 }
@@ -145,6 +147,58 @@ pub struct OrdSourceConfig {
     /// checker bumps LastChangeDate after the fact, so a one-day window would miss changes.
     #[serde(default = "default_overlap_days")]
     pub overlap_days: u32,
+}
+
+/// The ODS FHIR R4 API. The API key is never written in the pipeline file: it is read from the
+/// environment variable `api_key_env` names, or else from the file `api_key_file` names.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSourceConfig {
+    #[serde(default = "default_fhir_base_url")]
+    pub base_url: String,
+    #[serde(default = "default_fhir_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// `_count` per search page (the API recommends ≤ 1,000; a 422 halves it).
+    #[serde(default = "default_fhir_page_size")]
+    pub page_size: u32,
+    #[serde(default = "default_overlap_days")]
+    pub overlap_days: u32,
+}
+
+fn default_fhir_base_url() -> String {
+    "https://api.service.nhs.uk/organisation-data-terminology-api/fhir".into()
+}
+fn default_fhir_key_env() -> String {
+    crate::env_vars::ODSYNC_FHIR_API_KEY.into()
+}
+fn default_fhir_page_size() -> u32 {
+    1000
+}
+
+impl FhirSourceConfig {
+    /// The API key, from the environment variable, else the file. Errors name where it was
+    /// looked for, never what was found.
+    pub fn api_key(&self) -> Result<String, String> {
+        if let Ok(key) = std::env::var(&self.api_key_env)
+            && !key.trim().is_empty()
+        {
+            return Ok(key.trim().to_owned());
+        }
+        if let Some(path) = &self.api_key_file {
+            let key = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the FHIR API key file `{}`: {e}", path.display()))?;
+            if key.trim().is_empty() {
+                return Err(format!("the FHIR API key file `{}` is empty", path.display()));
+            }
+            return Ok(key.trim().to_owned());
+        }
+        Err(format!(
+            "the FHIR source needs an API key: set the environment variable {} or name a file in `source.api_key_file`",
+            self.api_key_env
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -340,6 +394,17 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
             }
             if ord.overlap_days > 30 {
                 problems.push(format!("`source.overlap_days`: {} is more than 30", ord.overlap_days));
+            }
+        }
+        SourceConfig::Fhir(fhir) => {
+            if let Err(e) = reqwest::Url::parse(&fhir.base_url) {
+                problems.push(format!("`source.base_url`: `{}` is not a URL ({e})", fhir.base_url));
+            }
+            if fhir.page_size == 0 || fhir.page_size > 5000 {
+                problems.push(format!("`source.page_size`: {} must be 1 to 5000", fhir.page_size));
+            }
+            if fhir.overlap_days > 30 {
+                problems.push(format!("`source.overlap_days`: {} is more than 30", fhir.overlap_days));
             }
         }
         SourceConfig::Csv(csv) => {

@@ -189,6 +189,7 @@ impl Runner<'_> {
         let overlap = match &self.pipeline.config.source {
             super::SourceConfig::Ord(o) => o.overlap_days,
             super::SourceConfig::Csv(_) => 0,
+            super::SourceConfig::Fhir(f) => f.overlap_days,
         };
         let mode = choose_mode(
             options,

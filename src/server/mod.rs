@@ -10,6 +10,7 @@
 //! header. Test-only controls live under `/_admin/` (switch state, inject faults, read the
 //! request log) and are also available as methods for in-process tests.
 
+pub mod fhir;
 pub mod fixtures;
 
 use fixtures::{OffsetMode, ServedState, load_state};
@@ -129,6 +130,11 @@ impl OrdServer {
         format!("http://{}{BASE_PATH}", self.addr)
     }
 
+    /// The FHIR API's base URL on this server.
+    pub fn fhir_base_url(&self) -> String {
+        format!("http://{}{}", self.addr, fhir::FHIR_PATH)
+    }
+
     pub fn set_state(&self, name: &str) -> Result<(), String> {
         let served = load_state(&self.shared.states_dir, name)?;
         *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = served;
@@ -170,6 +176,8 @@ struct Request {
     method: String,
     target: String,
     body: Vec<u8>,
+    /// The FHIR `apikey` header (checked for presence; never logged).
+    apikey: Option<String>,
 }
 
 fn read_request(stream: &TcpStream) -> Option<Request> {
@@ -180,20 +188,28 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     let method = parts.next()?.to_owned();
     let target = parts.next()?.to_owned();
     let mut content_length = 0usize;
+    let mut apikey = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" || header == "\n" {
             break;
         }
-        if let Some((k, v)) = header.split_once(':')
-            && k.trim().eq_ignore_ascii_case("content-length")
-        {
-            content_length = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = header.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap_or(0);
+            } else if k.trim().eq_ignore_ascii_case("apikey") {
+                apikey = Some(v.trim().to_owned());
+            }
         }
     }
     let mut body = vec![0; content_length.min(1 << 20)];
     reader.read_exact(&mut body).ok()?;
-    Some(Request { method, target, body })
+    Some(Request {
+        method,
+        target,
+        body,
+        apikey,
+    })
 }
 
 struct Reply {
@@ -328,6 +344,15 @@ fn route(shared: &Shared, request: &Request) -> Reply {
     let path = url.path();
     if let Some(admin) = path.strip_prefix("/_admin/") {
         return admin_route(shared, &request.method, admin, &request.body);
+    }
+    if let Some(fhir_path) = path.strip_prefix(fhir::FHIR_PATH) {
+        let base = format!("http://127.0.0.1:{}{}", shared.port, fhir::FHIR_PATH);
+        let (status, body) = fhir::route(fhir_path, &params.0, request.apikey.as_deref(), &base);
+        let mut reply = Reply::json(status, body);
+        reply
+            .headers
+            .push(("Content-Type".into(), "application/fhir+json".into()));
+        return reply;
     }
     let Some(api) = path.strip_prefix(BASE_PATH) else {
         return Reply::error(404, "Not Found.");

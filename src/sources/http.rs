@@ -90,7 +90,14 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(settings: HttpSettings) -> Result<Self, HttpError> {
+        Self::with_headers(settings, HeaderMap::new())
+    }
+
+    /// A client that sends `headers` on every request (the FHIR `apikey`; mark secret values
+    /// sensitive so they never appear in debug output).
+    pub fn with_headers(settings: HttpSettings, headers: HeaderMap) -> Result<Self, HttpError> {
         let client = Client::builder()
+            .default_headers(headers)
             .user_agent(settings.user_agent.clone())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))

@@ -3,6 +3,7 @@
 //! every source is held to the same rules.
 
 pub mod csv_bulk;
+pub mod fhir;
 pub mod http;
 pub mod ord;
 

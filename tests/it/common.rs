@@ -108,6 +108,11 @@ impl TestContext {
 
     /// Runs the real binary with this context's warehouse, pipelines and server, at `now`.
     pub fn odsync(&self, now: &str, args: &[&str]) -> Output {
+        self.odsync_env(now, args, &[])
+    }
+
+    /// As [`Self::odsync`], with extra environment variables.
+    pub fn odsync_env(&self, now: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_odsync"));
         cmd.args(args)
             .current_dir(self.path())
@@ -116,7 +121,11 @@ impl TestContext {
             .env("ODSYNC_NOW", now)
             .env("ODSYNC_LOG", "warn")
             .env_remove("ODSYNC_ORD_BASE_URL")
+            .env_remove("ODSYNC_FHIR_API_KEY")
             .env_remove("ODSYNC_CONTACT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         if let Some(server) = &self.server {
             cmd.env("ODSYNC_ORD_BASE_URL", server.base_url());
         }

@@ -7,5 +7,6 @@ mod catalog;
 mod cli;
 mod csv_source;
 mod diff;
+mod fhir_source;
 mod merge;
 mod ord_source;

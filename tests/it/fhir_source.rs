@@ -1,0 +1,186 @@
+//! The FHIR source: the published ODS FHIR examples, served by the local test server, map into the
+//! canonical model; Bundle `next` paging; 422 narrowing; OperationOutcome errors; and the API key
+//! never appears in any output file or log line.
+
+use crate::common::{TestContext, fixtures};
+use odsync::server::FaultAction;
+
+const KEY: &str = "test-key-5f3e9c1d-never-print-me";
+
+fn fhir_pipeline(ctx: &TestContext, page_size: u32) {
+    ctx.write_pipeline(
+        "fhir_orgs",
+        &format!(
+            "name = \"fhir_orgs\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\npage_size = {page_size}\n\
+             [scope]\nroles = [\"RO197\", \"RO172\", \"RO181\"]\n\
+             [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 2\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n",
+            ctx.server().fhir_base_url()
+        ),
+    );
+}
+
+fn run(ctx: &TestContext, args: &[&str]) -> crate::common::Output {
+    let mut all = vec!["run", "fhir_orgs", "--json"];
+    all.extend_from_slice(args);
+    ctx.odsync_env(
+        "2025-07-10",
+        &all,
+        &[("ODSYNC_FHIR_API_KEY", KEY), ("ODSYNC_LOG", "debug")],
+    )
+}
+
+#[test]
+fn the_rr8_example_maps_into_the_canonical_model() {
+    let payload = std::fs::read(fixtures().join("ods/json/fhir-r4-Organization-RR8-example.json")).unwrap();
+    let rec = odsync::model::fhir_json::parse_organization(&payload).unwrap();
+    let o = &rec.organisation;
+    assert_eq!(o.code, "RR8");
+    assert_eq!(o.name, "LEEDS TEACHING HOSPITALS NHS TRUST");
+    assert_eq!(o.status.as_deref(), Some("Active"));
+    assert_eq!(o.record_class.as_deref(), Some("RC1"));
+    assert_eq!(o.primary_role.as_deref(), Some("RO197"));
+    assert_eq!(o.address_line1.as_deref(), Some("ST. JAMES'S UNIVERSITY HOSPITAL"));
+    assert_eq!(o.address_line2.as_deref(), Some("BECKETT STREET"));
+    assert_eq!(
+        (o.town.as_deref(), o.postcode.as_deref()),
+        (Some("LEEDS"), Some("LS9 7TF"))
+    );
+    assert_eq!(o.uprn.as_deref(), Some("72016246"));
+    assert_eq!(o.telephone.as_deref(), Some("0113 243 3144"));
+    assert_eq!(o.website.as_deref(), Some("HTTPS://WWW.LEEDSTH.NHS.UK/"));
+    assert_eq!(o.last_change_date.map(|d| d.to_string()).as_deref(), Some("2023-11-14"));
+    assert!(!o.ref_only);
+    assert_eq!(rec.roles.len(), 1);
+    let role = &rec.roles[0];
+    assert_eq!(role.role_id, "RO197");
+    assert_eq!(role.unique_role_id.as_deref(), Some("37525"));
+    assert!(role.is_primary);
+    assert_eq!(role.legal.start.map(|d| d.to_string()).as_deref(), Some("1998-04-01"));
+    assert_eq!(role.status.as_deref(), Some("Active"));
+    // FHIR has no organisation-level dates: the primary role's stand in.
+    assert_eq!(o.operational.start, role.operational.start);
+    // Something that is not an Organization is refused with a reason.
+    let err = odsync::model::fhir_json::parse_organization(br#"{"resourceType":"Bundle"}"#).unwrap_err();
+    assert!(err.contains("resourceType"), "{err}");
+}
+
+#[test]
+fn a_fhir_run_pages_the_bundle_narrows_on_422_and_never_leaks_the_key() {
+    let ctx = TestContext::with_server("demo-2021");
+    fhir_pipeline(&ctx, 2);
+    // The first page is "too big" once: the source must ask again with half the _count.
+    ctx.fault(
+        "/fhir/Organization?roleCode",
+        1,
+        FaultAction::Status {
+            status: 422,
+            retry_after: None,
+            body: Some(r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"too-costly","diagnostics":"Response exceeds APIM size limit"}]}"#.into()),
+        },
+    );
+    let out = run(&ctx, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = out.json();
+    assert_eq!(s["records"]["organisations"], 3, "{s}");
+    assert_eq!(s["records"]["quarantined"], 0);
+    let targets: Vec<String> = ctx
+        .server()
+        .requests()
+        .into_iter()
+        .map(|r| r.target)
+        .filter(|t| t.starts_with("/fhir/"))
+        .collect();
+    // 422 on _count=2, then _count=1 pages followed through `next` links (with _offset).
+    assert!(targets[0].contains("_count=2"), "{targets:?}");
+    assert!(targets[1].contains("_count=1"), "{targets:?}");
+    assert!(targets.iter().any(|t| t.contains("_offset=2")), "{targets:?}");
+    assert_eq!(targets.len(), 4, "{targets:?}");
+    let rows = ctx.cells(
+        "SELECT code, name, primary_role, status, record_class FROM latest_organisations WHERE pipeline = 'fhir_orgs' ORDER BY code",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec!["AQN", "PARTNERING HEALTH LIMITED", "RO172", "Active", "RC1"],
+            vec!["C4O9I", "WM BROWN (KINGSHURST) LIMITED", "RO181", "Active", "RC1"],
+            vec!["RR8", "LEEDS TEACHING HOSPITALS NHS TRUST", "RO197", "Active", "RC1"],
+        ]
+    );
+    let r = ctx.cells(
+        "SELECT role_id, unique_role_id, is_primary FROM latest_roles WHERE pipeline = 'fhir_orgs' AND code = 'RR8'",
+    );
+    assert_eq!(r, vec![vec!["RO197", "37525", "true"]]);
+
+    // An unknown code: the OperationOutcome's diagnostics are the quarantine reason.
+    let out = run(&ctx, &["--codes", "ZZZ99"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let q = ctx.query("SELECT code, reason FROM latest_quarantine WHERE pipeline = 'fhir_orgs'");
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(q[0][1].as_deref().unwrap().contains("HAPI-2001"), "{q:?}");
+
+    // The key: in no file of the warehouse, no output, no log line (debug logging was on).
+    let mut leaks = Vec::new();
+    let mut stack = vec![ctx.warehouse()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(KEY.len())
+                .any(|w| w == KEY.as_bytes())
+            {
+                leaks.push(p);
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "the API key was written to {leaks:?}");
+    for out in [
+        run(&ctx, &[]),
+        ctx.odsync_env(
+            "2025-07-10",
+            &["check", "fhir_orgs"],
+            &[("ODSYNC_FHIR_API_KEY", KEY), ("ODSYNC_LOG", "trace")],
+        ),
+    ] {
+        assert!(
+            !out.stdout.contains(KEY) && !out.stderr.contains(KEY),
+            "the key leaked into output"
+        );
+        assert!(!out.stderr.is_empty() || !out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn a_fhir_run_without_a_key_or_with_a_bad_query_fails_clearly_and_commits_nothing() {
+    let ctx = TestContext::with_server("demo-2021");
+    fhir_pipeline(&ctx, 2);
+    let out = ctx.odsync("2025-07-10", &["run", "fhir_orgs"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ODSYNC_FHIR_API_KEY"), "{}", out.stderr);
+    assert!(ctx.versions("fhir_orgs").is_empty());
+    // The server refusing the request: its OperationOutcome text is what the user sees.
+    ctx.fault(
+        "/fhir/Organization",
+        1,
+        FaultAction::Status {
+            status: 400,
+            retry_after: None,
+            body: Some(
+                std::fs::read_to_string(
+                    fixtures().join("ods/json/fhir-r4-Organization-search-4XX-OperationOutcome-example.json"),
+                )
+                .unwrap(),
+            ),
+        },
+    );
+    let out = run(&ctx, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("HAPI-0524: Unknown search parameter"),
+        "{}",
+        out.stderr
+    );
+    assert!(ctx.versions("fhir_orgs").is_empty());
+}
