@@ -57,7 +57,7 @@ fn validate_reports_every_problem_in_every_file_at_once() {
 #[test]
 fn the_shipped_pipelines_are_valid() {
     let ctx = TestContext::new();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    let dir = crate::common::repo_root().join("pipelines");
     let out = ctx.odsync("2025-07-16", &["validate", "--pipelines-dir", dir.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     for name in [

@@ -137,9 +137,7 @@ fn broken_lines_are_quarantined_with_their_line_number_and_the_rest_is_kept() {
 #[test]
 fn the_gp_practices_pipeline_reports_status_changes_and_commissioner_moves_across_real_epraccur_files() {
     let ctx = TestContext::new();
-    let shipped =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/gp_practices.toml"))
-            .unwrap();
+    let shipped = std::fs::read_to_string(crate::common::repo_root().join("pipelines/gp_practices.toml")).unwrap();
     let mut kinds = Vec::new();
     for (i, file) in [
         "epraccur-2015-05-26-odsR-subset-A8-Y00.csv",

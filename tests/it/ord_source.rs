@@ -372,7 +372,7 @@ fn the_role_mapping_derives_org_type_and_the_foundation_trust_flag_and_reports_u
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197", "RO198", "RO98"]);
     std::fs::copy(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/role_mapping.toml"),
+        crate::common::repo_root().join("pipelines/role_mapping.toml"),
         ctx.path().join("pipelines/role_mapping.toml"),
     )
     .unwrap();
