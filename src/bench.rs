@@ -281,6 +281,15 @@ pub fn stage(name: &str, n: usize, work: &Path) -> anyhow::Result<StageResult> {
             // As in a run: the diff of the new version against the base comes first (timed on
             // its own above) and hands the merge the rows it read.
             let diff = crate::diff::diff_versions(&store, 1, 2, clock.today())?;
+            // Rerunnable: drop a merge an earlier `merge-2` left, so this one is not a no-op.
+            for v in crate::merge::merged_versions(&warehouse, "bench")
+                .into_iter()
+                .filter(|v| *v > 1)
+            {
+                std::fs::remove_dir_all(
+                    crate::merge::merged_root(&warehouse, "bench").join(crate::snapshot::version_dir_name(v)),
+                )?;
+            }
             let second = crate::merge::OdsInput::published(&store, 2)?.with_changed(diff.org_rows);
             reset_peak();
             let started = Instant::now();

@@ -28,8 +28,10 @@ SELECT code, {ods_casts} FROM base_touched_rows;
 CREATE OR REPLACE TEMP TABLE base_long AS
 SELECT code, field, value FROM base_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
 
+-- prev_touched_rows: the touched organisations' rows of the previous trust table (odsync reads
+-- the previous table once and splits it: src/merge/trusts.rs).
 CREATE OR REPLACE TEMP VIEW prev_touched AS
-SELECT code, COLUMNS(* EXCLUDE (code, not_in_ods))::VARCHAR FROM prev_trusts SEMI JOIN touched USING (code);
+SELECT code, COLUMNS(* EXCLUDE (code, not_in_ods))::VARCHAR FROM prev_touched_rows;
 CREATE OR REPLACE TEMP TABLE prev_long AS
 SELECT code, field, value FROM prev_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({all_columns}));
 

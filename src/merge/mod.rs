@@ -13,6 +13,7 @@
 //! every rule lives in the SQL files, which analysts can read.
 
 pub mod resolutions;
+mod trusts;
 
 use crate::catalog::sql::quote_path;
 use crate::clock::Clock;
@@ -440,42 +441,47 @@ pub fn merge(
         ("ods_casts", ods_cols.as_str()),
         ("all_columns", all_columns.as_str()),
     ];
-    for (step, sql) in [
-        (
-            "select_touched.sql",
-            crate::catalog::sql::render_raw(SQL_SELECT_TOUCHED, &lists),
-        ),
-        (
-            "decide_fields.sql",
-            crate::catalog::sql::render_raw(SQL_DECIDE_FIELDS, &lists),
-        ),
-        ("detect_conflicts.sql", SQL_DETECT_CONFLICTS.to_owned()),
-        (
-            "build_trusts.sql",
-            crate::catalog::sql::render_raw(
-                SQL_BUILD_TRUSTS,
-                &[("field_list", &field_list), ("typed_columns", &typed_columns)],
-            ),
-        ),
-        ("build_provenance.sql", SQL_BUILD_PROVENANCE.to_owned()),
-    ] {
+    let run_step = |step: &str, sql: &str| -> Result<(), MergeError> {
         let started = std::time::Instant::now();
         for statement in sql.split(";\n").filter(|s| !s.trim().is_empty()) {
             let t = std::time::Instant::now();
             conn.execute_batch(statement).map_err(sql_err(step))?;
-            let name = statement
-                .lines()
-                .find(|l| l.starts_with("CREATE"))
-                .unwrap_or_default()
-                .to_owned();
+            let name = statement.lines().find(|l| l.starts_with("CREATE")).unwrap_or_default();
             tracing::trace!(step, ms = t.elapsed().as_millis() as u64, name, "merge statement");
         }
         tracing::debug!(step, ms = started.elapsed().as_millis() as u64, "merge step");
-    }
+        Ok(())
+    };
+    run_step(
+        "select_touched.sql",
+        &crate::catalog::sql::render_raw(SQL_SELECT_TOUCHED, &lists),
+    )?;
+    // The previous trust table is read once: touched rows to DuckDB, the rest kept for the write.
+    let started = std::time::Instant::now();
+    let shape = trusts::shape(&conn)?;
+    let prev_trusts_file = previous.map(|v| {
+        merged_root(warehouse, pipeline)
+            .join(version_dir_name(v))
+            .join("trusts.parquet")
+    });
+    let kept_rows = trusts::split_previous(&conn, prev_trusts_file.as_deref(), &shape)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "previous trust table split");
+    run_step(
+        "decide_fields.sql",
+        &crate::catalog::sql::render_raw(SQL_DECIDE_FIELDS, &lists),
+    )?;
+    run_step("detect_conflicts.sql", SQL_DETECT_CONFLICTS)?;
+    run_step(
+        "build_trusts.sql",
+        &crate::catalog::sql::render_raw(
+            SQL_BUILD_TRUSTS,
+            &[("field_list", &field_list), ("typed_columns", &typed_columns)],
+        ),
+    )?;
+    run_step("build_provenance.sql", SQL_BUILD_PROVENANCE)?;
 
-    // --- outputs, then the report (counted from the written files) ---
-    let tmp = copy_outputs(&conn, warehouse, pipeline, merged_version)?;
-    let trusts_file = tmp.join("trusts.parquet");
+    // --- outputs, then the report ---
+    let (tmp, written) = copy_outputs(&conn, warehouse, pipeline, merged_version, kept_rows, &shape)?;
     let count = |sql: &str| -> Result<u64, MergeError> {
         conn.query_row(sql, [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
@@ -500,14 +506,8 @@ pub fn merge(
         ods_version,
         base_version,
         run_id: run_id.to_owned(),
-        rows: count(&format!(
-            "SELECT count(*) FROM read_parquet({})",
-            quote_path(&trusts_file)
-        ))?,
-        not_in_ods: count(&format!(
-            "SELECT count(*) FROM read_parquet({}) WHERE not_in_ods",
-            quote_path(&trusts_file)
-        ))?,
+        rows: written.rows,
+        not_in_ods: written.not_in_ods,
         touched: count("SELECT count(*) FROM touched")?,
         changed_rows_from: changed_rows_from.to_owned(),
         rules,
@@ -528,10 +528,17 @@ pub fn merge(
     Ok(report)
 }
 
-/// Writes the merged version with DuckDB's Parquet writer (rows ordered by key), then renames.
-/// Writes the merged tables with DuckDB's Parquet writer (rows ordered by key) into the version's
-/// temporary folder; [`publish_outputs`] adds the summary and renames it into place.
-fn copy_outputs(conn: &Connection, warehouse: &Path, pipeline: &str, version: u64) -> Result<PathBuf, MergeError> {
+/// Writes the merged tables into the version's temporary folder, rows ordered by key: the trust
+/// table with [`trusts::write`], the others with DuckDB's Parquet writer; [`publish_outputs`] adds
+/// the summary and renames the folder into place.
+fn copy_outputs(
+    conn: &Connection,
+    warehouse: &Path,
+    pipeline: &str,
+    version: u64,
+    kept_rows: Vec<arrow::array::RecordBatch>,
+    shape: &arrow::datatypes::SchemaRef,
+) -> Result<(PathBuf, trusts::Written), MergeError> {
     let root = merged_root(warehouse, pipeline);
     let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
     let io = |e: std::io::Error| MergeError::Input {
@@ -543,8 +550,13 @@ fn copy_outputs(conn: &Connection, warehouse: &Path, pipeline: &str, version: u6
     }
     std::fs::create_dir_all(&tmp).map_err(io)?;
     let started = std::time::Instant::now();
+    let written = trusts::write(conn, kept_rows, shape, &tmp.join("trusts.parquet"))?;
+    tracing::trace!(
+        table = "trusts",
+        ms = started.elapsed().as_millis() as u64,
+        "merge output written"
+    );
     for (table, order) in [
-        ("trusts", "code"),
         ("conflicts", "code, field, conflict_id"),
         ("provenance", "code, field"),
         ("sources", "code, field"),
@@ -559,7 +571,7 @@ fn copy_outputs(conn: &Connection, warehouse: &Path, pipeline: &str, version: u6
         tracing::trace!(table, ms = t.elapsed().as_millis() as u64, "merge output written");
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
-    Ok(tmp)
+    Ok((tmp, written))
 }
 
 fn publish_outputs(
