@@ -18,16 +18,17 @@ WHERE d.code IN (SELECT code FROM kept)
   AND (d.value IS DISTINCT FROM d.prev_value
        OR d.source IS DISTINCT FROM d.prev_source
        OR d.rule = 'conflict'
-       OR d.rule LIKE 'resolution:%')
-ORDER BY d.code, d.field;
+       OR d.rule LIKE 'resolution:%');
 
 -- The cells of the new trust table whose value does not come from ODS or odsync's derivations
 -- (local table, override, resolution): the next merge reads this instead of the whole provenance
 -- log, and a cell it does not list is `ods` (or `derived` for derived columns).
 CREATE OR REPLACE TEMP TABLE sources AS
+-- Cells not decided again keep their source (every cell of a row that leaves is decided, so a
+-- dropped row takes its entries with it).
 SELECT s.code, s.field, s.source
 FROM prev_sources AS s
-WHERE s.code NOT IN (SELECT code FROM touched)
+ANTI JOIN decisions AS d USING (code, field)
 UNION ALL
 SELECT d.code, d.field, d.source
 FROM decisions AS d

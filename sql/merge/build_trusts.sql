@@ -2,9 +2,13 @@
 -- per organisation; every untouched row of the previous trust table stays as it was.
 -- Rows deleted from ODS leave the table unless they were locally modified (then they stay, with
 -- a delete_vs_modify conflict). Rows that were never in ODS stay and are flagged `not_in_ods`.
--- {typed_columns} is the typed column list odsync renders from the field list.
+
+-- Only the cells whose decided value differs from the previous trust table are pivoted (a few per
+-- touched organisation); the other cells of a touched row are its previous values.
+-- `<field>_n` counts the changed cells, so a value changed to NULL is told from no change.
 CREATE OR REPLACE TEMP TABLE decided_wide AS
-PIVOT (SELECT code, field, value FROM decisions) ON field IN ({field_list}) USING first(value) GROUP BY code;
+PIVOT (SELECT code, field, value FROM decisions WHERE value IS DISTINCT FROM prev_value)
+ON field IN ({field_list}) USING first(value) AS v, count(*) AS n GROUP BY code;
 
 -- The touched organisations that stay in the table.
 CREATE OR REPLACE TEMP TABLE kept AS
@@ -15,8 +19,11 @@ WHERE (f.in_ods OR NOT f.in_base OR f.locally_modified)
 -- The decided rows of the new trust table. odsync writes them, in code order, together with every
 -- row of the previous trust table whose organisation was not touched (copied as it was, without
 -- passing through SQL: see src/merge/trusts.rs).
+-- {merged_columns} renders, per field, as
+--   CASE WHEN w.<field>_n > 0 THEN CAST(w.<field>_v AS <type>) ELSE p.<field> END AS <field>
 CREATE OR REPLACE TEMP VIEW decided_trusts AS
-SELECT {typed_columns}, NOT f.in_ods AND NOT f.in_base AS not_in_ods
-FROM decided_wide AS w
-JOIN row_flags AS f USING (code)
-SEMI JOIN kept USING (code);
+SELECT f.code, {merged_columns}, NOT f.in_ods AND NOT f.in_base AS not_in_ods
+FROM row_flags AS f
+SEMI JOIN kept USING (code)
+LEFT JOIN decided_wide AS w USING (code)
+LEFT JOIN prev_touched_rows AS p USING (code);

@@ -17,50 +17,80 @@
 --   conflict         all differ, field under review: keep local until resolved
 --   local_field      a team-owned column: the local value
 -- A conflict on one field never blocks the other fields of the same organisation.
--- {ods_columns}, {ods_casts} and {all_columns} are field lists rendered by odsync.
+-- {ods_casts}, {all_columns}, {cell_columns} and {cell_structs} are field lists rendered by odsync.
 CREATE OR REPLACE TEMP VIEW ods_touched AS
 SELECT code, {ods_casts} FROM ods_touched_rows;
-CREATE OR REPLACE TEMP TABLE ods_long AS
-SELECT code, field, value FROM ods_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
-
 CREATE OR REPLACE TEMP VIEW base_touched AS
 SELECT code, {ods_casts} FROM base_touched_rows;
-CREATE OR REPLACE TEMP TABLE base_long AS
-SELECT code, field, value FROM base_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({ods_columns}));
-
 -- prev_touched_rows: the touched organisations' rows of the previous trust table (odsync reads
 -- the previous table once and splits it: src/merge/trusts.rs).
 CREATE OR REPLACE TEMP VIEW prev_touched AS
 SELECT code, COLUMNS(* EXCLUDE (code, not_in_ods))::VARCHAR FROM prev_touched_rows;
-CREATE OR REPLACE TEMP TABLE prev_long AS
-SELECT code, field, value FROM prev_touched UNPIVOT INCLUDE NULLS (value FOR field IN ({all_columns}));
 
-CREATE OR REPLACE TEMP TABLE keys AS
-SELECT t.code, t.in_ods, t.in_base, f.field, f.is_local_field, f.ownership
-FROM touched AS t CROSS JOIN merge_fields AS f;
+-- The cells an edit or a conflict points at, per organisation ('_row' for a row-level conflict).
+CREATE OR REPLACE TEMP TABLE marked_cells AS
+SELECT code, list(DISTINCT field) AS fields
+FROM (
+    SELECT code, field FROM overrides_active
+    UNION ALL SELECT code, field FROM local_edits
+    UNION ALL SELECT code, field FROM prev_conflicts WHERE status IN ('open', 'ignored')
+)
+GROUP BY code;
+
+-- One row per cell to decide, with its ODS, base and previous value: the touched organisations'
+-- three rows are joined once by code, then unpivoted together (team-owned fields have no ODS or
+-- base value). A cell is decided when something could change it: its ODS value differs from the
+-- base, an edit or a conflict points at it, or its whole row is in question (the organisation
+-- left ODS, is new, is not in the previous table, closed, or has a row-level conflict). Any other
+-- cell would be decided as it was (no_ods_change or local_field: previous value, previous
+-- source), so it keeps its previous value without a decision.
+-- {cell_columns} renders as name_ods, name_base, name_prev, … and {cell_structs}, per field, as
+--   CASE WHEN all_fields OR name_ods IS DISTINCT FROM name_base OR list_contains(marked, 'name')
+--        THEN {'ods': name_ods, 'base': name_base, 'prev': name_prev} END AS name
+CREATE OR REPLACE TEMP TABLE cells AS
+WITH joined AS (
+    SELECT
+        t.code,
+        t.in_ods,
+        t.in_base,
+        p.code IS NOT NULL AS in_prev,
+        coalesce(m.fields, []) AS marked,
+        NOT t.in_ods OR NOT t.in_base OR p.code IS NULL
+            OR (b.status = 'Active' AND o.status = 'Inactive')
+            OR list_contains(coalesce(m.fields, []), '_row') AS all_fields,
+        {cell_columns}
+    FROM touched AS t
+    LEFT JOIN ods_touched AS o USING (code)
+    LEFT JOIN base_touched AS b USING (code)
+    LEFT JOIN prev_touched AS p USING (code)
+    LEFT JOIN marked_cells AS m USING (code)
+),
+candidates AS (
+    SELECT code, in_ods, in_base, in_prev, {cell_structs} FROM joined
+)
+SELECT code, in_ods, in_base, in_prev, field, cell.ods AS ods_value, cell.base AS base_value, cell.prev AS prev_value
+FROM candidates UNPIVOT (cell FOR field IN ({all_columns}));
 
 CREATE OR REPLACE TEMP TABLE decisions AS
 WITH joined AS (
     SELECT
-        k.code,
-        k.field,
-        k.is_local_field,
-        k.ownership,
-        b.value AS base_value,
-        o.value AS ods_value,
-        p.value AS prev_value,
+        c.code,
+        c.field,
+        f.is_local_field,
+        f.ownership,
+        c.base_value,
+        c.ods_value,
+        c.prev_value,
         ov.code IS NOT NULL AS has_override,
         ov.value AS override_value,
         le.code IS NOT NULL AS has_local_edit,
         le.value AS local_table_value,
         -- Cells not listed in prev_sources came from ODS (or are new).
-        CASE WHEN p.code IS NULL THEN NULL ELSE coalesce(pp.source, 'ods') END AS prev_source,
-        k.in_ods,
-        k.in_base
-    FROM keys AS k
-    LEFT JOIN ods_long AS o USING (code, field)
-    LEFT JOIN base_long AS b USING (code, field)
-    LEFT JOIN prev_long AS p USING (code, field)
+        CASE WHEN NOT c.in_prev THEN NULL ELSE coalesce(pp.source, 'ods') END AS prev_source,
+        c.in_ods,
+        c.in_base
+    FROM cells AS c
+    JOIN merge_fields AS f USING (field)
     LEFT JOIN overrides_active AS ov USING (code, field)
     LEFT JOIN local_edits AS le USING (code, field)
     LEFT JOIN prev_sources AS pp USING (code, field)

@@ -4,14 +4,22 @@
 CREATE OR REPLACE TEMP TABLE row_flags AS
 WITH flags AS (
     SELECT
-        code,
-        bool_or(in_ods) AS in_ods,
-        bool_or(in_base) AS in_base,
-        -- Locally modified: an ODS field whose local value differs from the ODS base value.
-        bool_or(NOT is_local_field AND local_value IS DISTINCT FROM base_value) AS locally_modified,
-        bool_or(field = 'status' AND base_value = 'Active' AND ods_value = 'Inactive') AS closed_now
-    FROM decisions
-    GROUP BY code
+        t.code,
+        t.in_ods,
+        t.in_base,
+        -- Locally modified: an ODS field whose local value differs from the ODS base value. Every
+        -- cell is decided when a row left ODS or closed, the two cases where this matters.
+        coalesce(d.locally_modified, false) AS locally_modified,
+        coalesce(d.closed_now, false) AS closed_now
+    FROM touched AS t
+    LEFT JOIN (
+        SELECT
+            code,
+            bool_or(NOT is_local_field AND local_value IS DISTINCT FROM base_value) AS locally_modified,
+            bool_or(field = 'status' AND base_value = 'Active' AND ods_value = 'Inactive') AS closed_now
+        FROM decisions
+        GROUP BY code
+    ) AS d USING (code)
 ),
 with_id AS (
     SELECT *, substr(sha256(code || '|_row|' || CASE WHEN in_ods THEN 'closed' ELSE 'deleted' END), 1, 16) AS row_conflict_id

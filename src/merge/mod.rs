@@ -150,7 +150,8 @@ pub struct MergeReport {
     /// `snapshots` (found by comparing row hashes, sql/merge/find_changed.sql).
     #[serde(default)]
     pub changed_rows_from: String,
-    /// Decisions per rule (`ods_update`, `conflict`, `ods_wins`, …; `resolution:*` counted together).
+    /// Cells decided per rule (`ods_update`, `conflict`, `ods_wins`, …; `resolution:*` counted
+    /// together). Cells of a touched organisation that nothing could change are not decided again.
     pub rules: BTreeMap<String, u64>,
     pub conflicts_open: u64,
     pub conflicts_new: u64,
@@ -430,16 +431,40 @@ pub fn merge(
         .map(|f| format!("'{f}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let typed_columns = std::iter::once("code".to_owned())
-        .chain(fields.iter().map(|(f, t, _)| format!("CAST({f} AS {t}) AS {f}")))
+    let merged_columns = fields
+        .iter()
+        .map(|(f, t, _)| format!("CASE WHEN w.{f}_n > 0 THEN CAST(w.{f}_v AS {t}) ELSE p.{f} END AS {f}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let ods_columns = ODS_FIELDS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
     let all_columns = field_names.join(", ");
+    // Per field: its ODS, base and previous value as three columns (NULL for ODS and base of a
+    // team-owned field), and the unpivot list that turns them back into rows (decide_fields.sql).
+    let cell_columns = fields
+        .iter()
+        .map(|(f, _, local)| {
+            if *local {
+                format!("NULL::VARCHAR AS {f}_ods, NULL::VARCHAR AS {f}_base, p.{f} AS {f}_prev")
+            } else {
+                format!("o.{f} AS {f}_ods, b.{f} AS {f}_base, p.{f} AS {f}_prev")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cell_structs = field_names
+        .iter()
+        .map(|f| {
+            format!(
+                "CASE WHEN all_fields OR {f}_ods IS DISTINCT FROM {f}_base OR list_contains(marked, '{f}') \
+                 THEN {{'ods': {f}_ods, 'base': {f}_base, 'prev': {f}_prev}} END AS {f}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let lists = [
-        ("ods_columns", ods_columns.as_str()),
         ("ods_casts", ods_cols.as_str()),
         ("all_columns", all_columns.as_str()),
+        ("cell_columns", cell_columns.as_str()),
+        ("cell_structs", cell_structs.as_str()),
     ];
     let run_step = |step: &str, sql: &str| -> Result<(), MergeError> {
         let started = std::time::Instant::now();
@@ -475,7 +500,7 @@ pub fn merge(
         "build_trusts.sql",
         &crate::catalog::sql::render_raw(
             SQL_BUILD_TRUSTS,
-            &[("field_list", &field_list), ("typed_columns", &typed_columns)],
+            &[("field_list", &field_list), ("merged_columns", &merged_columns)],
         ),
     )?;
     run_step("build_provenance.sql", SQL_BUILD_PROVENANCE)?;

@@ -140,6 +140,7 @@ fn code_column(batch: &RecordBatch) -> Result<&StringArray, String> {
 /// Writes the new trust table: the kept rows of the previous table and the rows DuckDB decided
 /// (`decided_trusts`), merged in code order.
 pub fn write(conn: &Connection, kept: Vec<RecordBatch>, shape: &SchemaRef, path: &Path) -> Result<Written, MergeError> {
+    let started = std::time::Instant::now();
     let decided: Vec<RecordBatch> = {
         let mut stmt = conn
             .prepare("SELECT * FROM decided_trusts ORDER BY code")
@@ -156,7 +157,9 @@ pub fn write(conn: &Connection, kept: Vec<RecordBatch>, shape: &SchemaRef, path:
     let mut batches: Vec<RecordBatch> = kept.into_iter().filter(|b| b.num_rows() > 0).collect();
     let n_kept = batches.len();
     batches.extend(decided.into_iter().filter(|b| b.num_rows() > 0));
+    tracing::trace!(ms = started.elapsed().as_millis() as u64, "decided trust rows read");
     let order = merge_order(&batches, n_kept)?;
+    tracing::trace!(ms = started.elapsed().as_millis() as u64, "trust rows ordered");
     let io_err = |e: String| MergeError::Input {
         path: path.to_owned(),
         message: e,
@@ -208,6 +211,7 @@ pub fn write(conn: &Connection, kept: Vec<RecordBatch>, shape: &SchemaRef, path:
         row_group.close().map_err(|e| io_err(e.to_string()))?;
     }
     writer.close().map_err(|e| io_err(e.to_string()))?;
+    tracing::trace!(ms = started.elapsed().as_millis() as u64, "trust table encoded");
     Ok(Written {
         rows: order.len() as u64,
         not_in_ods,
