@@ -50,14 +50,15 @@ WHERE code IN (
 );
 
 -- The ODS and base rows of every touched organisation, and whether it is in each.
-CREATE OR REPLACE TEMP TABLE ods_touched_rows AS
+-- Views: each is read once, by decide_fields.sql.
+CREATE OR REPLACE TEMP VIEW ods_touched_rows AS
 SELECT * FROM ods_changed UNION ALL SELECT * FROM unchanged_touched;
-CREATE OR REPLACE TEMP TABLE base_touched_rows AS
+CREATE OR REPLACE TEMP VIEW base_touched_rows AS
 SELECT * FROM base_changed UNION ALL SELECT * FROM unchanged_touched;
 
 CREATE OR REPLACE TEMP TABLE touched AS
 SELECT
     t.code,
-    t.code IN (SELECT code FROM ods_touched_rows) AS in_ods,
-    t.code IN (SELECT code FROM base_touched_rows) AS in_base
+    t.code IN (SELECT code FROM ods_changed UNION ALL SELECT code FROM unchanged_touched) AS in_ods,
+    t.code IN (SELECT code FROM base_changed UNION ALL SELECT code FROM unchanged_touched) AS in_base
 FROM touched_codes AS t;

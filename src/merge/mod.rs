@@ -554,8 +554,9 @@ pub fn merge(
 }
 
 /// Writes the merged tables into the version's temporary folder, rows ordered by key: the trust
-/// table with [`trusts::write`], the others with DuckDB's Parquet writer; [`publish_outputs`] adds
-/// the summary and renames the folder into place.
+/// table merged by [`trusts::trust_rows`], the others as DuckDB orders them, all encoded by
+/// [`trusts::Ordered::write`];
+/// [`publish_outputs`] adds the summary and renames the folder into place.
 fn copy_outputs(
     conn: &Connection,
     warehouse: &Path,
@@ -575,26 +576,28 @@ fn copy_outputs(
     }
     std::fs::create_dir_all(&tmp).map_err(io)?;
     let started = std::time::Instant::now();
-    let written = trusts::write(conn, kept_rows, shape, &tmp.join("trusts.parquet"))?;
-    tracing::trace!(
-        table = "trusts",
-        ms = started.elapsed().as_millis() as u64,
-        "merge output written"
-    );
+    let (trust_rows, written) = trusts::trust_rows(conn, kept_rows, shape)?;
+    let mut others = Vec::new();
     for (table, order) in [
         ("conflicts", "code, field, conflict_id"),
         ("provenance", "code, field"),
         ("sources", "code, field"),
     ] {
-        let path = tmp.join(format!("{table}.parquet"));
-        let t = std::time::Instant::now();
-        conn.execute_batch(&format!(
-            "COPY (SELECT * FROM {table} ORDER BY {order}) TO {} (FORMAT parquet, COMPRESSION zstd);",
-            quote_path(&path)
-        ))
-        .map_err(sql_err("write outputs"))?;
-        tracing::trace!(table, ms = t.elapsed().as_millis() as u64, "merge output written");
+        let rows = trusts::query_rows(
+            conn,
+            "write outputs",
+            &format!("SELECT * FROM {table} ORDER BY {order}"),
+        )?;
+        others.push((tmp.join(format!("{table}.parquet")), rows));
     }
+    tracing::trace!(ms = started.elapsed().as_millis() as u64, "merge output rows ready");
+    // The trust table is by far the largest: the others are encoded beside it.
+    let (a, b) = rayon::join(
+        || trust_rows.write(&tmp.join("trusts.parquet")),
+        || others.iter().try_for_each(|(path, rows)| rows.write(path)),
+    );
+    a?;
+    b?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
     Ok((tmp, written))
 }
