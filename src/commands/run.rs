@@ -73,6 +73,25 @@ fn human(s: &RunSummary) -> String {
             u.examples.join(", ")
         ));
     }
+    for c in &s.code_system_changes {
+        let names = match (&c.old_name, &c.new_name) {
+            (Some(o), Some(n)) => format!("`{o}` → `{n}`"),
+            (Some(o), None) => format!("was `{o}`"),
+            (None, Some(n)) => format!("`{n}`"),
+            (None, None) => String::new(),
+        };
+        out.push_str(&format!(
+            "  role code {} {} in ODS's code system {}{}\n",
+            c.role_id,
+            c.change,
+            names,
+            if c.used_by_pipeline {
+                " (this pipeline's scope or role mapping names it: check them)"
+            } else {
+                ""
+            }
+        ));
+    }
     for shift in &s.accepted_shift {
         out.push_str(&format!("  accepted publication shift: {shift}\n"));
     }

@@ -49,6 +49,73 @@ pub struct UnmappedRole {
     pub examples: Vec<String>,
 }
 
+/// A change in ORD's `/roles` code system since the previous snapshot. A role code that vanishes
+/// or is renamed silently changes what a role filter or a mapping rule selects (CCGs becoming
+/// sub-ICB locations shrank results from 248 to 142), so every run reports them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CodeSystemChange {
+    pub role_id: String,
+    /// `removed`, `renamed` or `added`.
+    pub change: String,
+    pub old_name: Option<String>,
+    pub new_name: Option<String>,
+    /// The pipeline names this role (its scope or role mapping): worth acting on.
+    pub used_by_pipeline: bool,
+}
+
+/// Compares two versions of the code system; empty when either side has none (a first run, or a
+/// source such as the bulk CSVs that has no code system).
+pub fn compare_code_systems(
+    previous: &[crate::model::tables::CodeSystemRole],
+    current: &[crate::model::tables::CodeSystemRole],
+    used: &dyn Fn(&str) -> bool,
+) -> Vec<CodeSystemChange> {
+    if previous.is_empty() || current.is_empty() {
+        return Vec::new();
+    }
+    let index = |roles: &[crate::model::tables::CodeSystemRole]| -> BTreeMap<String, Option<String>> {
+        roles
+            .iter()
+            .map(|r| (r.role_id.clone(), r.display_name.clone()))
+            .collect()
+    };
+    let (old, new) = (index(previous), index(current));
+    let change = |role_id: &str, kind: &str, old_name: Option<&Option<String>>, new_name: Option<&Option<String>>| {
+        CodeSystemChange {
+            role_id: role_id.to_owned(),
+            change: kind.to_owned(),
+            old_name: old_name.cloned().flatten(),
+            new_name: new_name.cloned().flatten(),
+            used_by_pipeline: used(role_id),
+        }
+    };
+    let mut out = Vec::new();
+    for (id, name) in &old {
+        match new.get(id) {
+            None => out.push(change(id, "removed", Some(name), None)),
+            Some(n) if n != name => out.push(change(id, "renamed", Some(name), Some(n))),
+            Some(_) => {}
+        }
+    }
+    for (id, name) in &new {
+        if !old.contains_key(id) {
+            out.push(change(id, "added", None, Some(name)));
+        }
+    }
+    out.sort_by(|a, b| (a.change.as_str(), a.role_id.as_str()).cmp(&(b.change.as_str(), b.role_id.as_str())));
+    out
+}
+
+impl RoleMapping {
+    /// Every role code a rule of this mapping names.
+    pub fn role_ids(&self) -> impl Iterator<Item = &str> {
+        self.types
+            .iter()
+            .flat_map(|t| std::iter::once(t.primary_role.as_str()).chain(t.with_role.as_deref()))
+            .chain(self.flags.iter().map(|f| f.role.as_str()))
+    }
+}
+
 pub fn load(path: &Path) -> Result<RoleMapping, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mapping: RoleMapping = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -80,6 +80,8 @@ pub struct RunSummary {
     pub accepted_shift: Vec<String>,
     /// Primary roles in the snapshot that the role mapping does not map (counts and examples).
     pub unmapped_roles: Vec<super::roles::UnmappedRole>,
+    /// Role codes removed, renamed or added in ORD's `/roles` since the previous snapshot.
+    pub code_system_changes: Vec<super::roles::CodeSystemChange>,
     pub duration_ms: u64,
 }
 
@@ -380,8 +382,10 @@ impl Runner<'_> {
         // Derived columns: the parent from the hierarchy rules, the type from the role mapping.
         parsed.values_mut().for_each(super::hierarchy::apply);
         let mut unmapped_roles = Vec::new();
+        let mut mapped_roles: Vec<String> = Vec::new();
         if let Some(path) = self.pipeline.role_mapping_path() {
             let mapping = super::roles::load(&path).map_err(|e| ("role mapping", anyhow::anyhow!(e)))?;
+            mapped_roles = mapping.role_ids().map(str::to_owned).collect();
             parsed.values_mut().for_each(|rec| mapping.apply(rec));
             unmapped_roles = mapping.unmapped(parsed.values());
             if !unmapped_roles.is_empty() {
@@ -406,6 +410,31 @@ impl Runner<'_> {
         counts.organisations = parsed.len() as u64;
 
         let code_system = fetched.code_system.clone().unwrap_or_default();
+        // The code system against the previous snapshot's: vanished or renamed role codes.
+        let code_system_changes = match (previous, fetched.code_system.is_some()) {
+            (Some(m), true) => {
+                let before = store
+                    .read_code_system(m.version)
+                    .map_err(|e| ("read previous snapshot", e.into()))?;
+                let scope = &config.scope;
+                let used = |id: &str| {
+                    scope.primary_roles.iter().chain(&scope.roles).any(|r| r == id)
+                        || mapped_roles.iter().any(|r| r == id)
+                };
+                super::roles::compare_code_systems(&before, &code_system, &used)
+            }
+            _ => Vec::new(),
+        };
+        for c in code_system_changes.iter().filter(|c| c.change != "added") {
+            tracing::warn!(
+                role = %c.role_id,
+                change = %c.change,
+                old = c.old_name.as_deref().unwrap_or(""),
+                new = c.new_name.as_deref().unwrap_or(""),
+                used_by_pipeline = c.used_by_pipeline,
+                "the ODS role code system changed"
+            );
+        }
         let built = tables::build(
             parsed.into_values().collect(),
             current.into_values().collect(),
@@ -425,6 +454,7 @@ impl Runner<'_> {
             "records_failed": fetched.metrics.records_failed,
             "records": counts,
             "unmapped_roles": unmapped_roles,
+            "code_system_changes": code_system_changes,
         });
         let manifest = Manifest {
             manifest_format: crate::snapshot::MANIFEST_FORMAT,
@@ -564,6 +594,7 @@ impl Runner<'_> {
             merge: Some(merge),
             accepted_shift,
             unmapped_roles,
+            code_system_changes,
             duration_ms: 0,
         };
         Ok((summary, fetched.location))

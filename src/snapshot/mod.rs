@@ -333,6 +333,39 @@ impl SnapshotStore {
         Ok(out)
     }
 
+    /// The ORD `/roles` code system stored with a version (empty for sources that have none).
+    pub fn read_code_system(&self, version: u64) -> Result<Vec<crate::model::tables::CodeSystemRole>, SnapshotError> {
+        let path = self.version_dir(version).join("code_system_roles.parquet");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for batch in self.read_batches(version, "code_system_roles")? {
+            let (role_id, code, name) = (
+                string_col(&batch, "role_id", &path)?,
+                string_col(&batch, "code", &path)?,
+                string_col(&batch, "display_name", &path)?,
+            );
+            let primary = batch
+                .column_by_name("primary_role")
+                .and_then(|c| c.as_any().downcast_ref::<arrow::array::BooleanArray>())
+                .ok_or_else(|| SnapshotError::Parquet {
+                    path: path.clone(),
+                    message: "missing boolean column `primary_role`".into(),
+                })?;
+            let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+            for i in 0..batch.num_rows() {
+                out.push(crate::model::tables::CodeSystemRole {
+                    role_id: role_id.value(i).to_owned(),
+                    code: opt(code, i),
+                    display_name: opt(name, i),
+                    primary_role: primary.value(i),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub fn read_quarantine(&self, version: u64) -> Result<Vec<Quarantined>, SnapshotError> {
         let path = self.version_dir(version).join("quarantine.parquet");
         let mut out = Vec::new();

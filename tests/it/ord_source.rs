@@ -3,6 +3,7 @@
 
 use crate::common::{TestContext, fixtures, write_state};
 use odsync::server::FaultAction;
+use serde_json::Value;
 
 const T0: &str = "2025-07-10T02:00:00Z";
 
@@ -399,4 +400,78 @@ fn the_role_mapping_derives_org_type_and_the_foundation_trust_flag_and_reports_u
     );
     let source = ctx.query("SELECT source FROM provenance_latest WHERE pipeline = 'trusts' AND code = 'RWR' AND field = 'foundation_trust'");
     assert_eq!(source[0][0].as_deref(), Some("derived"));
+}
+
+#[test]
+fn a_role_code_that_vanishes_or_is_renamed_in_the_code_system_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles_2022 = fixtures().join("ods/roles-2022.json");
+    // The next code system: RO98 (CCG, named by the role mapping) gone, RO197 renamed, RO999 new.
+    let mut roles: Value = serde_json::from_slice(&std::fs::read(&roles_2022).unwrap()).unwrap();
+    let list = roles["Roles"].as_array_mut().unwrap();
+    let before = list.len();
+    list.retain(|r| r["id"] != "RO98");
+    assert_eq!(list.len(), before - 1, "the fixture lists RO98");
+    let renamed = list.iter_mut().find(|r| r["id"] == "RO197").unwrap();
+    let old_name = renamed["displayName"].as_str().unwrap().to_owned();
+    renamed["displayName"] = "NHS TRUST (ENGLAND)".into();
+    list.push(serde_json::json!({"id": "RO999", "code": "999", "displayName": "NEW ROLE", "primaryRole": "true"}));
+    let roles_next = dir.path().join("roles-next.json");
+    std::fs::write(&roles_next, serde_json::to_vec(&roles).unwrap()).unwrap();
+    for (name, file) in [("before", &roles_2022), ("after", &roles_next)] {
+        write_state(
+            dir.path(),
+            name,
+            &format!(
+                "served_on = \"2025-07-10\"\ndata_date = \"2025-07-01\"\nroles = \"{}\"\ngenerated_sites = 3\n",
+                file.display()
+            ),
+        );
+    }
+    let ctx = TestContext::with_server_in(dir.path(), "before");
+    ctx.ord_pipeline("sites", &["RO198"]);
+    std::fs::copy(
+        crate::common::repo_root().join("pipelines/role_mapping.toml"),
+        ctx.path().join("pipelines/role_mapping.toml"),
+    )
+    .unwrap();
+    let first = ctx.run_ok(T0, "sites", &[]);
+    assert_eq!(
+        first["code_system_changes"].as_array().unwrap().len(),
+        0,
+        "nothing to compare on a first run"
+    );
+    ctx.server().set_state("after").unwrap();
+    let out = ctx.odsync("2025-07-11T02:00:00Z", &["run", "sites", "--full"]).ok();
+    let text = out.stdout.clone();
+    assert!(text.contains("role code RO98 removed"), "{text}");
+    assert!(text.contains("check them"), "RO98 is named by the role mapping: {text}");
+    let s = ctx.run_ok("2025-07-11T03:00:00Z", "sites", &["--full"]);
+    // Unchanged data on the re-run: the comparison is against the snapshot just committed.
+    assert_eq!(s["code_system_changes"].as_array().unwrap().len(), 0, "{s}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(ctx.warehouse().join("sites/ods/version=000002/manifest.json")).unwrap())
+            .unwrap();
+    let changes = manifest["summary"]["code_system_changes"].as_array().unwrap().clone();
+    let rows: Vec<(String, String, bool)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["change"].as_str().unwrap().to_owned(),
+                c["role_id"].as_str().unwrap().to_owned(),
+                c["used_by_pipeline"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("added".to_owned(), "RO999".to_owned(), false),
+            ("removed".to_owned(), "RO98".to_owned(), true),
+            ("renamed".to_owned(), "RO197".to_owned(), true),
+        ]
+    );
+    let renamed = changes.iter().find(|c| c["change"] == "renamed").unwrap();
+    assert_eq!(renamed["old_name"], old_name.as_str());
+    assert_eq!(renamed["new_name"], "NHS TRUST (ENGLAND)");
 }
