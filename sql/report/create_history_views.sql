@@ -1,6 +1,31 @@
 -- As-of queries over the SCD2 history of ODS organisations (latest_history: each pipeline's
 -- newest history version). `SELECT * FROM organisations_as_of(DATE '2021-06-30')` gives every
 -- organisation as odsync knew it on that date.
+--
+-- Future-dated events take effect from their date, not from the day ODS announced them: an
+-- organisation whose start date (legal, else operational) is after `d` is not there yet, and one
+-- whose end date (legal, else operational) is on or before `d` is `Inactive` in `status_as_of`
+-- even when the snapshot of that day still said Active. `status` stays what ODS sent.
 CREATE OR REPLACE MACRO organisations_as_of(d) AS TABLE
-SELECT * FROM latest_history
-WHERE valid_from <= d AND (valid_to IS NULL OR valid_to > d) AND change_kind <> 'deleted';
+SELECT
+    *,
+    CASE WHEN coalesce(legal_end, operational_end) <= d THEN 'Inactive' ELSE status END AS status_as_of
+FROM latest_history
+WHERE valid_from <= d AND (valid_to IS NULL OR valid_to > d) AND change_kind <> 'deleted'
+  AND NOT coalesce(coalesce(legal_start, operational_start) > d, false);
+
+-- What ODS has announced for a later date: organisations that open or close after today and
+-- successions whose legal start is still to come. They are kept in the snapshots as ODS sends
+-- them and marked here (and in `mergers.future_dated`) with the date they take effect.
+CREATE OR REPLACE VIEW future_dated AS
+SELECT pipeline, code, 'opens' AS event, coalesce(legal_start, operational_start) AS effective_date, NULL AS other_code
+FROM latest_organisations
+WHERE coalesce(legal_start, operational_start) > current_date
+UNION ALL
+SELECT pipeline, code, 'closes', coalesce(legal_end, operational_end), NULL
+FROM latest_organisations
+WHERE coalesce(legal_end, operational_end) > current_date
+UNION ALL
+SELECT pipeline, from_code, 'succeeded', legal_start, to_code
+FROM successor_edges
+WHERE legal_start > current_date;

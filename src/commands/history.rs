@@ -17,8 +17,9 @@ pub fn run(globals: &Globals, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
         .map_or(String::new(), |c| format!(" AND code = {}", quote_text(c)));
     let columns = "code, name, status, operational_end, postcode, valid_from, valid_to, snapshot_version, change_kind, changed_fields, is_current";
     let sql = match args.as_of {
+        // As of a date, `status_as_of` applies close dates ODS announced in advance.
         Some(d) => format!(
-            "SELECT {columns} FROM organisations_as_of(DATE '{d}') WHERE pipeline = {}{code} ORDER BY code",
+            "SELECT {columns}, status_as_of FROM organisations_as_of(DATE '{d}') WHERE pipeline = {}{code} ORDER BY code",
             quote_text(&args.pipeline)
         ),
         None if args.code.is_some() => format!(

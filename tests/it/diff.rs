@@ -325,3 +325,63 @@ fn the_shift_guard_trips_on_the_2025_profile_change_but_not_on_ordinary_practice
     assert_eq!(gp["accepted_shift"].as_array().unwrap().len(), 0);
     assert!(gp["diff"]["changes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn future_dated_openings_and_closures_take_effect_in_as_of_views_only_from_their_date() {
+    let ctx = TestContext::new();
+    // Two real etr lines with dates ODS announced in advance: G6V2S opens on 2099-04-01, R0A
+    // closes on 2099-03-31.
+    let file = ctx.path().join("etr-future.csv");
+    std::fs::write(
+        &file,
+        "\"G6V2S\",\"NORTH LONDON NHS FOUNDATION TRUST\",\"Y56\",\"QMJ\",\"4TH FLOOR, EAST WING\",\"ST. PANCRAS HOSPITAL\",\"4 ST. PANCRAS WAY\",\"LONDON\",\"\",\"NW1 0PE\",\"20990401\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"1\",\"\",\"H\",\"\",\"\",\"\"\n\
+         \"R0A\",\"MANCHESTER UNIVERSITY NHS FOUNDATION TRUST\",\"Y62\",\"QOP\",\"COBBETT HOUSE\",\"OXFORD ROAD\",\"\",\"MANCHESTER\",\"\",\"M13 9WL\",\"20171001\",\"20990331\",\"\",\"\",\"\",\"\",\"\",\"0300 3309444\",\"\",\"\",\"\",\"1\",\"\",\"B\",\"\",\"\",\"\"\n",
+    )
+    .unwrap();
+    ctx.csv_pipeline("etr", "etr", &file);
+    ctx.run_ok("2026-03-10T02:00:00Z", "etr", &[]);
+    let as_of = |date: &str| -> Vec<(String, String, String)> {
+        let out = ctx
+            .odsync("2026-03-10T03:00:00Z", &["history", "etr", "--as-of", date, "--json"])
+            .ok()
+            .json();
+        let cols: Vec<&str> = out["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let at = |name: &str| cols.iter().position(|c| *c == name).unwrap();
+        out["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[at("code")].as_str().unwrap().to_owned(),
+                    r[at("status")].as_str().unwrap().to_owned(),
+                    r[at("status_as_of")].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let row = |c: &str, s: &str, a: &str| (c.to_owned(), s.to_owned(), a.to_owned());
+    // Before either date: G6V2S is not there yet, R0A is open.
+    assert_eq!(as_of("2099-03-15"), [row("R0A", "Active", "Active")]);
+    // From its date R0A is closed (ODS's snapshot still says Active), and G6V2S exists.
+    assert_eq!(
+        as_of("2099-04-01"),
+        [row("G6V2S", "Active", "Active"), row("R0A", "Active", "Inactive")]
+    );
+    // Both are kept and marked as announced events.
+    let marked = ctx.cells(
+        "SELECT code, event, CAST(effective_date AS VARCHAR) FROM future_dated WHERE pipeline = 'etr' ORDER BY code",
+    );
+    assert_eq!(
+        marked,
+        [
+            vec!["G6V2S", "opens", "2099-04-01"],
+            vec!["R0A", "closes", "2099-03-31"]
+        ]
+    );
+}
