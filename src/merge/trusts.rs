@@ -290,8 +290,9 @@ fn mostly_distinct(batches: &[RecordBatch], order: &[(usize, usize)], col: usize
 }
 
 /// (batch, row) of every output row in code order. The kept rows (`batches[..n_kept]`) come from
-/// a table written in code order and the decided ones are ordered by the query, so this is one
-/// merge pass; codes are unique across the two (the kept rows exclude every touched code).
+/// a table written in code order and the decided ones are ordered by the query, so each decided
+/// row is placed by binary search; codes are unique across the two (the kept rows exclude every
+/// touched code).
 fn merge_order(batches: &[RecordBatch], n_kept: usize) -> Result<Vec<(usize, usize)>, MergeError> {
     let codes = batches
         .iter()
