@@ -45,6 +45,9 @@ pub fn run(globals: &Globals, args: &DiffArgs) -> anyhow::Result<ExitCode> {
         if s.future_dated > 0 {
             out.push_str(&format!("  future-dated: {}\n", s.future_dated));
         }
+        for n in &s.not_compared {
+            out.push_str(&format!("  not compared: {n}\n"));
+        }
         let col = |n: &str| {
             batch
                 .column_by_name(n)

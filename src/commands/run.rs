@@ -64,6 +64,9 @@ fn human(s: &RunSummary) -> String {
                 kinds.join(", ")
             }
         ));
+        for n in &d.not_compared {
+            out.push_str(&format!("  not compared: {n}\n"));
+        }
     }
     for u in &s.unmapped_roles {
         out.push_str(&format!(

@@ -90,6 +90,10 @@ pub struct DiffSummary {
     pub future_dated: u64,
     /// What the publication-shift guard looks at.
     pub shift: ShiftStats,
+    /// Tables left out because one side's source does not supply them (e.g. `successors` when
+    /// either snapshot came from FHIR), with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_compared: Vec<String>,
 }
 
 /// Row movements of a diff, for the publication-shift guard (`check_shift`).
@@ -407,16 +411,49 @@ fn col<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
 
 /// Diffs two committed versions of a pipeline. `today` decides what counts as future-dated.
 pub fn diff_versions(store: &SnapshotStore, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
-    store.manifest(from)?;
-    store.manifest(to)?;
-    diff_dirs(&store.version_dir(from), &store.version_dir(to), from, to, today)
+    let old = store.manifest(from)?;
+    let new = store.manifest(to)?;
+    diff_dirs(
+        &store.version_dir(from),
+        &store.version_dir(to),
+        from,
+        to,
+        today,
+        [old.source.kind.as_str(), new.source.kind.as_str()],
+    )
 }
 
-/// Diffs two snapshot folders (each holding the snapshot tables as Parquet).
-pub fn diff_dirs(old_dir: &Path, new_dir: &Path, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
+/// Child tables a source kind does not fill: comparing them across a change of source would
+/// report every row of the other side as deleted or added.
+pub fn unsupplied(kind: &str) -> &'static [&'static str] {
+    match kind {
+        // Successions are on no documented FHIR resource; the bulk CSV files have none either.
+        "fhir" | "csv" => &["successors"],
+        _ => &[],
+    }
+}
+
+/// Diffs two snapshot folders (each holding the snapshot tables as Parquet). `sources` are the
+/// source kinds of the old and new snapshot: a table either does not supply is not compared.
+pub fn diff_dirs(
+    old_dir: &Path,
+    new_dir: &Path,
+    from: u64,
+    to: u64,
+    today: NaiveDate,
+    sources: [&str; 2],
+) -> Result<Diff, DiffError> {
     debug_assert!(TABLE_NAMES.contains(&"organisations"));
     let mut changes = Changes::default();
+    let mut not_compared = Vec::new();
     for spec in &SPECS {
+        if let Some(kind) = sources.iter().find(|k| unsupplied(k).contains(&spec.table)) {
+            // Only worth saying when the other side does supply it.
+            if sources.iter().any(|k| !unsupplied(k).contains(&spec.table)) {
+                not_compared.push(format!("{}: the {kind} source does not supply them", spec.table));
+            }
+            continue;
+        }
         let old_path = old_dir.join(format!("{}.parquet", spec.table));
         let new_path = new_dir.join(format!("{}.parquet", spec.table));
         let t = std::time::Instant::now();
@@ -446,7 +483,9 @@ pub fn diff_dirs(old_dir: &Path, new_dir: &Path, from: u64, to: u64, today: Naiv
             "diffed"
         );
     }
-    finish(changes, from, to, today)
+    let mut diff = finish(changes, from, to, today)?;
+    diff.summary.not_compared = not_compared;
+    Ok(diff)
 }
 
 fn null_strings(n: usize) -> ArrayRef {
@@ -1039,5 +1078,6 @@ fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 8]], from: u64, to: u64) 
         by_field,
         future_dated,
         shift: ShiftStats::default(),
+        not_compared: Vec::new(),
     }
 }

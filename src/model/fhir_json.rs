@@ -9,12 +9,24 @@
 //!   does; UNVERIFIED as a rule), so the first role is taken as primary. FHIR has no
 //!   organisation-level dates either: the primary role's periods stand in for them.
 //! - UPRN is the string in `Extension-UKCore-AddressKey`; `address.district` is the county.
-//! - Relationships and successions are not on Organization (they are OrganizationAffiliation and
-//!   a CodeSystem), so a FHIR record has none.
+//! - Relationships are `OrganizationAffiliation` resources, fetched separately
+//!   (`primary-organization=<code>`). The FHIR source stores an organisation as a `collection`
+//!   Bundle: the Organization first, then its affiliations, then the participating organisations
+//!   the search `_include`d. Each affiliation is a relationship: its code (`RE5`, `RE6`, …) is the
+//!   type, `participatingOrganization` the target, the instance identifier ORD's `uniqueRelId`,
+//!   typed periods and `active` as for roles. The target's primary role (ORD's
+//!   `Target.PrimaryRoleId`, which the hierarchy needs) is the first role of the included
+//!   participating Organization; without one it is left empty.
+//! - A bare Organization (a payload stored without its affiliations) has no relationships.
+//! - Successions are not on any FHIR resource the API documents with an example (REFERENCE.md 3:
+//!   a `succession` CodeSystem of unknown shape), so a FHIR record has none. The diff does not
+//!   compare successors between snapshots whose source does not supply them
+//!   (`sources::supplies`).
 
 use super::ord_json::text;
-use super::{OrgRecord, Organisation, Period, Role, parse_iso_date};
+use super::{OrgRecord, Organisation, Period, Relationship, Role, parse_iso_date};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 const ROLE_EXT: &str = "https://fhir.nhs.uk/England/StructureDefinition/Extension-England-OrganisationRole";
 const TYPED_PERIOD: &str = "https://fhir.nhs.uk/England/StructureDefinition/Extension-England-TypedPeriod";
@@ -70,11 +82,121 @@ fn periods(holder: &Value, field: &str) -> Result<(Period, Period), String> {
     Ok((operational, legal))
 }
 
-pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
-    let org: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
-    if org.get("resourceType").and_then(Value::as_str) != Some("Organization") {
-        return Err("`resourceType` is not `Organization` (is this an ODS FHIR Organization?)".into());
+/// The ODS code a reference names: `identifier.value`, else the id in `reference`
+/// (`Organization/X`).
+fn referenced_code(reference: Option<&Value>) -> Option<String> {
+    let r = reference?;
+    r.get("identifier")
+        .and_then(|i| i.get("value"))
+        .and_then(text)
+        .or_else(|| {
+            r.get("reference")
+                .and_then(Value::as_str)
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
+        })
+        .filter(|c| !c.is_empty())
+}
+
+/// The first role code of an Organization (its primary role, as the API lists it).
+pub fn first_role_code(org: &Value) -> Option<String> {
+    extensions(org, ROLE_EXT).first().and_then(|ext| {
+        first_code(
+            extensions(ext, "roleCode")
+                .first()
+                .and_then(|r| r.get("valueCodeableConcept")),
+        )
+    })
+}
+
+/// One `OrganizationAffiliation` as a relationship of `code`.
+fn parse_affiliation(aff: &Value, code: &str, roles: &BTreeMap<String, String>) -> Result<Relationship, String> {
+    let id = aff.get("id").and_then(text).unwrap_or_default();
+    let field = format!("OrganizationAffiliation[{id}]");
+    let primary =
+        referenced_code(aff.get("organization")).ok_or_else(|| format!("missing field `{field}.organization`"))?;
+    if primary != code {
+        return Err(format!(
+            "`{field}.organization` is {primary}, not {code}: the affiliation belongs to another organisation"
+        ));
     }
+    let target_code = referenced_code(aff.get("participatingOrganization"))
+        .ok_or_else(|| format!("missing field `{field}.participatingOrganization`"))?;
+    let rel_type = aff
+        .get("code")
+        .and_then(Value::as_array)
+        .and_then(|c| first_code(c.first()))
+        .ok_or_else(|| format!("missing field `{field}.code` (the ODS relationship type)"))?;
+    let instance = aff
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|ids| {
+            ids.iter().find(|i| {
+                i.get("system")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.ends_with("organization-relationship-instance"))
+            })
+        })
+        .and_then(|i| i.get("value"))
+        .and_then(text);
+    let (operational, legal) = periods(aff, &field)?;
+    Ok(Relationship {
+        target_primary_role: roles.get(&target_code).cloned(),
+        rel_type,
+        target_code,
+        unique_rel_id: instance.or_else(|| (!id.is_empty()).then_some(id)),
+        operational,
+        legal,
+        status: aff
+            .get("active")
+            .and_then(Value::as_bool)
+            .map(|a| if a { "Active" } else { "Inactive" }.to_owned()),
+        source_field: None,
+    })
+}
+
+/// Parses an Organization, or the FHIR source's `collection` Bundle of an Organization with its
+/// affiliations and the participating organisations.
+pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
+    let doc: Value = serde_json::from_slice(payload).map_err(|e| format!("invalid JSON: {e}"))?;
+    let resource_type = |v: &Value| v.get("resourceType").and_then(Value::as_str).map(str::to_owned);
+    if resource_type(&doc).as_deref() == Some("Organization") {
+        return parse_org(&doc, &[], &BTreeMap::new());
+    }
+    let resources: Vec<&Value> = (resource_type(&doc).as_deref() == Some("Bundle")
+        && doc.get("type").and_then(Value::as_str) == Some("collection"))
+    .then(|| doc.get("entry").and_then(Value::as_array))
+    .flatten()
+    .into_iter()
+    .flatten()
+    .filter_map(|e| e.get("resource"))
+    .collect();
+    let Some((org, rest)) = resources
+        .split_first()
+        .filter(|(o, _)| resource_type(o).as_deref() == Some("Organization"))
+    else {
+        return Err(
+            "`resourceType` is not `Organization`, nor a `collection` Bundle whose first entry is one (is this an ODS FHIR Organization?)"
+                .into(),
+        );
+    };
+    let affiliations: Vec<&Value> = rest
+        .iter()
+        .copied()
+        .filter(|r| resource_type(r).as_deref() == Some("OrganizationAffiliation"))
+        .collect();
+    let roles: BTreeMap<String, String> = rest
+        .iter()
+        .filter(|r| resource_type(r).as_deref() == Some("Organization"))
+        .filter_map(|o| Some((o.get("id").and_then(text)?, first_role_code(o)?)))
+        .collect();
+    parse_org(org, &affiliations, &roles)
+}
+
+fn parse_org(
+    org: &Value,
+    affiliations: &[&Value],
+    target_roles: &BTreeMap<String, String>,
+) -> Result<OrgRecord, String> {
     let code = org
         .get("id")
         .and_then(text)
@@ -86,7 +208,7 @@ pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
         .ok_or("missing field `Organization.name`")?;
 
     let mut roles = Vec::new();
-    for (i, ext) in extensions(&org, ROLE_EXT).into_iter().enumerate() {
+    for (i, ext) in extensions(org, ROLE_EXT).into_iter().enumerate() {
         let field = format!("Organization.extension[OrganisationRole][{i}]");
         let role_id = first_code(
             extensions(ext, "roleCode")
@@ -111,7 +233,7 @@ pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
             status: active.map(|a| if a { "Active" } else { "Inactive" }.to_owned()),
         });
     }
-    let last_change_date = extensions(&org, TYPED_DATETIME)
+    let last_change_date = extensions(org, TYPED_DATETIME)
         .into_iter()
         .find(|e| {
             extensions(e, "type")
@@ -161,6 +283,10 @@ pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
                 .and_then(text)
         })
     });
+    let mut relationships = Vec::with_capacity(affiliations.len());
+    for aff in affiliations {
+        relationships.push(parse_affiliation(aff, &code, target_roles)?);
+    }
     let primary = roles.first();
     let organisation = Organisation {
         code,
@@ -190,7 +316,7 @@ pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
     Ok(OrgRecord {
         organisation,
         roles,
-        relationships: Vec::new(),
+        relationships,
         successors: Vec::new(),
     })
 }

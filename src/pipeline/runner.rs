@@ -201,6 +201,19 @@ impl Runner<'_> {
             overlap,
             self.clock.today(),
         );
+        // A different source kind than the previous snapshot's: its records cannot be patched
+        // with deltas in another format, so the new source's full scope replaces them.
+        let mode = match (previous.as_ref().map(|p| p.source.kind.as_str()), mode) {
+            (Some(old), FetchMode::Incremental { .. } | FetchMode::Codes { .. }) if old != self.source.kind() => {
+                FetchMode::Baseline {
+                    reason: format!(
+                        "the source changed from {old} to {}: a baseline replaces the previous records",
+                        self.source.kind()
+                    ),
+                }
+            }
+            (_, mode) => mode,
+        };
         let mode_reason = match &mode {
             FetchMode::Baseline { reason } => reason.clone(),
             FetchMode::Incremental { since } => format!("/sync from {since} (watermark minus {overlap} days)"),
@@ -489,6 +502,7 @@ impl Runner<'_> {
                     prev.version,
                     new.version,
                     self.clock.today(),
+                    [prev.source.kind.as_str(), self.source.kind()],
                 )
                 .map_err(|e| ("diff", e.into()))?;
                 let mut diff = diff;

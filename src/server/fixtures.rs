@@ -48,6 +48,9 @@ pub struct StateConfig {
     /// ORD's real behaviour is unverified and the client must cope with either.
     #[serde(default)]
     pub offset_mode: OffsetMode,
+    /// Serve every record of the state through the FHIR API too (`server::fhir`).
+    #[serde(default)]
+    pub fhir_from_ord: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -347,7 +347,8 @@ fn route(shared: &Shared, request: &Request) -> Reply {
     }
     if let Some(fhir_path) = path.strip_prefix(fhir::FHIR_PATH) {
         let base = format!("http://127.0.0.1:{}{}", shared.port, fhir::FHIR_PATH);
-        let (status, body) = fhir::route(fhir_path, &params.0, request.apikey.as_deref(), &base);
+        let state = shared.state.read().unwrap_or_else(|e| e.into_inner());
+        let (status, body) = fhir::route(&state, fhir_path, &params.0, request.apikey.as_deref(), &base);
         let mut reply = Reply::json(status, body);
         reply
             .headers

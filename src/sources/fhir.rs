@@ -11,6 +11,10 @@
 //!   again with half the `_count`, down to 1.
 //! - Errors arrive as `OperationOutcome`; their diagnostics are surfaced as they are.
 //! - The API allows 5,000 requests per 5 minutes: the throttle is capped at 16 requests/s.
+//! - Relationships: after the Organizations, `GET /OrganizationAffiliation?primary-organization=
+//!   <50 codes>&_include=OrganizationAffiliation:participating-organization`, paged the same way.
+//!   Each raw record is a `collection` Bundle of the Organization, its affiliations and the
+//!   participating organisations (see `model::fhir_json`), so a replay needs nothing else.
 
 use super::http::{HttpClient, HttpError, redact};
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
@@ -18,7 +22,7 @@ use crate::model::{Quarantined, RawFormat, RawRecord};
 use crate::pipeline::ScopeConfig;
 use reqwest::Url;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// 5,000 requests per 5 minutes, with a margin.
@@ -118,8 +122,9 @@ impl FhirSource {
         }
     }
 
-    /// Follows a search's `next` links; narrows `_count` on 422.
-    fn search(&self, first: Url, records: &mut BTreeMap<String, RawRecord>) -> Result<u64, SourceError> {
+    /// Follows a search's `next` links, handing every Bundle entry to `each` with the page's URL;
+    /// narrows `_count` on 422. Returns the number of pages.
+    fn pages(&self, first: Url, mut each: impl FnMut(&Value, &str)) -> Result<u64, SourceError> {
         let mut next = Some(first);
         let mut pages = 0u64;
         while let Some(url) = next.take() {
@@ -166,30 +171,7 @@ impl FhirSource {
                 });
             }
             for entry in bundle.get("entry").and_then(Value::as_array).into_iter().flatten() {
-                let Some(resource) = entry.get("resource") else {
-                    continue;
-                };
-                if resource.get("resourceType").and_then(Value::as_str) != Some("Organization") {
-                    continue; // OperationOutcome entries (search warnings), included resources
-                }
-                let code = resource
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                let origin = entry
-                    .get("fullUrl")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| response.url.clone(), str::to_owned);
-                records.insert(
-                    code.clone(),
-                    RawRecord {
-                        code,
-                        format: RawFormat::FhirJson,
-                        origin,
-                        payload: serde_json::to_vec(resource).expect("serialises"),
-                    },
-                );
+                each(entry, &response.url);
             }
             next = bundle
                 .get("link")
@@ -208,6 +190,138 @@ impl FhirSource {
         }
         Ok(pages)
     }
+
+    /// An Organization search: every matched Organization becomes a raw record.
+    fn search(&self, first: Url, records: &mut BTreeMap<String, Value>) -> Result<u64, SourceError> {
+        self.pages(first, |entry, _page| {
+            let Some(resource) = entry.get("resource") else {
+                return;
+            };
+            if resource.get("resourceType").and_then(Value::as_str) != Some("Organization") {
+                return; // OperationOutcome entries (search warnings), included resources
+            }
+            if let Some(code) = resource.get("id").and_then(Value::as_str) {
+                records.insert(code.to_owned(), resource.clone());
+            }
+        })
+    }
+
+    /// The relationships of `codes`: `OrganizationAffiliation?primary-organization=…` in batches
+    /// (comma = OR), with the participating organisations `_include`d for their primary role.
+    fn affiliations(&self, codes: &[&String]) -> Result<Affiliations, SourceError> {
+        let mut out = Affiliations::default();
+        for batch in codes.chunks(AFFILIATION_BATCH) {
+            let mut url = self.base.join("OrganizationAffiliation").expect("joins");
+            url.query_pairs_mut()
+                .append_pair(
+                    "primary-organization",
+                    &batch.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
+                )
+                .append_pair("_include", "OrganizationAffiliation:participating-organization")
+                .append_pair("_count", &AFFILIATION_PAGE.to_string());
+            out.pages += self.pages(url, |entry, _page| {
+                let Some(resource) = entry.get("resource") else {
+                    return;
+                };
+                match resource.get("resourceType").and_then(Value::as_str) {
+                    Some("OrganizationAffiliation") => {
+                        let id = resource
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
+                        if let Some(owner) = reference_code(resource.get("organization")) {
+                            out.by_owner.entry(owner).or_default().insert(id, resource.clone());
+                        }
+                    }
+                    Some("Organization") => {
+                        if let Some(id) = resource.get("id").and_then(Value::as_str) {
+                            out.included.insert(id.to_owned(), resource.clone());
+                        }
+                    }
+                    _ => {}
+                }
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Raw records: each Organization in a `collection` Bundle with its affiliations (by id) and
+    /// the participating organisations they name (by code), as `fhir_json` parses them.
+    fn bundle_records(
+        &self,
+        orgs: BTreeMap<String, Value>,
+        origin: impl Fn(&str) -> String,
+    ) -> Result<(Vec<RawRecord>, serde_json::Value), SourceError> {
+        let codes: Vec<&String> = orgs.keys().collect();
+        let mut affs = self.affiliations(&codes)?;
+        let mut without_role = BTreeSet::new();
+        let mut relationships = 0u64;
+        let mut records = Vec::with_capacity(orgs.len());
+        for (code, org) in &orgs {
+            let mine = affs.by_owner.remove(code).unwrap_or_default();
+            relationships += mine.len() as u64;
+            let targets: BTreeSet<String> = mine
+                .values()
+                .filter_map(|a| reference_code(a.get("participatingOrganization")))
+                .collect();
+            let mut entry = vec![serde_json::json!({"resource": org})];
+            entry.extend(mine.into_values().map(|a| serde_json::json!({"resource": a})));
+            for t in targets {
+                match affs.included.get(&t).or_else(|| orgs.get(&t)) {
+                    Some(o) => entry.push(serde_json::json!({"resource": o})),
+                    None => {
+                        without_role.insert(t);
+                    }
+                }
+            }
+            let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entry});
+            records.push(RawRecord {
+                code: code.clone(),
+                format: RawFormat::FhirJson,
+                origin: origin(code),
+                payload: serde_json::to_vec(&bundle).expect("serialises"),
+            });
+        }
+        if !without_role.is_empty() {
+            tracing::warn!(
+                count = without_role.len(),
+                example = %without_role.iter().next().map(String::as_str).unwrap_or_default(),
+                "participating organisations the affiliation search did not include: their relationships have no target primary role"
+            );
+        }
+        let stats = serde_json::json!({
+            "affiliation_pages": affs.pages,
+            "relationships": relationships,
+            "targets_without_primary_role": without_role.len(),
+        });
+        Ok((records, stats))
+    }
+}
+
+/// The ODS code a FHIR reference names: `identifier.value`, else the id in `reference`.
+fn reference_code(reference: Option<&Value>) -> Option<String> {
+    let r = reference?;
+    r.get("identifier")
+        .and_then(|i| i.get("value"))
+        .or_else(|| r.get("reference"))
+        .and_then(Value::as_str)
+        .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
+        .filter(|c| !c.is_empty())
+}
+
+/// Codes per `primary-organization` query (keeps URLs well under common 8 KB limits).
+const AFFILIATION_BATCH: usize = 50;
+/// `_count` of affiliation searches (the API recommends 1,000 and refuses over 50,000).
+const AFFILIATION_PAGE: u32 = 1000;
+
+#[derive(Default)]
+struct Affiliations {
+    /// Organisation code → affiliation id → resource.
+    by_owner: BTreeMap<String, BTreeMap<String, Value>>,
+    /// `_include`d participating organisations by code.
+    included: BTreeMap<String, Value>,
+    pages: u64,
 }
 
 fn with_param(url: &Url, name: &str, value: &str) -> Url {
@@ -234,18 +348,19 @@ impl Source for FhirSource {
 
     fn fetch(&self, mode: &FetchMode) -> Result<Fetched, SourceError> {
         let started = Instant::now();
-        let mut records = BTreeMap::new();
+        let mut orgs = BTreeMap::new();
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
         let mut failures = Vec::new();
-        let (complete, parameters) = match mode {
+        let (complete, mut parameters) = match mode {
             FetchMode::Baseline { .. } => {
-                self.search(self.search_url(&[]), &mut records)?;
+                self.search(self.search_url(&[]), &mut orgs)?;
                 (true, serde_json::json!({"search": redact(&self.search_url(&[]))}))
             }
             FetchMode::Incremental { since } => {
                 // `gt` is exclusive: ask from the day before.
                 let from = *since - chrono::Duration::days(1);
                 let url = self.search_url(&[("lastChangeDate", format!("gt{from}"))]);
-                self.search(url.clone(), &mut records)?;
+                self.search(url.clone(), &mut orgs)?;
                 (false, serde_json::json!({"search": redact(&url), "since": since}))
             }
             FetchMode::Codes { codes } => {
@@ -253,15 +368,12 @@ impl Source for FhirSource {
                     let url = self.base.join(&format!("Organization/{code}")).expect("joins");
                     match self.http.get(&url) {
                         Ok(r) => {
-                            records.insert(
-                                code.clone(),
-                                RawRecord {
-                                    code: code.clone(),
-                                    format: RawFormat::FhirJson,
-                                    origin: r.url,
-                                    payload: r.body,
-                                },
-                            );
+                            let org: Value = serde_json::from_slice(&r.body).map_err(|e| SourceError::BadResponse {
+                                url: r.url.clone(),
+                                message: format!("not a JSON Organization: {e}"),
+                            })?;
+                            origins.insert(code.clone(), r.url);
+                            orgs.insert(code.clone(), org);
                         }
                         Err(HttpError::Status { url, status: 404, body }) => failures.push(Quarantined {
                             code: Some(code.clone()),
@@ -278,7 +390,14 @@ impl Source for FhirSource {
                 (false, serde_json::json!({"codes": codes}))
             }
         };
-        let records: Vec<RawRecord> = records.into_values().collect();
+        let base = redact(&self.base);
+        let (records, affiliation_stats) = self.bundle_records(orgs, |code| {
+            origins
+                .get(code)
+                .cloned()
+                .unwrap_or_else(|| format!("{base}Organization/{code}"))
+        })?;
+        parameters["affiliations"] = affiliation_stats;
         Ok(Fetched {
             metrics: FetchMetrics {
                 listed: records.len() as u64,

@@ -94,7 +94,12 @@ fn a_fhir_run_pages_the_bundle_narrows_on_422_and_never_leaks_the_key() {
     assert!(targets[0].contains("_count=2"), "{targets:?}");
     assert!(targets[1].contains("_count=1"), "{targets:?}");
     assert!(targets.iter().any(|t| t.contains("_offset=2")), "{targets:?}");
-    assert_eq!(targets.len(), 4, "{targets:?}");
+    // Then the relationships of all three in one affiliation search.
+    assert!(
+        targets[4].starts_with("/fhir/OrganizationAffiliation?primary-organization=AQN%2CC4O9I%2CRR8&"),
+        "{targets:?}"
+    );
+    assert_eq!(targets.len(), 5, "{targets:?}");
     let rows = ctx.cells(
         "SELECT code, name, primary_role, status, record_class FROM latest_organisations WHERE pipeline = 'fhir_orgs' ORDER BY code",
     );
@@ -183,4 +188,127 @@ fn a_fhir_run_without_a_key_or_with_a_bad_query_fails_clearly_and_commits_nothin
         out.stderr
     );
     assert!(ctx.versions("fhir_orgs").is_empty());
+}
+
+#[test]
+fn the_fdc49_affiliations_map_into_relationships_with_their_dates_and_ids() {
+    let sample: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("ods/json/fhir-r4-OrganizationAffiliation-FDC49-bundle-example.json")).unwrap(),
+    )
+    .unwrap();
+    // The source's raw record: the Organization (constructed here: the samples have no FDC49
+    // Organization), its affiliations as published, and one included participating organisation.
+    let org = serde_json::json!({"resourceType": "Organization", "id": "FDC49", "name": "CONSTRUCTED FOR THE TEST"});
+    let qf7 = serde_json::json!({"resourceType": "Organization", "id": "QF7", "name": "CONSTRUCTED ICB", "extension": [
+        {"url": "https://fhir.nhs.uk/England/StructureDefinition/Extension-England-OrganisationRole", "extension": [
+            {"url": "roleCode", "valueCodeableConcept": {"coding": [{"code": "RO261"}]}}]}]});
+    let mut entry = vec![serde_json::json!({"resource": org})];
+    entry.extend(sample["entry"].as_array().unwrap().iter().cloned());
+    entry.push(serde_json::json!({"resource": qf7}));
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entry});
+    let rec = odsync::model::fhir_json::parse_organization(&serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let rels: Vec<String> = rec
+        .relationships
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {:?} {} {} {:?}",
+                r.unique_rel_id.as_deref().unwrap(),
+                r.rel_type,
+                r.target_code,
+                r.target_primary_role.as_deref(),
+                r.status.as_deref().unwrap(),
+                r.legal.start.unwrap(),
+                r.operational.end.map(|d| d.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rels,
+        vec![
+            r#"383689 RE5 Q72 None Inactive 2015-05-11 Some("2020-03-31")"#,
+            r#"648449 RE5 QWO None Inactive 2020-04-01 Some("2020-09-22")"#,
+            r#"716945 RE5 QF7 Some("RO261") Active 2020-09-23 None"#,
+        ]
+    );
+    // An affiliation of another organisation in the Bundle is refused, naming it.
+    let mut wrong = bundle.clone();
+    wrong["entry"][1]["resource"]["organization"]["identifier"]["value"] = "XYZ".into();
+    let err = odsync::model::fhir_json::parse_organization(&serde_json::to_vec(&wrong).unwrap()).unwrap_err();
+    assert!(err.contains("383689") && err.contains("XYZ"), "{err}");
+}
+
+#[test]
+fn a_pipeline_moved_from_ord_to_fhir_diffs_cleanly_against_its_ord_snapshot() {
+    // One organisation set behind both APIs (the four real ORD records; FHIR serves them in FHIR
+    // form, relationships as OrganizationAffiliations).
+    let ctx = TestContext::with_server("ord-and-fhir");
+    ctx.ord_pipeline("moved", &["RO197", "RO198", "RO98"]);
+    let first = ctx.run_ok("2025-07-10", "moved", &[]);
+    assert_eq!(first["records"]["organisations"], 4, "{first}");
+    let rels = "SELECT code, rel_type, target_code, target_primary_role, status, unique_rel_id, legal_start, operational_start, operational_end \
+                FROM latest_relationships WHERE pipeline = 'moved' ORDER BY code, unique_rel_id";
+    let ord_rels = ctx.cells(rels);
+    assert!(ord_rels.len() >= 8, "{ord_rels:?}");
+    let parents = "SELECT code, parent_code, parent_relationship FROM latest_organisations WHERE pipeline = 'moved' ORDER BY code";
+    let ord_parents = ctx.cells(parents);
+
+    ctx.write_pipeline(
+        "moved",
+        &format!(
+            "name = \"moved\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\npage_size = 2\n\
+             [scope]\nprimary_roles = [\"RO197\", \"RO198\", \"RO98\"]\n\
+             [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 2\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n",
+            ctx.server().fhir_base_url()
+        ),
+    );
+    let out = ctx.odsync_env(
+        "2025-07-11",
+        &["run", "moved", "--json"],
+        &[("ODSYNC_FHIR_API_KEY", KEY)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = out.json();
+    // A new source kind cannot patch the old one's records: the run is a baseline.
+    assert_eq!(s["mode"], "baseline", "{s}");
+    assert!(s["mode_reason"].as_str().unwrap().contains("from ord to fhir"), "{s}");
+    // Organisations, roles and relationships: no change at all. Successors are not compared (FHIR
+    // does not supply them) rather than reported as deleted.
+    assert_eq!(s["diff"]["changes"], 0, "{s}");
+    assert_eq!(
+        s["diff"]["not_compared"],
+        serde_json::json!(["successors: the fhir source does not supply them"]),
+        "{s}"
+    );
+    assert_eq!(
+        ctx.cells("SELECT DISTINCT format FROM latest_raw WHERE pipeline = 'moved'"),
+        vec![vec!["fhir_json"]]
+    );
+    assert_eq!(ctx.cells(rels), ord_rels);
+    assert_eq!(ctx.cells(parents), ord_parents);
+    // The relationships came over the wire as affiliations, with the targets' primary roles from
+    // the `_include`d organisations: RWR → QM7 (an ICB, RO261) by RE5.
+    assert!(
+        ctx.cells(
+            "SELECT 1 FROM latest_organisations WHERE pipeline = 'moved' AND code = 'RWR' AND parent_code = 'QM7'"
+        )
+        .len()
+            == 1
+    );
+    let targets: Vec<String> = ctx
+        .server()
+        .requests()
+        .into_iter()
+        .map(|r| r.target)
+        .filter(|t| t.starts_with("/fhir/OrganizationAffiliation"))
+        .collect();
+    assert_eq!(targets.len(), 1, "{targets:?}");
+    assert!(
+        targets[0].contains("primary-organization=97T%2CRJY%2CRVVKC%2CRWR"),
+        "{targets:?}"
+    );
+    assert!(
+        targets[0].contains("_include=OrganizationAffiliation%3Aparticipating-organization"),
+        "{targets:?}"
+    );
 }
