@@ -393,6 +393,42 @@ fn affiliation_search(state: &ServedState, params: &[(String, String)], base: &s
     })
 }
 
+/// `GET /List/{id}`: the deletion notice Lists. `Organization-deletion` carries the state's ORD
+/// `/notifications` (one entry per deleted organisation: `item`, `date`, reason as `flag`); the
+/// other documented lists are empty.
+fn deletion_list(state: &ServedState, id: &str, base: &str) -> (u16, Vec<u8>) {
+    const KNOWN: [&str; 4] = [
+        "Organization-deletion",
+        "OrganizationAffiliation-deletion",
+        "Organization-role-deletion",
+        "Organization-succession-deletion",
+    ];
+    if !KNOWN.contains(&id) {
+        return outcome(404, &format!("HAPI-2001: Resource List/{id} is not known"));
+    }
+    let mut entries = Vec::new();
+    if id == "Organization-deletion" {
+        let notices: Value = serde_json::from_slice(&state.notifications_body).unwrap_or(Value::Null);
+        for d in notices["DeletedOrganisations"].as_array().into_iter().flatten() {
+            let Some(code) = d["OrgID"].as_str().or_else(|| d["OrgId"].as_str()) else {
+                continue;
+            };
+            let mut entry = json!({
+                "item": {"reference": format!("Organization/{code}"), "identifier": {"system": CODE_SYSTEM, "value": code}},
+                "flag": {"coding": [{"code": d["reason"]["code"].to_string().trim_matches('"'), "display": d["reason"]["description"]}]},
+            });
+            // ORD's "2025-07-14 00:00:00" as a FHIR dateTime.
+            if let Some(t) = d["time"].as_str() {
+                entry["date"] = json!(format!("{}+00:00", t.replacen(' ', "T", 1)));
+            }
+            entries.push(entry);
+        }
+    }
+    let list = json!({"resourceType": "List", "id": id, "status": "current", "mode": "changes",
+        "title": id, "entry": entries, "meta": {"source": format!("{base}/List/{id}")}});
+    (200, serde_json::to_vec(&list).expect("json"))
+}
+
 /// Answers a FHIR request: (status, JSON body).
 pub fn route(
     state: &ServedState,
@@ -406,6 +442,9 @@ pub fn route(
             401,
             "Invalid API key: send the application's key in the `apikey` header",
         );
+    }
+    if let Some(id) = path.strip_prefix("/List/") {
+        return deletion_list(state, id, base);
     }
     if path.trim_end_matches('/') == "/OrganizationAffiliation" {
         return affiliation_search(state, params, base);

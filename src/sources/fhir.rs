@@ -11,6 +11,8 @@
 //!   again with half the `_count`, down to 1.
 //! - Errors arrive as `OperationOutcome`; their diagnostics are surfaced as they are.
 //! - The API allows 5,000 requests per 5 minutes: the throttle is capped at 16 requests/s.
+//! - Deletions (incremental runs): `GET /List/Organization-deletion`, read as a standard FHIR
+//!   List (shape UNVERIFIED); a 404 is a warning, recorded in the manifest.
 //! - Relationships: after the Organizations, `GET /OrganizationAffiliation?primary-organization=
 //!   <50 codes>&_include=OrganizationAffiliation:participating-organization`, paged the same way.
 //!   Each raw record is a `collection` Bundle of the Organization, its affiliations and the
@@ -18,7 +20,7 @@
 
 use super::http::{HttpClient, HttpError, redact};
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
-use crate::model::{Quarantined, RawFormat, RawRecord};
+use crate::model::{Deletion, Quarantined, RawFormat, RawRecord};
 use crate::pipeline::ScopeConfig;
 use reqwest::Url;
 use serde_json::Value;
@@ -299,6 +301,52 @@ impl FhirSource {
     }
 }
 
+/// The List of organisation deletion notices (REFERENCE.md 3).
+const DELETION_LIST: &str = "List/Organization-deletion";
+
+/// Deletion notices from a `List` (or a Bundle of Lists): each entry's `item` names the
+/// organisation, `date` is when, `flag` the reason. The List's exact shape is UNVERIFIED
+/// (REFERENCE.md 3 names the endpoint, not a body), so this reads the standard FHIR List.
+pub fn parse_deletion_list(body: &Value) -> Vec<Deletion> {
+    let lists: Vec<&Value> = match body.get("resourceType").and_then(Value::as_str) {
+        Some("List") => vec![body],
+        Some("Bundle") => body
+            .get("entry")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("resource"))
+            .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("List"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    lists
+        .into_iter()
+        .flat_map(|l| l.get("entry").and_then(Value::as_array).into_iter().flatten())
+        .filter_map(|e| {
+            let flag = e.get("flag");
+            let coding = flag
+                .and_then(|f| f.get("coding"))
+                .and_then(Value::as_array)
+                .and_then(|c| c.first());
+            let text_of = |v: Option<&Value>| {
+                v.and_then(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| v.as_i64().map(|n| n.to_string()))
+                })
+            };
+            Some(Deletion {
+                code: reference_code(e.get("item"))?,
+                reason_code: text_of(coding.and_then(|c| c.get("code"))),
+                reason: text_of(flag.and_then(|f| f.get("text")))
+                    .or_else(|| text_of(coding.and_then(|c| c.get("display")))),
+                deleted_at: text_of(e.get("date")),
+            })
+        })
+        .collect()
+}
+
 /// The ODS code a FHIR reference names: `identifier.value`, else the id in `reference`.
 fn reference_code(reference: Option<&Value>) -> Option<String> {
     let r = reference?;
@@ -308,6 +356,37 @@ fn reference_code(reference: Option<&Value>) -> Option<String> {
         .and_then(Value::as_str)
         .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
         .filter(|c| !c.is_empty())
+}
+
+impl FhirSource {
+    /// `GET /List/Organization-deletion`, for incremental runs (a deleted record is not in a
+    /// `lastChangeDate` search). A 404 means this API has no such list: the run goes on without
+    /// deletions, says so in a warning and records it in the manifest's source parameters.
+    fn deletions(&self) -> Result<(Vec<Deletion>, Value), SourceError> {
+        let url = self.base.join(DELETION_LIST).expect("joins");
+        match self.http.get(&url) {
+            Ok(r) => {
+                let body: Value = serde_json::from_slice(&r.body).map_err(|e| SourceError::BadResponse {
+                    url: r.url.clone(),
+                    message: format!("not a JSON List: {e}"),
+                })?;
+                let found = parse_deletion_list(&body);
+                Ok((
+                    found.clone(),
+                    serde_json::json!({"list": DELETION_LIST, "entries": found.len()}),
+                ))
+            }
+            Err(HttpError::Status { url, status: 404, body }) => {
+                let why = operation_outcome(&body).unwrap_or_else(|| "not found".into());
+                tracing::warn!(%url, %why, "the FHIR API has no deletion list: deleted organisations will not be noticed by incremental runs (a --full run drops them)");
+                Ok((
+                    Vec::new(),
+                    serde_json::json!({"list": DELETION_LIST, "unavailable": format!("HTTP 404: {why}")}),
+                ))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
 }
 
 /// Codes per `primary-organization` query (keeps URLs well under common 8 KB limits).
@@ -398,6 +477,14 @@ impl Source for FhirSource {
                 .unwrap_or_else(|| format!("{base}Organization/{code}"))
         })?;
         parameters["affiliations"] = affiliation_stats;
+        let deletions = match mode {
+            FetchMode::Incremental { .. } => {
+                let (found, stats) = self.deletions()?;
+                parameters["deletions"] = stats;
+                found
+            }
+            _ => Vec::new(),
+        };
         Ok(Fetched {
             metrics: FetchMetrics {
                 listed: records.len() as u64,
@@ -411,7 +498,7 @@ impl Source for FhirSource {
             failures,
             complete,
             code_system: None,
-            deletions: Vec::new(),
+            deletions,
             location: redact(&self.base),
             parameters,
         })

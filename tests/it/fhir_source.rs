@@ -312,3 +312,114 @@ fn a_pipeline_moved_from_ord_to_fhir_diffs_cleanly_against_its_ord_snapshot() {
         "{targets:?}"
     );
 }
+
+#[test]
+fn a_fhir_incremental_run_reads_the_deletion_list_into_a_deleted_change_and_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    // The trusts of the real etr.csv of 2021 (as ORD records, here through the FHIR API); RR8
+    // is then deleted. Enough organisations that one deletion is no publication shift.
+    let etr = std::fs::read_to_string(f.join("ods/csv/etr-2021-nhsx.csv")).unwrap();
+    assert!(etr.lines().any(|l| l.starts_with("\"RR8\"")));
+    let without_rr8: String = etr
+        .lines()
+        .filter(|l| !l.starts_with("\"RR8\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("etr-without-rr8.csv"), without_rr8).unwrap();
+    std::fs::write(
+        dir.path().join("notifications.json"),
+        r#"{"DeletedOrganisations": [
+            {"OrgID": "RR8", "PrimaryRoleId": "RO197", "reason": {"code": 3, "description": "HUMAN ERROR"}, "time": "2025-07-14 00:00:00", "type": {"code": 1, "description": "Machine"}}
+        ]}"#,
+    )
+    .unwrap();
+    let roles = f.join("ods/roles-2022.json");
+    crate::common::write_state(
+        dir.path(),
+        "before",
+        &format!(
+            "served_on = \"2025-07-10\"\ndata_date = \"2021-12-31\"\nfhir_from_ord = true\netr_csv = [\"{}\"]\nroles = \"{}\"\n",
+            f.join("ods/csv/etr-2021-nhsx.csv").display(),
+            roles.display()
+        ),
+    );
+    crate::common::write_state(
+        dir.path(),
+        "after",
+        &format!(
+            "served_on = \"2025-07-16\"\ndata_date = \"2025-07-15\"\nprevious = \"before\"\nfhir_from_ord = true\netr_csv = [\"{}\"]\nroles = \"{}\"\nnotifications = \"{}\"\n",
+            dir.path().join("etr-without-rr8.csv").display(),
+            roles.display(),
+            dir.path().join("notifications.json").display()
+        ),
+    );
+    let ctx = TestContext::with_server_in(dir.path(), "before");
+    fhir_pipeline(&ctx, 10);
+    let first = run(&ctx, &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let before = first.json()["records"]["organisations"].as_u64().unwrap();
+    assert!(before > 200, "{before}");
+    // A baseline does not ask for deletions: it replaces the whole scope.
+    let lists = |ctx: &TestContext| {
+        ctx.server()
+            .requests()
+            .into_iter()
+            .filter(|r| r.target.starts_with("/fhir/List/"))
+            .count()
+    };
+    assert_eq!(lists(&ctx), 0);
+
+    ctx.server().set_state("after").unwrap();
+    let out = ctx.odsync_env(
+        "2025-07-16T02:00:00Z",
+        &["run", "fhir_orgs", "--json"],
+        &[("ODSYNC_FHIR_API_KEY", KEY)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = out.json();
+    assert_eq!(s["mode"], "incremental", "{s}");
+    // The lastChangeDate search does not list a deleted record; the deletion List does.
+    assert_eq!(s["records"]["deleted_by_ods"], 1, "{s}");
+    assert_eq!(lists(&ctx), 1);
+    let change = ctx.query(
+        "SELECT change_kind, new_value FROM changes_latest WHERE pipeline = 'fhir_orgs' AND code = 'RR8' AND \"table\" = 'organisations'",
+    );
+    assert_eq!(
+        change,
+        [[
+            Some("deleted".into()),
+            Some("deleted from ODS: HUMAN ERROR (reason 3)".into())
+        ]]
+    );
+    assert_eq!(
+        ctx.cells("SELECT code, reason_code, deleted_at FROM latest_deletions WHERE pipeline = 'fhir_orgs'"),
+        vec![vec!["RR8", "3", "2025-07-14T00:00:00+00:00"]]
+    );
+    assert_eq!(
+        ctx.cells("SELECT count(*), count(*) FILTER (WHERE code = 'RR8') FROM latest_organisations WHERE pipeline = 'fhir_orgs'"),
+        vec![vec![(before - 1).to_string(), "0".into()]]
+    );
+    // An API without the list: the run goes on, warns, and the manifest records it.
+    ctx.fault(
+        "/fhir/List/",
+        1,
+        FaultAction::Status {
+            status: 404,
+            retry_after: None,
+            body: Some(
+                std::fs::read_to_string(
+                    fixtures().join("ods/json/fhir-r4-Organization-404-OperationOutcome-example.json"),
+                )
+                .unwrap(),
+            ),
+        },
+    );
+    let out = ctx.odsync_env(
+        "2025-07-17T02:00:00Z",
+        &["run", "fhir_orgs", "--json"],
+        &[("ODSYNC_FHIR_API_KEY", KEY)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("no deletion list"), "{}", out.stderr);
+}
