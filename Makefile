@@ -92,6 +92,14 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	echo; echo "== 11. the catalog, queried through odsync"
 	$(ODSYNC) query "SELECT version, count(*) AS organisations, count(*) FILTER (WHERE status = 'Active') AS active FROM snapshot_organisations WHERE pipeline = 'demo' GROUP BY version ORDER BY version"
 	$(ODSYNC) query "SELECT code, name, status, operational_end FROM latest_organisations WHERE pipeline = 'demo' AND code IN ('G6V2S', 'RWR', 'RVVKC', 'RJY') ORDER BY code"
+	echo; echo "== 12. ODS semantics: the dated hierarchy of a site and a trust, and mergers from ODS successions"
+	$(ODSYNC) query "SELECT child_code, parent_code, rel_type, parent_primary_role, valid_from, valid_to, status FROM hierarchy WHERE pipeline = 'demo' AND child_code IN ('RVVKC', 'RWR') ORDER BY child_code, valid_from"
+	$(ODSYNC) query "SELECT old_code, new_code, effective_date, active_successor_code, children_moved, children_orphaned FROM mergers WHERE pipeline = 'demo' ORDER BY old_code"
+	echo; echo "== 13. the same organisations through the FHIR API of the local server (pipeline demo_fhir), compared with the ORD pipeline"
+	ODSYNC_FHIR_BASE_URL="http://127.0.0.1:$$port/fhir" ODSYNC_FHIR_API_KEY=local-demo-key ODSYNC_NOW=2025-07-16T05:00:00Z $(ODSYNC) run demo_fhir
+	$(ODSYNC) query "$$(for t in organisations roles relationships successors; do printf "SELECT '%s' AS table_name, (SELECT count(*) FROM latest_%s WHERE pipeline = 'demo') AS ord_rows, (SELECT count(*) FROM latest_%s WHERE pipeline = 'demo_fhir') AS fhir_rows, (SELECT count(*) FROM (SELECT * EXCLUDE (pipeline, version) FROM latest_%s WHERE pipeline = 'demo_fhir' EXCEPT ALL SELECT * EXCLUDE (pipeline, version) FROM latest_%s WHERE pipeline = 'demo')) AS fhir_rows_not_in_ord UNION ALL " $$t $$t $$t $$t $$t; done | sed 's/ UNION ALL $$//')"
+	echo "Every FHIR row is identical in the ORD pipeline. The ORD pipeline has more organisations: its 2021 baseline had them and /sync, a delta, never lists a record that left the scope (a --full run would drop them)."
+	echo "FHIR documents no succession resource, so a FHIR pipeline has no successors; the diff of a pipeline moved from ORD to FHIR says 'not compared' for them instead of reporting deletions."
 	echo
 	echo "Look at it yourself (DuckDB CLI or Python, no odsync needed):"
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT code, name, status FROM latest_organisations WHERE pipeline = 'demo' LIMIT 10\""

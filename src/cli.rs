@@ -96,6 +96,9 @@ pub struct RunArgs {
     /// Override the ORD base URL
     #[arg(long, env = "ODSYNC_ORD_BASE_URL")]
     pub base_url: Option<String>,
+    /// Override the FHIR base URL
+    #[arg(long, env = "ODSYNC_FHIR_BASE_URL")]
+    pub fhir_base_url: Option<String>,
     /// Commit even if the snapshot moves more than the pipeline's `[guard]` limits (a
     /// publication shift); recorded in the run and the manifest
     #[arg(long)]
@@ -201,8 +204,12 @@ pub struct DiffArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     pub pipeline: String,
+    /// Override the ORD base URL
     #[arg(long, env = "ODSYNC_ORD_BASE_URL")]
     pub base_url: Option<String>,
+    /// Override the FHIR base URL
+    #[arg(long, env = "ODSYNC_FHIR_BASE_URL")]
+    pub fhir_base_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

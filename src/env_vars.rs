@@ -7,6 +7,8 @@ pub const ODSYNC_WAREHOUSE: &str = "ODSYNC_WAREHOUSE";
 pub const ODSYNC_PIPELINES_DIR: &str = "ODSYNC_PIPELINES_DIR";
 /// Overrides an ORD pipeline's `source.base_url` (the demo and tests point it at the local server).
 pub const ODSYNC_ORD_BASE_URL: &str = "ODSYNC_ORD_BASE_URL";
+/// Overrides a FHIR pipeline's `source.base_url` (the demo points it at the local server).
+pub const ODSYNC_FHIR_BASE_URL: &str = "ODSYNC_FHIR_BASE_URL";
 /// Contact put in the User-Agent (an email or URL), overriding `http.contact`.
 pub const ODSYNC_CONTACT: &str = "ODSYNC_CONTACT";
 /// Pins the clock (RFC 3339 or YYYY-MM-DD): deterministic runs in tests and the demo.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let pipeline = globals.load(&args.pipeline)?;
-    let (source, _) = build_source(&pipeline, args.base_url.as_deref())?;
+    let (source, _) = build_source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
     let report = source.check()?;
     globals.printer.emit(&report, |r: &CheckReport| {
         let mut out = format!("{}: reachable in {} ms\n", r.location, r.latency_ms);

@@ -97,10 +97,11 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The source a pipeline describes, with the base-URL override applied.
+/// The source a pipeline describes, with the base-URL overrides (ORD, FHIR) applied.
 pub fn build_source(
     pipeline: &Pipeline,
     base_url: Option<&str>,
+    fhir_base_url: Option<&str>,
 ) -> anyhow::Result<(Box<dyn Source>, Option<CsvLayout>)> {
     let contact = std::env::var(env_vars::ODSYNC_CONTACT).ok().filter(|c| !c.is_empty());
     let http = HttpClient::new(pipeline.config.http.settings(contact.as_deref()))?;
@@ -126,7 +127,7 @@ pub fn build_source(
                 .min(crate::sources::fhir::MAX_REQUESTS_PER_SECOND);
             let http = HttpClient::with_headers(settings, headers)?;
             let source = crate::sources::fhir::FhirSource::new(
-                &fhir.base_url,
+                fhir_base_url.unwrap_or(&fhir.base_url),
                 http,
                 pipeline.config.scope.clone(),
                 fhir.page_size,

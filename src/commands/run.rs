@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = globals.load(&args.pipeline)?;
-    let (source, csv_layout) = build_source(&pipeline, args.base_url.as_deref())?;
+    let (source, csv_layout) = build_source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
     let runner = Runner {
         pipeline: &pipeline,
         warehouse: globals.warehouse(Some(&pipeline)),

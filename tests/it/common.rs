@@ -129,6 +129,7 @@ impl TestContext {
             .env("ODSYNC_NOW", now)
             .env("ODSYNC_LOG", "warn")
             .env_remove("ODSYNC_ORD_BASE_URL")
+            .env_remove("ODSYNC_FHIR_BASE_URL")
             .env_remove("ODSYNC_FHIR_API_KEY")
             .env_remove("ODSYNC_CONTACT");
         for (k, v) in env {
