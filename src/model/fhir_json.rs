@@ -82,9 +82,9 @@ fn periods(holder: &Value, field: &str) -> Result<(Period, Period), String> {
     Ok((operational, legal))
 }
 
-/// The ODS code a reference names: `identifier.value`, else the id in `reference`
+/// The ODS code a FHIR reference names: `identifier.value`, else the id in `reference`
 /// (`Organization/X`).
-fn referenced_code(reference: Option<&Value>) -> Option<String> {
+pub fn referenced_code(reference: Option<&Value>) -> Option<String> {
     let r = reference?;
     r.get("identifier")
         .and_then(|i| i.get("value"))

@@ -19,6 +19,7 @@
 //! unknown id. A 422 for an oversized page is injected as a fault.
 
 use super::fixtures::ServedState;
+use crate::model::fhir_json::referenced_code;
 use crate::model::{OrgRecord, Period};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -340,12 +341,6 @@ fn page(
     (200, serde_json::to_vec(&bundle).expect("json"))
 }
 
-fn reference_code(r: &Value) -> Option<&str> {
-    r["identifier"]["value"]
-        .as_str()
-        .or_else(|| r["reference"].as_str().map(|s| s.rsplit('/').next().unwrap_or(s)))
-}
-
 /// `GET /OrganizationAffiliation`.
 fn affiliation_search(state: &ServedState, params: &[(String, String)], base: &str) -> (u16, Vec<u8>) {
     if params.iter().any(|(k, _)| !AFFILIATION_PARAMS.contains(&k.as_str())) {
@@ -363,12 +358,10 @@ fn affiliation_search(state: &ServedState, params: &[(String, String)], base: &s
     let all = affiliations(state);
     let matching: Vec<&Value> = all
         .iter()
-        .filter(|a| {
-            primary.is_empty() || reference_code(&a["organization"]).is_some_and(|c| primary.iter().any(|p| p == c))
-        })
+        .filter(|a| primary.is_empty() || referenced_code(a.get("organization")).is_some_and(|c| primary.contains(&c)))
         .filter(|a| {
             participating.is_empty()
-                || reference_code(&a["participatingOrganization"]).is_some_and(|c| participating.iter().any(|p| p == c))
+                || referenced_code(a.get("participatingOrganization")).is_some_and(|c| participating.contains(&c))
         })
         .filter(|a| active.is_none_or(|x| a["active"].as_bool() == Some(x)))
         .collect();
@@ -377,16 +370,16 @@ fn affiliation_search(state: &ServedState, params: &[(String, String)], base: &s
         if !include {
             return Vec::new();
         }
-        let wanted: std::collections::BTreeSet<&str> = shown
+        let wanted: std::collections::BTreeSet<String> = shown
             .iter()
-            .filter_map(|a| reference_code(&a["participatingOrganization"]))
+            .filter_map(|a| referenced_code(a.get("participatingOrganization")))
             .collect();
         wanted
             .into_iter()
             .filter_map(|code| {
                 orgs.iter()
-                    .find(|o| o["id"].as_str() == Some(code))
-                    .or_else(|| stubs.get(code))
+                    .find(|o| o["id"].as_str() == Some(code.as_str()))
+                    .or_else(|| stubs.get(&code))
                     .cloned()
             })
             .collect()

@@ -20,6 +20,7 @@
 
 use super::http::{HttpClient, HttpError, redact};
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
+use crate::model::fhir_json::referenced_code;
 use crate::model::{Deletion, Quarantined, RawFormat, RawRecord};
 use crate::pipeline::ScopeConfig;
 use reqwest::Url;
@@ -232,7 +233,7 @@ impl FhirSource {
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_owned();
-                        if let Some(owner) = reference_code(resource.get("organization")) {
+                        if let Some(owner) = referenced_code(resource.get("organization")) {
                             out.by_owner.entry(owner).or_default().insert(id, resource.clone());
                         }
                     }
@@ -265,7 +266,7 @@ impl FhirSource {
             relationships += mine.len() as u64;
             let targets: BTreeSet<String> = mine
                 .values()
-                .filter_map(|a| reference_code(a.get("participatingOrganization")))
+                .filter_map(|a| referenced_code(a.get("participatingOrganization")))
                 .collect();
             let mut entry = vec![serde_json::json!({"resource": org})];
             entry.extend(mine.into_values().map(|a| serde_json::json!({"resource": a})));
@@ -337,7 +338,7 @@ pub fn parse_deletion_list(body: &Value) -> Vec<Deletion> {
                 })
             };
             Some(Deletion {
-                code: reference_code(e.get("item"))?,
+                code: referenced_code(e.get("item"))?,
                 reason_code: text_of(coding.and_then(|c| c.get("code"))),
                 reason: text_of(flag.and_then(|f| f.get("text")))
                     .or_else(|| text_of(coding.and_then(|c| c.get("display")))),
@@ -345,17 +346,6 @@ pub fn parse_deletion_list(body: &Value) -> Vec<Deletion> {
             })
         })
         .collect()
-}
-
-/// The ODS code a FHIR reference names: `identifier.value`, else the id in `reference`.
-fn reference_code(reference: Option<&Value>) -> Option<String> {
-    let r = reference?;
-    r.get("identifier")
-        .and_then(|i| i.get("value"))
-        .or_else(|| r.get("reference"))
-        .and_then(Value::as_str)
-        .map(|s| s.rsplit('/').next().unwrap_or(s).to_owned())
-        .filter(|c| !c.is_empty())
 }
 
 impl FhirSource {
@@ -371,10 +361,8 @@ impl FhirSource {
                     message: format!("not a JSON List: {e}"),
                 })?;
                 let found = parse_deletion_list(&body);
-                Ok((
-                    found.clone(),
-                    serde_json::json!({"list": DELETION_LIST, "entries": found.len()}),
-                ))
+                let stats = serde_json::json!({"list": DELETION_LIST, "entries": found.len()});
+                Ok((found, stats))
             }
             Err(HttpError::Status { url, status: 404, body }) => {
                 let why = operation_outcome(&body).unwrap_or_else(|| "not found".into());
