@@ -11,8 +11,9 @@
 //!   has one database behind ORD and FHIR. Roles become `OrganisationRole` extensions (primary
 //!   first, as every published example lists it), relationships become OrganizationAffiliations
 //!   whose id is ORD's `uniqueRelId`, and a relationship target that is not itself a record is
-//!   served, for `_include` only, as a minimal Organization carrying the target's primary role
-//!   from ORD's `Target.PrimaryRoleId`. Successions have no FHIR form here (none is documented).
+//!   served (for `_include` and `_id` searches only) as a minimal Organization carrying the
+//!   target's primary role from ORD's `Target.PrimaryRoleId`. `fhir_include = false` makes the
+//!   server ignore `_include`, as a server may. Successions have no FHIR form here (none is documented).
 //!
 //! Like the real API it answers `OperationOutcome`s: 401 without an `apikey` header, 400
 //! HAPI-0524 for an unknown search parameter (the published example body), 404 HAPI-2001 for an
@@ -354,7 +355,8 @@ fn affiliation_search(state: &ServedState, params: &[(String, String)], base: &s
     };
     let (primary, participating) = (list("primary-organization"), list("participating-organization"));
     let active = values(params, "active").next().map(|a| a == "true");
-    let include = values(params, "_include").any(|v| v == "OrganizationAffiliation:participating-organization");
+    let include = state.config.fhir_include
+        && values(params, "_include").any(|v| v == "OrganizationAffiliation:participating-organization");
     let all = affiliations(state);
     let matching: Vec<&Value> = all
         .iter()
@@ -442,7 +444,7 @@ pub fn route(
     if path.trim_end_matches('/') == "/OrganizationAffiliation" {
         return affiliation_search(state, params, base);
     }
-    let (all, _) = organizations(state);
+    let (mut all, stubs) = organizations(state);
     if let Some(id) = path.strip_prefix("/Organization/") {
         return match all.iter().find(|o| o["id"].as_str() == Some(id)) {
             Some(org) => (200, serde_json::to_vec(org).expect("json")),
@@ -472,6 +474,11 @@ pub fn route(
         }
     }
     let ids: Vec<&str> = get("_id").flat_map(|v| v.split(',')).collect();
+    // Organisations known only as relationship targets are found by id, as in the real API.
+    if !ids.is_empty() {
+        all.extend(stubs.into_values());
+        all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    }
     let active = get("active").next().map(|a| a == "true");
     let matching: Vec<&Value> = all
         .iter()

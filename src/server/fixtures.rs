@@ -51,6 +51,13 @@ pub struct StateConfig {
     /// Serve every record of the state through the FHIR API too (`server::fhir`).
     #[serde(default)]
     pub fhir_from_ord: bool,
+    /// Answer `_include` on OrganizationAffiliation searches (a server may ignore it).
+    #[serde(default = "yes")]
+    pub fhir_include: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -15,6 +15,7 @@
 //!   List (shape UNVERIFIED); a 404 is a warning, recorded in the manifest.
 //! - Relationships: after the Organizations, `GET /OrganizationAffiliation?primary-organization=
 //!   <50 codes>&_include=OrganizationAffiliation:participating-organization`, paged the same way.
+//!   Participating organisations the server did not `_include` are read with `Organization?_id=`.
 //!   Each raw record is a `collection` Bundle of the Organization, its affiliations and the
 //!   participating organisations (see `model::fhir_json`), so a replay needs nothing else.
 
@@ -258,6 +259,37 @@ impl FhirSource {
     ) -> Result<(Vec<RawRecord>, serde_json::Value), SourceError> {
         let codes: Vec<&String> = orgs.keys().collect();
         let mut affs = self.affiliations(&codes)?;
+        // A server that ignores `_include` (its support is not verified against the live API):
+        // the participating organisations still missing are read by `_id`, so relationships keep
+        // their target's primary role either way.
+        let missing: Vec<String> = affs
+            .by_owner
+            .values()
+            .flat_map(|m| m.values())
+            .filter_map(|a| referenced_code(a.get("participatingOrganization")))
+            .filter(|t| !affs.included.contains_key(t) && !orgs.contains_key(t))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut looked_up = 0u64;
+        for batch in missing.chunks(AFFILIATION_BATCH) {
+            let mut url = self.base.join("Organization").expect("joins");
+            url.query_pairs_mut()
+                .append_pair("_id", &batch.join(","))
+                .append_pair("_count", &AFFILIATION_PAGE.to_string());
+            self.pages(url, |entry, _page| {
+                let Some(resource) = entry.get("resource") else {
+                    return;
+                };
+                if let (Some("Organization"), Some(id)) = (
+                    resource.get("resourceType").and_then(Value::as_str),
+                    resource.get("id").and_then(Value::as_str),
+                ) {
+                    looked_up += 1;
+                    affs.included.insert(id.to_owned(), resource.clone());
+                }
+            })?;
+        }
         let mut without_role = BTreeSet::new();
         let mut relationships = 0u64;
         let mut records = Vec::with_capacity(orgs.len());
@@ -296,6 +328,7 @@ impl FhirSource {
         let stats = serde_json::json!({
             "affiliation_pages": affs.pages,
             "relationships": relationships,
+            "targets_read_by_id": looked_up,
             "targets_without_primary_role": without_role.len(),
         });
         Ok((records, stats))

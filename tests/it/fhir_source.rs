@@ -311,6 +311,26 @@ fn a_pipeline_moved_from_ord_to_fhir_diffs_cleanly_against_its_ord_snapshot() {
         targets[0].contains("_include=OrganizationAffiliation%3Aparticipating-organization"),
         "{targets:?}"
     );
+
+    // A server that ignores `_include`: the targets are read by `_id`, and nothing changes.
+    ctx.server().set_state("ord-and-fhir-no-include").unwrap();
+    let out = ctx.odsync_env(
+        "2025-07-12",
+        &["run", "moved", "--full", "--json"],
+        &[("ODSYNC_FHIR_API_KEY", KEY)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("did not include"), "{}", out.stderr);
+    assert_eq!(ctx.cells(rels), ord_rels);
+    let by_id: Vec<String> = ctx
+        .server()
+        .requests()
+        .into_iter()
+        .map(|r| r.target)
+        .filter(|t| t.starts_with("/fhir/Organization?_id="))
+        .collect();
+    assert_eq!(by_id.len(), 1, "{by_id:?}");
+    assert!(by_id[0].contains("QM7"), "{by_id:?}");
 }
 
 #[test]
