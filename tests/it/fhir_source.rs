@@ -29,6 +29,11 @@ fn run(ctx: &TestContext, args: &[&str]) -> crate::common::Output {
     )
 }
 
+/// `odsync <args>` at `now` with the API key in the environment.
+fn with_key(ctx: &TestContext, now: &str, args: &[&str]) -> crate::common::Output {
+    ctx.odsync_env(now, args, &[("ODSYNC_FHIR_API_KEY", KEY)])
+}
+
 #[test]
 fn the_rr8_example_maps_into_the_canonical_model() {
     let payload = std::fs::read(fixtures().join("ods/json/fhir-r4-Organization-RR8-example.json")).unwrap();
@@ -262,11 +267,7 @@ fn a_pipeline_moved_from_ord_to_fhir_diffs_cleanly_against_its_ord_snapshot() {
             ctx.server().fhir_base_url()
         ),
     );
-    let out = ctx.odsync_env(
-        "2025-07-11",
-        &["run", "moved", "--json"],
-        &[("ODSYNC_FHIR_API_KEY", KEY)],
-    );
+    let out = with_key(&ctx, "2025-07-11", &["run", "moved", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let s = out.json();
     // A new source kind cannot patch the old one's records: the run is a baseline.
@@ -314,11 +315,7 @@ fn a_pipeline_moved_from_ord_to_fhir_diffs_cleanly_against_its_ord_snapshot() {
 
     // A server that ignores `_include`: the targets are read by `_id`, and nothing changes.
     ctx.server().set_state("ord-and-fhir-no-include").unwrap();
-    let out = ctx.odsync_env(
-        "2025-07-12",
-        &["run", "moved", "--full", "--json"],
-        &[("ODSYNC_FHIR_API_KEY", KEY)],
-    );
+    let out = with_key(&ctx, "2025-07-12", &["run", "moved", "--full", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("did not include"), "{}", out.stderr);
     assert_eq!(ctx.cells(rels), ord_rels);
@@ -391,11 +388,7 @@ fn a_fhir_incremental_run_reads_the_deletion_list_into_a_deleted_change_and_a_to
     assert_eq!(lists(&ctx), 0);
 
     ctx.server().set_state("after").unwrap();
-    let out = ctx.odsync_env(
-        "2025-07-16T02:00:00Z",
-        &["run", "fhir_orgs", "--json"],
-        &[("ODSYNC_FHIR_API_KEY", KEY)],
-    );
+    let out = with_key(&ctx, "2025-07-16T02:00:00Z", &["run", "fhir_orgs", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let s = out.json();
     assert_eq!(s["mode"], "incremental", "{s}");
@@ -435,11 +428,7 @@ fn a_fhir_incremental_run_reads_the_deletion_list_into_a_deleted_change_and_a_to
             ),
         },
     );
-    let out = ctx.odsync_env(
-        "2025-07-17T02:00:00Z",
-        &["run", "fhir_orgs", "--json"],
-        &[("ODSYNC_FHIR_API_KEY", KEY)],
-    );
+    let out = with_key(&ctx, "2025-07-17T02:00:00Z", &["run", "fhir_orgs", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("no deletion list"), "{}", out.stderr);
 }
