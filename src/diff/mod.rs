@@ -5,7 +5,9 @@
 //! classifies each key as added, deleted or changed (hash differs) — the only work proportional to
 //! the whole table. Then the field columns of the changed rows alone are read (Parquet row
 //! selection, page index) and compared column by column with Arrow's `distinct` kernel, which
-//! treats two nulls as equal. Rows are never compared one by one in Rust loops.
+//! treats two nulls as equal. Rows are never compared one by one in Rust loops. When most rows
+//! moved (more than [`HANDOFF_MAX_ROWS`], a publication shift) they are read in chunks, text as
+//! string views, reading the next chunk while comparing this one.
 //!
 //! Engines: this module is Polars' job in odsync (the in-memory columnar diff); DuckDB defines the
 //! merge, views and reports in `sql/` and never recomputes a diff.
@@ -212,6 +214,21 @@ pub struct ChangedRows {
 /// it (a publication shift, a recoding) they are read in chunks so memory stays bounded.
 pub const HANDOFF_MAX_ROWS: usize = 262_144;
 
+thread_local! {
+    /// Moved rows above which a table is diffed in chunks of this many rows: [`HANDOFF_MAX_ROWS`],
+    /// lowered by tests so that small data takes the chunked path too.
+    static CHUNK_ROWS: std::cell::Cell<usize> = const { std::cell::Cell::new(HANDOFF_MAX_ROWS) };
+}
+
+/// Runs `f` with diffs on this thread chunked at `rows` moved rows.
+#[cfg(test)]
+pub(crate) fn with_chunk_rows<T>(rows: usize, f: impl FnOnce() -> T) -> T {
+    let before = CHUNK_ROWS.with(|c| c.replace(rows));
+    let out = f();
+    CHUNK_ROWS.with(|c| c.set(before));
+    out
+}
+
 pub fn changes_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("code", DataType::Utf8, false),
@@ -362,9 +379,40 @@ fn classify(old_path: &Path, new_path: &Path, key: &str) -> Result<Classified, D
 
 /// Reads the given rows (ascending indices) of a Parquet file, only the named columns.
 fn read_rows(path: &Path, rows: &[u32], columns: Option<&[&str]>) -> Result<RecordBatch, DiffError> {
+    read_rows_as(path, rows, columns, None)
+}
+
+/// [`read_rows`], with the text columns other than `views_except` decoded as string views. A
+/// shift-sized diff compares every field of most rows: Arrow's `distinct` on plain strings calls
+/// `memcmp` once per value (15% of a 1M-row worst case), while on views it compares the length and
+/// first bytes held inline, and short values (≤ 12 bytes) whole; decoding to views also copies no
+/// text. Worst case 2.0–2.2 s → 1.55–1.8 s measured side by side.
+fn read_rows_as(
+    path: &Path,
+    rows: &[u32],
+    columns: Option<&[&str]>,
+    views_except: Option<&[&str]>,
+) -> Result<RecordBatch, DiffError> {
     let err = read_err(path);
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let options = ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let mut options =
+        ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    if let Some(plain) = views_except {
+        let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options.clone())
+            .map_err(|e| err(e.to_string()))?;
+        let fields: Vec<Field> = meta
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8 if !plain.contains(&f.name().as_str()) => {
+                    f.as_ref().clone().with_data_type(DataType::Utf8View)
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        options = options.with_schema(Arc::new(Schema::new(fields)));
+    }
     let builder =
         ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|e| err(e.to_string()))?;
     let total = builder.metadata().file_metadata().num_rows() as usize;
@@ -572,8 +620,9 @@ fn diff_table(
     out: &mut Changes,
 ) -> Result<(), DiffError> {
     let moved = c.added.len() + c.deleted.len() + c.changed.len();
-    if moved > HANDOFF_MAX_ROWS {
-        return diff_table_chunked(spec, old_path, new_path, c, today, out);
+    let chunk_rows = CHUNK_ROWS.with(std::cell::Cell::get);
+    if moved > chunk_rows {
+        return diff_table_chunked(spec, old_path, new_path, c, today, out, chunk_rows);
     }
     // One pass over each file (the two in parallel): every row the diff needs from it.
     let changed_old: Vec<u32> = c.changed.iter().map(|p| p.0).collect();
@@ -706,6 +755,7 @@ fn diff_table_chunked(
     c: &Classified,
     today: NaiveDate,
     out: &mut Changes,
+    chunk_rows: usize,
 ) -> Result<(), DiffError> {
     if !c.added.is_empty() {
         emit_added(spec, &read_rows(new_path, &c.added, None)?, out);
@@ -729,9 +779,10 @@ fn diff_table_chunked(
             new_rows.sort_unstable();
             UInt32Array::from(inverse)
         };
+        let plain = ["code", spec.key];
         let (old, new) = rayon::join(
-            || read_rows(old_path, &old_rows, None),
-            || read_rows(new_path, &new_rows, None),
+            || read_rows_as(old_path, &old_rows, None, Some(&plain)),
+            || read_rows_as(new_path, &new_rows, None, Some(&plain)),
         );
         let (old, new) = (old?, new?);
         // Both files are sorted by key, so pairs are usually in new-file order too: no reordering.
@@ -744,7 +795,7 @@ fn diff_table_chunked(
         tracing::debug!(ms = t.elapsed().as_millis() as u64, rows = chunk.len(), "read chunk");
         Ok((old, new))
     };
-    let mut chunks = c.changed.chunks(HANDOFF_MAX_ROWS);
+    let mut chunks = c.changed.chunks(chunk_rows);
     let mut current = chunks.next().map(read).transpose()?;
     while let Some((old, new)) = current.take() {
         let upcoming = chunks.next();
