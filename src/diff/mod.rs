@@ -343,24 +343,41 @@ fn classify(old_path: &Path, new_path: &Path, key: &str) -> Result<Classified, D
     let new_rest = new.take(&IdxCa::from_vec("idx".into(), new_rest)).map_err(pe)?;
 
     // 2. The rest, joined by key: matched keys changed, unmatched old keys were deleted, unmatched
-    //    new keys were added.
-    let by_key = old_rest
-        .join(&new_rest, ["key_old"], ["key_new"], JoinArgs::new(JoinType::Left), None)
-        .map_err(pe)?;
-    let key_new = idx(&by_key, "idx_new")?;
-    let key_old = idx(&by_key, "idx_old")?;
-    let mut deleted = values(&key_old.filter(&key_new.is_null()).map_err(pe)?);
-    let present = key_new.is_not_null();
-    let mut changed: Vec<(u32, u32)> = values(&key_old.filter(&present).map_err(pe)?)
-        .into_iter()
-        .zip(values(&key_new.filter(&present).map_err(pe)?))
-        .collect();
-    let mut changed_new = vec![false; new.height()];
-    changed.iter().for_each(|p| changed_new[p.1 as usize] = true);
-    let mut added: Vec<u32> = values(&idx(&new_rest, "idx_new")?)
-        .into_iter()
-        .filter(|&i| !changed_new[i as usize])
-        .collect();
+    //    new keys were added. When every row moved but no key came or went (a publication shift
+    //    recoding a field everywhere), both sides hold the same keys in the same (file) order: one
+    //    columnar comparison of the two key columns finds that and spares the join (~150 ms at 1M).
+    let aligned = old_rest.height() == new_rest.height() && old_rest.height() > 0 && {
+        use polars::prelude::ChunkCompareEq;
+        let a = old_rest.column("key_old").map_err(pe)?.as_materialized_series();
+        let b = new_rest.column("key_new").map_err(pe)?.as_materialized_series();
+        a.equal_missing(b).map_err(pe)?.all()
+    };
+    let (mut added, mut deleted, mut changed): (Vec<u32>, Vec<u32>, Vec<(u32, u32)>) = if aligned {
+        let pairs = values(&idx(&old_rest, "idx_old")?)
+            .into_iter()
+            .zip(values(&idx(&new_rest, "idx_new")?))
+            .collect();
+        (Vec::new(), Vec::new(), pairs)
+    } else {
+        let by_key = old_rest
+            .join(&new_rest, ["key_old"], ["key_new"], JoinArgs::new(JoinType::Left), None)
+            .map_err(pe)?;
+        let key_new = idx(&by_key, "idx_new")?;
+        let key_old = idx(&by_key, "idx_old")?;
+        let deleted = values(&key_old.filter(&key_new.is_null()).map_err(pe)?);
+        let present = key_new.is_not_null();
+        let changed: Vec<(u32, u32)> = values(&key_old.filter(&present).map_err(pe)?)
+            .into_iter()
+            .zip(values(&key_new.filter(&present).map_err(pe)?))
+            .collect();
+        let mut changed_new = vec![false; new.height()];
+        changed.iter().for_each(|p| changed_new[p.1 as usize] = true);
+        let added: Vec<u32> = values(&idx(&new_rest, "idx_new")?)
+            .into_iter()
+            .filter(|&i| !changed_new[i as usize])
+            .collect();
+        (added, deleted, changed)
+    };
     tracing::debug!(
         read_ms,
         total_ms = started.elapsed().as_millis() as u64,
@@ -1176,5 +1193,57 @@ fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 8]], from: u64, to: u64) 
         future_dated,
         shift: ShiftStats::default(),
         not_compared: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::UInt64Array;
+
+    fn keys_file(dir: &Path, name: &str, rows: &[(&str, u64)]) -> PathBuf {
+        let path = dir.join(name);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("code", DataType::Utf8, false),
+            Field::new("row_hash", DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+                Arc::new(UInt64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            ],
+        )
+        .unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    #[test]
+    fn keys_are_classified_with_and_without_the_aligned_shortcut() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = keys_file(dir.path(), "old.parquet", &[("A", 1), ("B", 2), ("C", 3), ("D", 4)]);
+        // Every row changed, same keys in the same order: the key join is skipped.
+        let all = keys_file(dir.path(), "all.parquet", &[("A", 11), ("B", 12), ("C", 13), ("D", 14)]);
+        let c = classify(&old, &all, "code").unwrap();
+        assert_eq!(c.changed, vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
+        assert!(c.added.is_empty() && c.deleted.is_empty());
+        // As many rows, but B left and X came: joined by key, not paired by position.
+        let swap = keys_file(
+            dir.path(),
+            "swap.parquet",
+            &[("A", 11), ("C", 13), ("D", 14), ("X", 15)],
+        );
+        let c = classify(&old, &swap, "code").unwrap();
+        assert_eq!(c.changed, vec![(0, 0), (2, 1), (3, 2)]);
+        assert_eq!((c.added, c.deleted), (vec![3], vec![1]));
+        // Some rows unchanged (same hash): only the others are paired.
+        let some = keys_file(dir.path(), "some.parquet", &[("A", 1), ("B", 12), ("C", 3), ("D", 14)]);
+        let c = classify(&old, &some, "code").unwrap();
+        assert_eq!(c.changed, vec![(1, 1), (3, 3)]);
+        assert!(c.added.is_empty() && c.deleted.is_empty());
     }
 }
