@@ -505,73 +505,89 @@ pub fn merge(
             &[("field_list", &field_list), ("merged_columns", &merged_columns)],
         ),
     )?;
-    run_step("build_provenance.sql", SQL_BUILD_PROVENANCE)?;
-
     // --- outputs, then the report ---
-    let (conn, tmp, written) = copy_outputs(conn, warehouse, pipeline, merged_version, kept_rows, &shape)?;
-    let count = |sql: &str| -> Result<u64, MergeError> {
-        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(sql_err("report"))
-    };
-    let mut rules = BTreeMap::new();
-    {
-        let mut stmt = conn
-            .prepare("SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) FROM decisions WHERE in_ods OR NOT in_base GROUP BY r ORDER BY r")
-            .map_err(sql_err("report"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql_err("report"))?;
-        for row in rows {
-            let (rule, n) = row.map_err(sql_err("report"))?;
-            rules.insert(rule, n as u64);
-        }
-    }
-    let report = MergeReport {
-        status: "merged".into(),
-        merged_version,
-        ods_version,
-        base_version,
-        run_id: run_id.to_owned(),
-        rows: written.rows,
-        not_in_ods: written.not_in_ods,
-        touched: count("SELECT count(*) FROM touched")?,
-        changed_rows_from: changed_rows_from.to_owned(),
-        rules,
-        conflicts_open: count("SELECT count(*) FROM conflicts WHERE status = 'open'")?,
-        conflicts_new: count(
-            "SELECT count(*) FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params)",
-        )?,
-        conflicts_resolved: count(
-            "SELECT count(*) FROM conflicts c WHERE status = 'resolved' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
-        )?,
-        conflicts_superseded: count(
-            "SELECT count(*) FROM conflicts c WHERE status = 'superseded' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
-        )?,
-        conflicts_ignored: count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?,
-        inputs_hash,
-    };
+    // The trust table, by far the largest output, is encoded on other threads while DuckDB builds
+    // the provenance, writes the smaller tables and counts the report (nothing of which it needs).
+    let tmp = output_folder(warehouse, pipeline, merged_version)?;
+    let started = std::time::Instant::now();
+    let (trust_rows, written) = trusts::trust_rows(&conn, kept_rows, &shape)?;
+    tracing::trace!(ms = started.elapsed().as_millis() as u64, "merge trust rows ready");
+    let trusts_file = tmp.join("trusts.parquet");
+    let report = std::thread::scope(|scope| -> Result<MergeReport, MergeError> {
+        let encoding = scope.spawn(|| trust_rows.write(&trusts_file));
+        let report = (|| -> Result<MergeReport, MergeError> {
+            run_step("build_provenance.sql", SQL_BUILD_PROVENANCE)?;
+            for (table, order) in [
+                ("conflicts", "code, field, conflict_id"),
+                ("provenance", "code, field"),
+                ("sources", "code, field"),
+            ] {
+                trusts::query_rows(
+                    &conn,
+                    "write outputs",
+                    &format!("SELECT * FROM {table} ORDER BY {order}"),
+                )?
+                .write(&tmp.join(format!("{table}.parquet")))?;
+            }
+            let count = |sql: &str| -> Result<u64, MergeError> {
+                conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .map(|n| n as u64)
+                    .map_err(sql_err("report"))
+            };
+            let mut rules = BTreeMap::new();
+            {
+                let mut stmt = conn
+                    .prepare("SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) FROM decisions WHERE in_ods OR NOT in_base GROUP BY r ORDER BY r")
+                    .map_err(sql_err("report"))?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(sql_err("report"))?;
+                for row in rows {
+                    let (rule, n) = row.map_err(sql_err("report"))?;
+                    rules.insert(rule, n as u64);
+                }
+            }
+            Ok(MergeReport {
+                status: "merged".into(),
+                merged_version,
+                ods_version,
+                base_version,
+                run_id: run_id.to_owned(),
+                rows: written.rows,
+                not_in_ods: written.not_in_ods,
+                touched: count("SELECT count(*) FROM touched")?,
+                changed_rows_from: changed_rows_from.to_owned(),
+                rules,
+                conflicts_open: count("SELECT count(*) FROM conflicts WHERE status = 'open'")?,
+                conflicts_new: count(
+                    "SELECT count(*) FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params)",
+                )?,
+                conflicts_resolved: count(
+                    "SELECT count(*) FROM conflicts c WHERE status = 'resolved' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
+                )?,
+                conflicts_superseded: count(
+                    "SELECT count(*) FROM conflicts c WHERE status = 'superseded' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
+                )?,
+                conflicts_ignored: count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?,
+                inputs_hash,
+            })
+        })();
+        let encoded = encoding.join().expect("encoding the trust table does not panic");
+        encoded?;
+        report
+    })?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
     publish_outputs(&tmp, warehouse, pipeline, merged_version, &report)?;
     // Closing the database frees every temporary table (~0.05 s at 1M rows): nothing waits for it.
     std::thread::spawn(move || drop(conn));
     Ok(report)
 }
 
-/// Writes the merged tables into the version's temporary folder, rows ordered by key: the trust
-/// table merged by [`trusts::trust_rows`], the others as DuckDB orders them, all encoded by
-/// [`trusts::Ordered::write`];
-/// [`publish_outputs`] adds the summary and renames the folder into place. The connection is
-/// handed back for the report's counts.
-fn copy_outputs(
-    conn: Connection,
-    warehouse: &Path,
-    pipeline: &str,
-    version: u64,
-    kept_rows: trusts::Kept,
-    shape: &arrow::datatypes::SchemaRef,
-) -> Result<(Connection, PathBuf, trusts::Written), MergeError> {
-    let root = merged_root(warehouse, pipeline);
-    let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
+/// The version's temporary output folder, empty; [`publish_outputs`] adds the summary and renames
+/// it into place. The trust table is written by [`trusts::Ordered::write`] from
+/// [`trusts::trust_rows`], the other tables in the order DuckDB sorts them.
+fn output_folder(warehouse: &Path, pipeline: &str, version: u64) -> Result<PathBuf, MergeError> {
+    let tmp = merged_root(warehouse, pipeline).join(format!(".tmp-{}", version_dir_name(version)));
     let io = |e: std::io::Error| MergeError::Input {
         path: tmp.clone(),
         message: e.to_string(),
@@ -580,38 +596,7 @@ fn copy_outputs(
         std::fs::remove_dir_all(&tmp).map_err(io)?;
     }
     std::fs::create_dir_all(&tmp).map_err(io)?;
-    let started = std::time::Instant::now();
-    let (trust_rows, written) = trusts::trust_rows(&conn, kept_rows, shape)?;
-    tracing::trace!(ms = started.elapsed().as_millis() as u64, "merge trust rows ready");
-    // The trust table is by far the largest. While it is encoded (on every core, but with gaps
-    // between row groups), the other tables are read from DuckDB, sorted and encoded beside it:
-    // the connection moves to that thread and comes back.
-    let (conn, trusts_written, others_written) = std::thread::scope(|scope| {
-        let others = scope.spawn(|| {
-            let written = [
-                ("conflicts", "code, field, conflict_id"),
-                ("provenance", "code, field"),
-                ("sources", "code, field"),
-            ]
-            .into_iter()
-            .try_for_each(|(table, order)| {
-                trusts::query_rows(
-                    &conn,
-                    "write outputs",
-                    &format!("SELECT * FROM {table} ORDER BY {order}"),
-                )?
-                .write(&tmp.join(format!("{table}.parquet")))
-            });
-            (conn, written)
-        });
-        let trusts_written = trust_rows.write(&tmp.join("trusts.parquet"));
-        let (conn, others_written) = others.join().expect("the merge output thread does not panic");
-        (conn, trusts_written, others_written)
-    });
-    trusts_written?;
-    others_written?;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
-    Ok((conn, tmp, written))
+    Ok(tmp)
 }
 
 fn publish_outputs(
