@@ -20,7 +20,9 @@ use arrow::compute::{cast, concat, filter};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use polars::prelude::{DataFrame, DataFrameJoinOps, IdxCa, JoinArgs, JoinType, ParquetReader, RowIndex, SerReader};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -412,11 +414,9 @@ fn read_rows_as(
 ) -> Result<RecordBatch, DiffError> {
     let err = read_err(path);
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let mut options =
-        ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let options = ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    let mut meta = ArrowReaderMetadata::load(&file, options.clone()).map_err(|e| err(e.to_string()))?;
     if let Some(plain) = views_except {
-        let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options.clone())
-            .map_err(|e| err(e.to_string()))?;
         let fields: Vec<Field> = meta
             .schema()
             .fields()
@@ -428,10 +428,14 @@ fn read_rows_as(
                 _ => f.as_ref().clone(),
             })
             .collect();
-        options = options.with_schema(Arc::new(Schema::new(fields)));
+        // The footer just read, with the views as the schema to decode into.
+        meta = ArrowReaderMetadata::try_new(
+            Arc::clone(meta.metadata()),
+            options.with_schema(Arc::new(Schema::new(fields))),
+        )
+        .map_err(|e| err(e.to_string()))?;
     }
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|e| err(e.to_string()))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let total = builder.metadata().file_metadata().num_rows() as usize;
     let schema = builder.schema().clone();
     let mask = match columns {
