@@ -518,75 +518,81 @@ pub fn merge(
     let (trust_rows, written) = trusts::trust_rows(&conn, kept_rows, &shape)?;
     tracing::trace!(ms = started.elapsed().as_millis() as u64, "merge trust rows ready");
     let trusts_file = tmp.join("trusts.parquet");
-    let report = std::thread::scope(|scope| -> Result<MergeReport, MergeError> {
+    let mut report = MergeReport {
+        status: "merged".into(),
+        merged_version,
+        ods_version,
+        base_version,
+        run_id: run_id.to_owned(),
+        rows: written.rows,
+        not_in_ods: written.not_in_ods,
+        changed_rows_from: changed_rows_from.to_owned(),
+        inputs_hash,
+        ..MergeReport::default()
+    };
+    std::thread::scope(|scope| -> Result<(), MergeError> {
         let encoding = scope.spawn(|| trust_rows.write(&trusts_file));
-        let report = (|| -> Result<MergeReport, MergeError> {
-            run_step(&conn, "build_provenance.sql", SQL_BUILD_PROVENANCE)?;
-            for (table, order) in [
-                ("conflicts", "code, field, conflict_id"),
-                ("provenance", "code, field"),
-                ("sources", "code, field"),
-            ] {
-                trusts::query_rows(
-                    &conn,
-                    "write outputs",
-                    &format!("SELECT * FROM {table} ORDER BY {order}"),
-                )?
-                .write(&tmp.join(format!("{table}.parquet")))?;
-            }
-            let count = |sql: &str| -> Result<u64, MergeError> {
-                conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-                    .map(|n| n as u64)
-                    .map_err(sql_err("report"))
-            };
-            let mut rules = BTreeMap::new();
-            {
-                let mut stmt = conn
-                    .prepare("SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) FROM decisions WHERE in_ods OR NOT in_base GROUP BY r ORDER BY r")
-                    .map_err(sql_err("report"))?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                    .map_err(sql_err("report"))?;
-                for row in rows {
-                    let (rule, n) = row.map_err(sql_err("report"))?;
-                    rules.insert(rule, n as u64);
-                }
-            }
-            Ok(MergeReport {
-                status: "merged".into(),
-                merged_version,
-                ods_version,
-                base_version,
-                run_id: run_id.to_owned(),
-                rows: written.rows,
-                not_in_ods: written.not_in_ods,
-                touched: count("SELECT count(*) FROM touched")?,
-                changed_rows_from: changed_rows_from.to_owned(),
-                rules,
-                conflicts_open: count("SELECT count(*) FROM conflicts WHERE status = 'open'")?,
-                conflicts_new: count(
-                    "SELECT count(*) FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params)",
-                )?,
-                conflicts_resolved: count(
-                    "SELECT count(*) FROM conflicts c WHERE status = 'resolved' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
-                )?,
-                conflicts_superseded: count(
-                    "SELECT count(*) FROM conflicts c WHERE status = 'superseded' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
-                )?,
-                conflicts_ignored: count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?,
-                inputs_hash,
-            })
-        })();
+        let rest = write_small_outputs(&conn, &tmp).and_then(|()| count_report(&conn, &mut report));
         // Closing the database frees every temporary table (~0.05 s at 1M rows): done while the
         // trust table is still being encoded.
         drop(conn);
-        let encoded = encoding.join().expect("encoding the trust table does not panic");
-        encoded?;
-        report
+        encoding.join().expect("encoding the trust table does not panic")?;
+        rest
     })?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
     publish_outputs(&tmp, warehouse, pipeline, merged_version, &report)?;
     Ok(report)
+}
+
+/// Builds the provenance (`build_provenance.sql`) and writes the merge's tables other than the
+/// trust table into `tmp`, each sorted by key.
+fn write_small_outputs(conn: &Connection, tmp: &Path) -> Result<(), MergeError> {
+    run_step(conn, "build_provenance.sql", SQL_BUILD_PROVENANCE)?;
+    for (table, order) in [
+        ("conflicts", "code, field, conflict_id"),
+        ("provenance", "code, field"),
+        ("sources", "code, field"),
+    ] {
+        trusts::query_rows(
+            conn,
+            "write outputs",
+            &format!("SELECT * FROM {table} ORDER BY {order}"),
+        )?
+        .write(&tmp.join(format!("{table}.parquet")))?;
+    }
+    Ok(())
+}
+
+/// Fills in the report's counts: touched organisations, decisions per rule and conflicts.
+fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), MergeError> {
+    let count = |sql: &str| -> Result<u64, MergeError> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(sql_err("report"))
+    };
+    let mut stmt = conn
+        .prepare("SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) FROM decisions WHERE in_ods OR NOT in_base GROUP BY r ORDER BY r")
+        .map_err(sql_err("report"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(sql_err("report"))?;
+    for row in rows {
+        let (rule, n) = row.map_err(sql_err("report"))?;
+        report.rules.insert(rule, n as u64);
+    }
+    report.touched = count("SELECT count(*) FROM touched")?;
+    report.conflicts_open = count("SELECT count(*) FROM conflicts WHERE status = 'open'")?;
+    report.conflicts_new = count(
+        "SELECT count(*) FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params)",
+    )?;
+    report.conflicts_resolved = count(
+        "SELECT count(*) FROM conflicts c WHERE status = 'resolved' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
+    )?;
+    report.conflicts_superseded = count(
+        "SELECT count(*) FROM conflicts c WHERE status = 'superseded' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
+    )?;
+    report.conflicts_ignored = count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?;
+    Ok(())
 }
 
 /// The version's temporary output folder, empty; [`publish_outputs`] adds the summary and renames
