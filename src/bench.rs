@@ -262,7 +262,9 @@ pub fn stage(name: &str, n: usize, work: &Path) -> anyhow::Result<StageResult> {
             let worst = next_version(&generate(n, 42), 44, true);
             commit(&store, worst, "bench-3", &clock)?;
             let first = crate::merge::OdsInput::published(&store, 1)?;
-            crate::merge::merge(&warehouse, "bench", &bench_settings(), &first, "bench-m1", &clock)?;
+            let mut txn = crate::warehouse::Txn::new(&warehouse, "bench", "bench-m1");
+            crate::merge::merge(&warehouse, "bench", &bench_settings(), &first, "bench-m1", &clock, &mut txn)?;
+            txn.commit()?;
             Ok(result)
         }
         "diff-2" | "diff-3" => {
@@ -293,7 +295,9 @@ pub fn stage(name: &str, n: usize, work: &Path) -> anyhow::Result<StageResult> {
             let second = crate::merge::OdsInput::published(&store, 2)?.with_changed(diff.org_rows);
             reset_peak();
             let started = Instant::now();
-            let m = crate::merge::merge(&warehouse, "bench", &bench_settings(), &second, "bench-m2", &clock)?;
+            let mut txn = crate::warehouse::Txn::new(&warehouse, "bench", "bench-m2");
+            let m = crate::merge::merge(&warehouse, "bench", &bench_settings(), &second, "bench-m2", &clock, &mut txn)?;
+            txn.commit()?;
             let mut r = finish("merge + conflicts + provenance, 2%", started);
             r.stage = format!("merge + conflicts + provenance, 2% ({} touched)", m.touched);
             Ok(r)

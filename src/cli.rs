@@ -63,6 +63,16 @@ pub enum Command {
     /// List recorded runs (newest first)
     #[command(after_help = "Examples:\n  odsync runs\n  odsync runs nhs_trusts --limit 5 --json")]
     Runs(RunsArgs),
+    /// Check a pipeline's (or every pipeline's) files against their manifests; --repair moves damaged latest versions aside
+    #[command(
+        after_help = "Examples:\n  odsync verify\n  odsync verify nhs_trusts --json\n  odsync verify nhs_trusts --repair   # then: odsync run nhs_trusts --full\n\nChecks every table file's size and sha256 against its manifest and its Parquet footer, version\ncontinuity, the outputs of every published version (and none for unpublished ones), the\nresolutions log and an unfinished commit. Exit 1 names each problem with the command that repairs it."
+    )]
+    Verify(VerifyArgs),
+    /// Remove old versions of a pipeline, never the latest nor what merges, history or open conflicts need
+    #[command(
+        after_help = "Examples:\n  odsync gc nhs_trusts --keep 30 --dry-run\n  odsync gc nhs_trusts --keep 10 --keep-days 90\n\nA version is kept when either rule keeps it (one of the last N, or younger than D days), and\nalways: the latest snapshot, the snapshot each kept merge was made on, the latest history and merge.\n--dry-run lists what would go and why the rest stays."
+    )]
+    Gc(GcArgs),
     /// Run SQL against the catalog (runs table and snapshot views) and print the result
     #[command(
         after_help = "Examples:\n  odsync query \"SELECT code, name FROM latest_organisations WHERE pipeline = 'demo' LIMIT 5\"\n  odsync query \"SELECT * FROM runs\" --json\n\nViews: snapshot_<table> and latest_<table> for organisations, roles, relationships, successors,\ncode_system_roles, quarantine, raw; snapshot_manifests; latest_snapshots. The same queries work in\nthe duckdb CLI or Python on <warehouse>/catalog.duckdb."
@@ -225,6 +235,30 @@ pub enum SnapshotsCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct GcArgs {
+    pub pipeline: String,
+    /// Keep the last N snapshot versions
+    #[arg(long)]
+    pub keep: Option<u64>,
+    /// Keep versions younger than D days
+    #[arg(long)]
+    pub keep_days: Option<u64>,
+    /// Say what would be removed and why the rest stays; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this pipeline (default: every pipeline in the warehouse)
+    pub pipeline: Option<String>,
+    /// Move damaged versions at the end of the sequence into `<pipeline>/damaged/` and reset the
+    /// watermark, so the next run rebuilds them as a baseline
+    #[arg(long)]
+    pub repair: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RunsArgs {
     /// Only this pipeline's runs
     pub pipeline: Option<String>,

@@ -18,3 +18,10 @@ pub const ODSYNC_LOG: &str = "ODSYNC_LOG";
 
 /// The ODS FHIR API key (the default `source.api_key_env` of a `fhir` pipeline). Never logged.
 pub const ODSYNC_FHIR_API_KEY: &str = "ODSYNC_FHIR_API_KEY";
+/// Seconds a command waits for another process to let go of `catalog.duckdb` (default 30). A run
+/// that has committed never fails for it: its row waits in `<pipeline>/.pending-runs/`.
+pub const ODSYNC_CATALOG_WAIT_SECS: &str = "ODSYNC_CATALOG_WAIT_SECS";
+/// Test builds only (debug assertions): abort the process at the named step of the commit
+/// protocol, as `kill -9` would (`commit:staged`, `commit:journal`, `commit:first-move`,
+/// `commit:moved`, `run:staged`, `run:committed`, `merge:committed`, `resolve:recorded`).
+pub const ODSYNC_FAILPOINT: &str = "ODSYNC_FAILPOINT";

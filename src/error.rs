@@ -15,9 +15,18 @@ use crate::sources::http::HttpError;
 #[error("{0}")]
 pub struct UserError(pub String);
 
+/// Exit codes: 1 for every failure the message explains (bad input, upstream refused or
+/// incomplete, lock held, damaged or unwritable warehouse, full disk: whatever the user or the
+/// environment must fix, including any failed run), 2 only for what looks like a bug.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     let user = error.chain().any(|e| {
         e.is::<UserError>()
+            || e.is::<crate::pipeline::runner::RunError>()
+            || e.is::<crate::pipeline::runner::CompletenessError>()
+            || e.is::<crate::warehouse::WarehouseError>()
+            || e.is::<crate::warehouse::lock::LockError>()
+            || e.is::<std::io::Error>()
+            || e.is::<SnapshotError>()
             || e.is::<PipelineError>()
             || e.is::<SourceError>()
             || e.is::<HttpError>()
@@ -31,8 +40,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || matches!(
                 e.downcast_ref::<SnapshotError>(),
                 Some(
-                    SnapshotError::Locked { .. }
-                        | SnapshotError::NoSuchVersion { .. }
+                    SnapshotError::NoSuchVersion { .. }
                         | SnapshotError::VersionExists { .. }
                 )
             )
@@ -46,4 +54,24 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The JSON document `--json` prints on stdout when a command fails: status, run id, pipeline,
+/// stage, error, help and exit code (the error text already redacted).
+pub fn failure_json(error: &anyhow::Error, text: &str, code: u8) -> String {
+    let run = error.chain().find_map(|e| e.downcast_ref::<crate::pipeline::runner::RunError>());
+    let (message, help) = match text.split_once("\nHelp: ") {
+        Some((m, h)) => (m.to_owned(), Some(h.trim().to_owned())),
+        None => (text.to_owned(), None),
+    };
+    serde_json::to_string_pretty(&serde_json::json!({
+        "status": "failed",
+        "run_id": run.map(|r| r.run_id.clone()),
+        "pipeline": run.map(|r| r.pipeline.clone()),
+        "stage": run.map(|r| r.stage),
+        "error": message,
+        "help": help,
+        "exit_code": code,
+    }))
+    .expect("serialises")
 }

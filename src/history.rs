@@ -32,7 +32,13 @@ pub struct HistoryUpdate<'a> {
 
 /// Writes history version `update.version` from the previous one, the new snapshot's
 /// organisations and the diff into it.
-pub fn update(warehouse: &Path, pipeline: &str, update: &HistoryUpdate<'_>) -> Result<(), HistoryError> {
+/// The new version is staged in `txn` and appears when the run commits.
+pub fn update(
+    warehouse: &Path,
+    pipeline: &str,
+    update: &HistoryUpdate<'_>,
+    txn: &mut crate::warehouse::Txn,
+) -> Result<(), HistoryError> {
     let HistoryUpdate {
         version,
         previous,
@@ -83,23 +89,18 @@ pub fn update(warehouse: &Path, pipeline: &str, update: &HistoryUpdate<'_>) -> R
     conn.execute_batch(SQL_UPDATE_HISTORY)
         .map_err(err("update_history.sql"))?;
     let dir = root.join(version_dir_name(version));
-    let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
-    let io = |e: std::io::Error| HistoryError {
+    let wh = |e: crate::warehouse::WarehouseError| HistoryError {
         step: "write",
         message: e.to_string(),
     };
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io)?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io)?;
+    let tmp = txn.temp_dir("history", &version_dir_name(version)).map_err(wh)?;
     conn.execute_batch(&format!(
         "COPY (SELECT * FROM history ORDER BY code, valid_from, snapshot_version) TO {} (FORMAT parquet, COMPRESSION zstd);",
         quote_path(&tmp.join("history.parquet"))
     ))
     .map_err(err("write"))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io)?;
-    }
-    std::fs::rename(&tmp, &dir).map_err(io)?;
+    drop(conn);
+    crate::warehouse::sync_tree(&tmp).map_err(wh)?;
+    txn.stage(&tmp, &dir, true).map_err(wh)?;
     Ok(())
 }

@@ -22,8 +22,11 @@ pub mod merge;
 pub mod model;
 pub mod pipeline;
 pub mod printer;
+pub mod redact;
 pub mod server;
 pub mod snapshot;
 pub mod sources;
+pub mod verify;
+pub mod warehouse;
 
 pub use commands::run_cli;

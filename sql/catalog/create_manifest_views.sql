@@ -1,8 +1,9 @@
 -- Every snapshot manifest as a row, and the latest version of each pipeline.
--- {warehouse} is filled in by odsync (src/catalog/sql.rs).
+-- {manifests} is the list of manifests that parse, filled in by odsync (src/catalog/mod.rs):
+-- a damaged manifest is left out (and reported by `odsync verify`) instead of breaking every view.
 CREATE OR REPLACE VIEW snapshot_manifests AS
 SELECT * FROM read_json(
-    '{warehouse}/*/ods/version=*/manifest.json',
+    [{manifests}],
     format = 'auto',
     columns = {
         pipeline: 'VARCHAR',

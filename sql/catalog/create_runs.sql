@@ -25,3 +25,4 @@ CREATE TABLE IF NOT EXISTS runs (
 
 -- Added after the first release: catalogs created before it gain the column here.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS accepted_shift VARCHAR;  -- shifts let through with --accept-shift
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS records_pending BIGINT;  -- records kept at their previous version, retried next run

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 fn conflicts(globals: &Globals, pipeline: &str, filter: &str) -> anyhow::Result<QueryResult> {
     let p = globals.load(pipeline).ok();
-    let catalog = Catalog::open(&globals.warehouse(p.as_ref()))?;
+    let catalog = Catalog::open_read(&globals.warehouse(p.as_ref()))?;
     let has_view = catalog
         .query_text("SELECT count(*) FROM duckdb_views() WHERE view_name = 'conflicts_latest'")?
         .rows[0][0]
@@ -108,8 +108,14 @@ fn from_args(globals: &Globals, a: &ResolveArgs) -> anyhow::Result<Resolution> {
 fn record(globals: &Globals, pipeline: &str, list: &[Resolution], merge: bool) -> anyhow::Result<()> {
     let p = globals.load(pipeline).ok();
     let name = p.as_ref().map_or(pipeline.to_owned(), |p| p.config.name.clone());
-    let path = resolutions::path(&globals.warehouse(p.as_ref()), &name);
+    let warehouse = globals.warehouse(p.as_ref());
+    let path = resolutions::path(&warehouse, &name);
+    let run_id = format!("{}-{name}-resolve", globals.clock.now().format("%Y%m%dT%H%M%SZ"));
+    // The lock serialises appends (read, add, rename) with runs and other resolutions, and is
+    // kept for the merge that applies them.
+    let lock = crate::warehouse::lock_pipeline(&warehouse, &name, &run_id)?;
     resolutions::append(&path, list)?;
+    crate::warehouse::failpoint("resolve:recorded");
     if !merge {
         let summary = serde_json::json!({ "recorded": list.len(), "log": path, "applies": "at the next merge" });
         globals.printer.emit(&summary, |_| {
@@ -121,6 +127,7 @@ fn record(globals: &Globals, pipeline: &str, list: &[Resolution], merge: bool) -
         })?;
         return Ok(());
     }
-    super::merge::run(globals, &name)?;
+    let pipeline = p.ok_or_else(|| crate::error::UserError(format!("pipeline `{pipeline}` not found: --merge needs its pipeline file")))?;
+    super::merge::run_locked(globals, &pipeline, &lock)?;
     Ok(())
 }

@@ -8,11 +8,28 @@ use crate::snapshot::SnapshotStore;
 
 pub fn run(globals: &Globals, name: &str) -> anyhow::Result<MergeReport> {
     let pipeline = globals.load(name)?;
-    let config = &pipeline.config;
     let warehouse = globals.warehouse(Some(&pipeline));
+    let run_id = merge_run_id(globals, &pipeline.config.name);
+    let lock = crate::warehouse::lock_pipeline(&warehouse, &pipeline.config.name, &run_id)?;
+    run_locked(globals, &pipeline, &lock)
+}
+
+fn merge_run_id(globals: &Globals, name: &str) -> String {
+    format!("{}-{name}-merge", globals.clock.now().format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The merge, for a caller holding the pipeline lock (`conflicts resolve --merge` keeps the lock
+/// it appended the resolutions under).
+pub fn run_locked(
+    globals: &Globals,
+    pipeline: &crate::pipeline::Pipeline,
+    _lock: &crate::warehouse::PipelineLock,
+) -> anyhow::Result<MergeReport> {
+    let config = &pipeline.config;
+    let warehouse = globals.warehouse(Some(pipeline));
+    let run_id = merge_run_id(globals, &config.name);
+    crate::warehouse::recover(&warehouse, &config.name)?;
     let store = SnapshotStore::new(&warehouse, &config.name);
-    let run_id = format!("{}-{}-merge", globals.clock.now().format("%Y%m%dT%H%M%SZ"), config.name);
-    let _lock = store.lock(&run_id)?;
     let version = *store.versions()?.last().ok_or_else(|| {
         UserError(format!(
             "no snapshots for `{}` yet\nHelp: run `odsync run {}` first",
@@ -20,6 +37,7 @@ pub fn run(globals: &Globals, name: &str) -> anyhow::Result<MergeReport> {
         ))
     })?;
     let settings = MergeSettings::resolve(&config.merge, &config.name, &pipeline.path);
+    let mut txn = crate::warehouse::Txn::new(&warehouse, &config.name, &run_id);
     let report = merge(
         &warehouse,
         &config.name,
@@ -27,8 +45,14 @@ pub fn run(globals: &Globals, name: &str) -> anyhow::Result<MergeReport> {
         &OdsInput::published(&store, version)?,
         &run_id,
         &globals.clock,
+        &mut txn,
     )?;
-    Catalog::open(&warehouse)?.refresh_views()?;
+    txn.commit()?;
+    crate::warehouse::failpoint("merge:committed");
+    // The merge is committed; a catalog held by a reader only delays its views.
+    if let Err(e) = Catalog::open(&warehouse).and_then(|c| c.refresh_views()) {
+        tracing::warn!("the merge is committed, but the catalog views were not refreshed: {e:#}");
+    }
     globals.printer.emit(&report, human)?;
     Ok(report)
 }

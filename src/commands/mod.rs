@@ -4,6 +4,7 @@
 mod check;
 mod conflicts;
 mod diff;
+mod gc;
 mod history;
 mod merge;
 mod provenance;
@@ -13,6 +14,7 @@ mod runs;
 mod serve;
 mod snapshots;
 mod validate;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::clock::Clock;
@@ -71,6 +73,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(&globals, &args),
         Command::Snapshots(cmd) => snapshots::run(&globals, &cmd),
         Command::Runs(args) => runs::run(&globals, &args),
+        Command::Verify(args) => verify::run(&globals, &args),
+        Command::Gc(args) => gc::run(&globals, &args),
         Command::Query(args) => query::run(&globals, &args),
         Command::Validate(args) => validate::run(&globals, &args),
         Command::Serve(args) => serve::run(&args),
@@ -105,6 +109,15 @@ pub fn build_source(
 ) -> anyhow::Result<(Box<dyn Source>, Option<CsvLayout>)> {
     let contact = std::env::var(env_vars::ODSYNC_CONTACT).ok().filter(|c| !c.is_empty());
     let http = HttpClient::new(pipeline.config.http.settings(contact.as_deref()))?;
+    // Every credential a configured location carries is masked wherever it could appear.
+    for location in [base_url, fhir_base_url].into_iter().flatten() {
+        crate::redact::register_url_secrets(location);
+    }
+    match &pipeline.config.source {
+        SourceConfig::Ord(o) => crate::redact::register_url_secrets(&o.base_url),
+        SourceConfig::Fhir(f) => crate::redact::register_url_secrets(&f.base_url),
+        SourceConfig::Csv(c) => crate::redact::register_url_secrets(&c.location),
+    }
     Ok(match &pipeline.config.source {
         SourceConfig::Ord(ord) => {
             let base = base_url.unwrap_or(&ord.base_url);
@@ -115,6 +128,7 @@ pub fn build_source(
         }
         SourceConfig::Fhir(fhir) => {
             let key = fhir.api_key().map_err(crate::error::UserError)?;
+            crate::redact::register_secret(&key);
             let mut value = reqwest::header::HeaderValue::from_str(&key).map_err(|_| {
                 crate::error::UserError("the FHIR API key has characters an HTTP header cannot carry".into())
             })?;

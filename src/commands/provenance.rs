@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &ProvenanceArgs) -> anyhow::Result<ExitCode> {
     let p = globals.load(&args.pipeline).ok();
-    let catalog = Catalog::open(&globals.warehouse(p.as_ref()))?;
+    let catalog = Catalog::open_read(&globals.warehouse(p.as_ref()))?;
     let field = args
         .field
         .as_deref()

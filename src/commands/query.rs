@@ -6,7 +6,7 @@ use crate::cli::QueryArgs;
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &QueryArgs) -> anyhow::Result<ExitCode> {
-    let catalog = Catalog::open(&globals.warehouse(None))?;
+    let catalog = Catalog::open_read(&globals.warehouse(None))?;
     let result = catalog.query_text(&args.sql)?;
     globals.printer.emit(&result, render)?;
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let pipeline = args.pipeline.as_deref().and_then(|p| globals.load(p).ok());
-    let catalog = Catalog::open(&globals.warehouse(pipeline.as_ref()))?;
+    let catalog = Catalog::open_read(&globals.warehouse(pipeline.as_ref()))?;
     let name = pipeline
         .as_ref()
         .map(|p| p.config.name.clone())

@@ -246,6 +246,7 @@ pub fn merge(
     ods: &OdsInput,
     run_id: &str,
     clock: &Clock,
+    txn: &mut crate::warehouse::Txn,
 ) -> Result<MergeReport, MergeError> {
     let store = SnapshotStore::new(warehouse, pipeline);
     let ods_version = ods.version;
@@ -307,7 +308,21 @@ pub fn merge(
         "CREATE TEMP VIEW ods_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
         quote_path(&ods.dir.join("organisations.parquet"))
     );
-    let base_present = base_version.filter(|b| store.version_dir(*b).exists());
+    // The base must exist: merging over an empty base would reopen every resolved conflict and
+    // invent new ones. (The commit protocol publishes a merge with its snapshot, so only damage
+    // to the warehouse gets here.)
+    if let Some(b) = base_version
+        && !org_path(b).exists()
+    {
+        return Err(MergeError::Input {
+            path: org_path(b),
+            message: format!(
+                "the previous merge (version {}) was made on ODS snapshot version {b}, which is missing\nHelp: run `odsync verify {pipeline}`; restore the snapshot folder from a backup (nothing was merged)",
+                previous.unwrap_or_default()
+            ),
+        });
+    }
+    let base_present = base_version;
     match base_present {
         Some(b) => prelude.push_str(&format!(
             "CREATE TEMP VIEW base_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
@@ -513,7 +528,7 @@ pub fn merge(
     // --- outputs, then the report ---
     // The trust table, by far the largest output, is encoded on other threads while DuckDB builds
     // the provenance, writes the smaller tables and counts the report (nothing of which it needs).
-    let tmp = output_folder(warehouse, pipeline, merged_version)?;
+    let tmp = output_folder(txn, merged_version)?;
     let started = std::time::Instant::now();
     let (trust_rows, written) = trusts::trust_rows(&conn, kept_rows, &shape)?;
     tracing::trace!(ms = started.elapsed().as_millis() as u64, "merge trust rows ready");
@@ -540,7 +555,7 @@ pub fn merge(
         rest
     })?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
-    publish_outputs(&tmp, warehouse, pipeline, merged_version, &report)?;
+    publish_outputs(&tmp, warehouse, pipeline, merged_version, &report, txn)?;
     Ok(report)
 }
 
@@ -598,35 +613,34 @@ fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), Merge
 /// The version's temporary output folder, empty; [`publish_outputs`] adds the summary and renames
 /// it into place. The trust table is written by [`trusts::Ordered::write`] from
 /// [`trusts::trust_rows`], the other tables in the order DuckDB sorts them.
-fn output_folder(warehouse: &Path, pipeline: &str, version: u64) -> Result<PathBuf, MergeError> {
-    let tmp = merged_root(warehouse, pipeline).join(format!(".tmp-{}", version_dir_name(version)));
-    let io = |e: std::io::Error| MergeError::Input {
-        path: tmp.clone(),
-        message: e.to_string(),
-    };
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io)?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io)?;
-    Ok(tmp)
+fn output_folder(txn: &crate::warehouse::Txn, version: u64) -> Result<PathBuf, MergeError> {
+    txn.temp_dir("merged", &version_dir_name(version))
+        .map_err(|e| MergeError::Input {
+            path: e.path.clone(),
+            message: e.to_string(),
+        })
 }
 
+/// Writes the summary, fsyncs the folder and stages it in the transaction: the merged version
+/// appears when the run (or merge) commits.
 fn publish_outputs(
     tmp: &Path,
     warehouse: &Path,
     pipeline: &str,
     version: u64,
     report: &MergeReport,
+    txn: &mut crate::warehouse::Txn,
 ) -> Result<(), MergeError> {
-    let io = |p: &Path, e: std::io::Error| MergeError::Input {
-        path: p.to_owned(),
+    let wh = |e: crate::warehouse::WarehouseError| MergeError::Input {
+        path: e.path.clone(),
         message: e.to_string(),
     };
     let mut text = serde_json::to_string_pretty(report).expect("report serialises");
     text.push('\n');
-    std::fs::write(tmp.join("summary.json"), text).map_err(|e| io(tmp, e))?;
+    crate::warehouse::write_synced(&tmp.join("summary.json"), text.as_bytes()).map_err(wh)?;
+    crate::warehouse::sync_tree(tmp).map_err(wh)?;
     let target = merged_root(warehouse, pipeline).join(version_dir_name(version));
-    std::fs::rename(tmp, &target).map_err(|e| io(&target, e))
+    txn.stage(tmp, &target, false).map_err(wh)
 }
 
 fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(), MergeError> {

@@ -81,8 +81,72 @@ impl CsvLayout {
     }
 }
 
+/// Checks a line's quoting strictly: a field is either unquoted (no `"` in it) or wholly quoted
+/// (`"…"`, inner quotes doubled, followed by a comma or the line end). The csv crate is lenient
+/// (it reads `"A",B"C` as something), and a stray quote then shifts every later field into the
+/// wrong column, which is how a corrupt line becomes a plausible, wrong record.
+pub fn check_quotes(line: &[u8]) -> Result<(), String> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut i = 0;
+    let mut field = 1;
+    loop {
+        if line.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match line.get(i) {
+                    None => return Err(format!("field {field}: a quote opens and never closes (unbalanced quote)")),
+                    Some(b'"') if line.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+            match line.get(i) {
+                None => return Ok(()),
+                Some(b',') => i += 1,
+                Some(_) => {
+                    return Err(format!(
+                        "field {field}: text after its closing quote (unbalanced quote)"
+                    ));
+                }
+            }
+        } else {
+            let end = line[i..].iter().position(|b| *b == b',').map(|p| i + p);
+            let text = &line[i..end.unwrap_or(line.len())];
+            if text.contains(&b'"') {
+                return Err(format!("field {field}: a quote inside an unquoted field (unbalanced quote)"));
+            }
+            match end {
+                None => return Ok(()),
+                Some(e) => i = e + 1,
+            }
+        }
+        field += 1;
+    }
+}
+
+/// An ODS code: 3–10 capital letters and digits (trusts `RWR`, sites `RVVKC`, practices `A81001`).
+pub fn is_code(text: &str) -> bool {
+    (2..=10).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// A UK postcode's shape (outward code, optional space, inward code), loosely: what matters is
+/// that a shifted column (a date, a name) is not taken for one.
+fn is_postcode(text: &str) -> bool {
+    let compact: String = text.chars().filter(|c| *c != ' ').collect();
+    (5..=7).contains(&compact.len())
+        && compact.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && compact.starts_with(|c: char| c.is_ascii_uppercase())
+        && compact.chars().any(|c| c.is_ascii_digit())
+        && compact[compact.len() - 2..].chars().all(|c| c.is_ascii_uppercase())
+}
+
 /// Splits one CSV line (quoted or not, with or without its line ending) into exactly 27 fields.
 pub fn split_fields(line: &[u8]) -> Result<Vec<String>, String> {
+    check_quotes(line)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -109,7 +173,27 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
     // Field numbers below are 1-based, as in the ODS file specifications.
     let field = |n: usize| -> Option<String> { Some(f[n - 1].clone()).filter(|s| !s.is_empty()) };
     let code = field(1).ok_or("field 1 (Organisation Code) is empty")?;
+    if !is_code(&code) {
+        return Err(format!("field 1: `{code}` is not an ODS code (capital letters and digits)"));
+    }
     let name = field(2).ok_or("field 2 (Name) is empty")?;
+    // Parent columns hold codes; a name or a date there means the columns have shifted.
+    let parent_fields: &[usize] = match layout.kind {
+        CsvKind::Epraccur | CsvKind::Ets => &[3, 4, 15],
+        _ => &[3, 4],
+    };
+    for &n in parent_fields {
+        if let Some(v) = field(n)
+            && !is_code(&v)
+        {
+            return Err(format!("field {n}: `{v}` is not an ODS code (a parent column): are the columns shifted?"));
+        }
+    }
+    if let Some(pc) = field(10)
+        && !is_postcode(&pc)
+    {
+        return Err(format!("field 10: `{pc}` is not a postcode: are the columns shifted?"));
+    }
     let open = csv_date(&f[10], 11)?;
     let close = csv_date(&f[11], 12)?;
     let kind = layout.kind;
@@ -261,6 +345,24 @@ mod tests {
         let early = NaiveDate::from_ymd_opt(2021, 9, 1).unwrap();
         let rec = parse_line(RM3, &layout, early).unwrap();
         assert_eq!(rec.organisation.status.as_deref(), Some("Active"));
+    }
+
+    #[test]
+    fn stray_quotes_and_shifted_columns_are_refused() {
+        let layout = CsvLayout::new(CsvKind::Etr, None);
+        assert!(check_quotes(RM3).is_ok());
+        assert!(check_quotes(b"A,B,,\"C \"\"x\"\"\",D").is_ok());
+        // An unbalanced quote in the name: the csv crate would shift every later field.
+        let bad = String::from_utf8_lossy(RM3).replace("\"SALFORD ROYAL NHS FOUNDATION TRUST\"", "\"SALFORD ROYAL \"NHS FOUNDATION TRUST");
+        let err = parse_line(bad.as_bytes(), &layout, today()).unwrap_err();
+        assert!(err.contains("unbalanced quote"), "{err}");
+        let err = parse_line(b"RM3,NAME \"X,Y62,Q83,,,,,,M6 8HD,19930401,,,,,,,,,,,0,,B\n", &layout, today()).unwrap_err();
+        assert!(err.contains("field 2") && err.contains("unbalanced"), "{err}");
+        // A date where the postcode belongs, a name where a parent code belongs.
+        let shifted = String::from_utf8_lossy(RM3).replace("\"M6 8HD\"", "\"19910401\"");
+        assert!(parse_line(shifted.as_bytes(), &layout, today()).unwrap_err().contains("field 10"));
+        let shifted = String::from_utf8_lossy(RM3).replace("\"Q83\"", "\"TRUST HEADQUARTERS\"");
+        assert!(parse_line(shifted.as_bytes(), &layout, today()).unwrap_err().contains("field 4"));
     }
 
     #[test]

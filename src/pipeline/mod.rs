@@ -51,6 +51,8 @@ pub struct PipelineConfig {
     pub guard: crate::diff::ShiftLimits,
     #[serde(default)]
     pub roles: RolesConfig,
+    #[serde(default)]
+    pub quality: QualityConfig,
 }
 
 /// The role mapping that derives `org_type`, `health_system` and `foundation_trust`.
@@ -250,6 +252,74 @@ pub struct HttpConfig {
     /// Put in the User-Agent so ODS can reach whoever runs this job (ODSYNC_CONTACT overrides).
     #[serde(default)]
     pub contact: Option<String>,
+    /// A `Retry-After` longer than this fails the run at once instead of sleeping through it.
+    #[serde(default = "default_max_retry_after")]
+    pub max_retry_after_secs: u64,
+    /// The whole run's deadline (0: none). No request starts, and no retry waits, past it.
+    #[serde(default = "default_deadline")]
+    pub deadline_secs: u64,
+}
+
+/// What a run may tolerate and still commit (`[quality]`). By default nothing: a record that
+/// cannot be fetched or parsed after retries fails the run, and so does an empty baseline.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Records (API sources) that may fail after retries; each keeps its previous version, is
+    /// recorded as pending and is retried by every later run. The allowance is the larger of
+    /// this and `max_failed_share` of the records listed.
+    #[serde(default)]
+    pub max_failed_records: u64,
+    #[serde(default)]
+    pub max_failed_share: f64,
+    /// Bulk files: unusable lines tolerated (quarantined with file:line; an organisation that was
+    /// in the previous snapshot keeps its previous record). The larger of the two applies.
+    #[serde(default = "default_max_bad_lines")]
+    pub max_bad_lines: u64,
+    #[serde(default = "default_max_bad_lines_share")]
+    pub max_bad_lines_share: f64,
+    /// A baseline that finds no organisation fails unless this is true.
+    #[serde(default)]
+    pub allow_empty: bool,
+    /// FHIR: organisations fetched but no OrganizationAffiliation at all fails the run (every
+    /// ODS organisation has relationships) unless this is false.
+    #[serde(default = "yes")]
+    pub require_relationships: bool,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every QualityConfig field has a default")
+    }
+}
+
+impl QualityConfig {
+    /// How many failures out of `total` the settings allow.
+    pub fn allowed(count: u64, share: f64, total: u64) -> u64 {
+        count.max((share.clamp(0.0, 1.0) * total as f64).floor() as u64)
+    }
+    pub fn allowed_failed_records(&self, listed: u64) -> u64 {
+        Self::allowed(self.max_failed_records, self.max_failed_share, listed)
+    }
+    pub fn allowed_bad_lines(&self, lines: u64) -> u64 {
+        Self::allowed(self.max_bad_lines, self.max_bad_lines_share, lines)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_bad_lines() -> u64 {
+    10
+}
+fn default_max_bad_lines_share() -> f64 {
+    0.01
+}
+fn default_max_retry_after() -> u64 {
+    300
+}
+fn default_deadline() -> u64 {
+    6 * 3600
 }
 
 impl Default for HttpConfig {
@@ -297,6 +367,11 @@ impl HttpConfig {
                 Some(c) => format!("odsync/{} (+{c})", env!("CARGO_PKG_VERSION")),
                 None => format!("odsync/{}", env!("CARGO_PKG_VERSION")),
             },
+            max_retry_after: Duration::from_secs(self.max_retry_after_secs),
+            // The clock starts when the client is built, at the start of the run.
+            deadline: (self.deadline_secs > 0)
+                .then(|| std::time::Instant::now() + Duration::from_secs(self.deadline_secs)),
+            deadline_secs: self.deadline_secs,
         }
     }
 }
@@ -365,6 +440,14 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
             "`name` `{}` must be non-empty and use only letters, digits, `_` and `-`",
             config.name
         ));
+    }
+    for (key, share) in [
+        ("quality.max_failed_share", config.quality.max_failed_share),
+        ("quality.max_bad_lines_share", config.quality.max_bad_lines_share),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            problems.push(format!("`{key}` is {share}: a share is between 0 and 1"));
+        }
     }
     let role_ok = |r: &String| r.len() > 2 && r.starts_with("RO") && r[2..].chars().all(|c| c.is_ascii_digit());
     for (key, list) in [

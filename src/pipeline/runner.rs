@@ -52,6 +52,9 @@ pub struct RecordCounts {
     pub deleted_by_ods: u64,
     /// Organisations in the resulting snapshot.
     pub organisations: u64,
+    /// Codes whose new version could not be fetched or parsed (within `[quality]` limits): they
+    /// keep their previous version, the watermark stays, and every later run asks for them.
+    pub pending: Vec<String>,
 }
 
 /// The typed result of `odsync run`: printed, written to `--json`, checked by tests.
@@ -90,6 +93,14 @@ pub struct RunSummary {
 #[error("this snapshot moves more than a normal day of ODS changes, which usually means the publication changed (recoding, a new file profile), not the organisations:\n{}\nHelp: check what moved; if the shift is real, run again with --accept-shift: it is recorded in the run and the manifest, and the changes it explains are marked publication_shift", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
 pub struct ShiftError {
     pub reasons: Vec<String>,
+}
+
+/// The run could not show that what it fetched is complete; nothing was committed.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}\nHelp: {help}")]
+pub struct CompletenessError {
+    pub message: String,
+    pub help: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,14 +191,26 @@ impl Runner<'_> {
         let now = self.clock.now();
         let store = SnapshotStore::new(&self.warehouse, &name);
 
-        let catalog = Catalog::open(&self.warehouse)?;
+        // The catalog is an index, not the commit point: a reader holding it (a notebook, a
+        // `duckdb` shell) must not stop a run, so the run reads it read-only when it must.
+        let (catalog, writable) = Catalog::open_for_run(&self.warehouse)?;
         let run_number = catalog.next_run_number(&name)?;
         let run_id = format!("{}-{}-{run_number:04}", now.format("%Y%m%dT%H%M%SZ"), name);
-        let _lock = store.lock(&run_id)?;
-        let previous = store.latest()?;
-        let watermark_before = catalog
-            .watermark(&name)?
-            .or(previous.as_ref().and_then(|m| m.watermark));
+        let _lock = crate::warehouse::lock_pipeline(&self.warehouse, &name, &run_id)?;
+        crate::warehouse::recover(&self.warehouse, &name)?;
+        let previous = store.latest().map_err(|e| {
+            anyhow::anyhow!(e).context(format!(
+                "the latest snapshot of `{name}` cannot be read\nHelp: run `odsync verify {name}`; it names the damaged files and how to repair them"
+            ))
+        })?;
+        // The committed state file is authoritative (written in the same commit as the
+        // versions); the catalog and the manifest are the fallbacks of older warehouses.
+        let watermark_before = match crate::warehouse::read_state(&self.warehouse, &name) {
+            Some(state) => state.watermark,
+            None => catalog
+                .watermark(&name)?
+                .or(previous.as_ref().and_then(|m| m.watermark)),
+        };
         let overlap = match &self.pipeline.config.source {
             super::SourceConfig::Ord(o) => o.overlap_days,
             super::SourceConfig::Csv(_) => 0,
@@ -238,21 +261,39 @@ impl Runner<'_> {
             snapshot_version: None,
             error: None,
             accepted_shift: None,
+            records_pending: None,
         };
-        catalog.start_run(&record, &now)?;
+        if writable && let Err(e) = catalog.start_run(&record, &now) {
+            tracing::warn!("could not record the start of the run in the catalog: {e:#}");
+        }
         // Released while the run works: see the catalog module docs.
         drop(catalog);
         tracing::info!(run_id, mode = mode.name(), reason = mode_reason, "run started");
 
-        let result = self.work(
-            &store,
-            previous.as_ref(),
-            &mode,
-            &run_id,
-            watermark_before,
-            options.accept_shift,
-        );
-        let catalog = Catalog::open(&self.warehouse)?;
+        let mut txn = crate::warehouse::Txn::new(&self.warehouse, &name, &run_id);
+        let result = self
+            .work(
+                &store,
+                previous.as_ref(),
+                &mode,
+                &run_id,
+                watermark_before,
+                options.accept_shift,
+                &mut txn,
+            )
+            .and_then(|(summary, location)| {
+                // The committed state moves with the versions, in the same commit.
+                txn.stage_state(&crate::warehouse::PipelineState {
+                    run_id: run_id.clone(),
+                    watermark: summary.watermark_after,
+                    snapshot_version: Some(summary.snapshot_version),
+                })
+                .map_err(|e| ("commit", e.into()))?;
+                crate::warehouse::failpoint("run:staged");
+                txn.commit().map_err(|e| ("commit", e.into()))?;
+                crate::warehouse::failpoint("run:committed");
+                Ok((summary, location))
+            });
         match result {
             Ok((mut summary, location)) => {
                 summary.mode_reason = mode_reason;
@@ -264,15 +305,19 @@ impl Runner<'_> {
                 record.records_fetched = Some(summary.records.fetched as i64);
                 record.records_unchanged = Some(summary.records.unchanged as i64);
                 record.records_quarantined = Some(summary.records.quarantined as i64);
+                record.records_pending = Some(summary.records.pending.len() as i64);
                 record.snapshot_version = Some(summary.snapshot_version as i64);
-                catalog.finish_run(&record, &self.clock.now())?;
-                catalog.refresh_views()?;
+                record.finished_at = Some(self.clock.now().to_rfc3339());
+                // Committed: from here nothing may turn the run into a failure.
+                crate::catalog::record_run(&self.warehouse, &record);
                 Ok(summary)
             }
+            // (The transaction, uncommitted, was dropped with the closure: its staging is gone.)
             Err((stage, error)) => {
                 record.status = "failed".into();
-                record.error = Some(format!("{stage}: {error:#}"));
-                catalog.finish_run(&record, &self.clock.now())?;
+                record.error = Some(crate::redact::text(&format!("{stage}: {error:#}")));
+                record.finished_at = Some(self.clock.now().to_rfc3339());
+                crate::catalog::record_run(&self.warehouse, &record);
                 Err(RunError {
                     run_id,
                     pipeline: name,
@@ -293,15 +338,49 @@ impl Runner<'_> {
         run_id: &str,
         watermark_before: Option<NaiveDate>,
         accept_shift: bool,
+        txn: &mut crate::warehouse::Txn,
     ) -> Result<(RunSummary, String), (&'static str, anyhow::Error)> {
         let config = &self.pipeline.config;
-        let fetched = self.source.fetch(mode).map_err(|e| ("fetch", e.into()))?;
-
-        let previous_raw: Vec<RawRecord> = match previous {
-            Some(m) => store
-                .read_raw(m.version)
-                .map_err(|e| ("read previous snapshot", e.into()))?,
+        let previous_hint = |e: crate::snapshot::SnapshotError| -> anyhow::Error {
+            anyhow::anyhow!(e).context(format!(
+                "the previous snapshot cannot be read\nHelp: run `odsync verify {}` to see what is damaged; `odsync run {} --full` builds a new version without reading it",
+                config.name, config.name
+            ))
+        };
+        // Codes earlier runs could not fetch (quarantined with a code by an API source): every
+        // later delta asks for them again until they succeed.
+        let previous_quarantine = match previous {
+            Some(m) => store.read_quarantine(m.version).map_err(|e| ("read previous snapshot", previous_hint(e)))?,
             None => Vec::new(),
+        };
+        let retry_codes: Vec<String> = match previous {
+            Some(m) if m.source.kind == self.source.kind() && self.source.supports_deltas() => previous_quarantine
+                .iter()
+                .filter_map(|q| q.code.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut fetched = self.source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
+
+        let previous_raw: Vec<RawRecord> = match (previous, mode) {
+            // A forced baseline does not need the previous records, only to keep the previous
+            // copy of a record that fails: a damaged previous version must not block `--full`.
+            (Some(m), FetchMode::Baseline { .. }) => {
+                match store.read_raw(m.version) {
+                    Ok(raw) => raw,
+                    Err(e) if fetched.complete => {
+                        tracing::warn!("the previous snapshot's raw records cannot be read ({e}); the baseline goes on without them");
+                        Vec::new()
+                    }
+                    Err(e) => return Err(("read previous snapshot", previous_hint(e))),
+                }
+            }
+            (Some(m), _) => store
+                .read_raw(m.version)
+                .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
+            (None, _) => Vec::new(),
         };
         let previous_sha: BTreeMap<&str, String> = previous_raw
             .iter()
@@ -324,7 +403,11 @@ impl Runner<'_> {
         // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
         // snapshot with the fetched records applied (delta).
         let mut current: BTreeMap<String, RawRecord> = BTreeMap::new();
-        let mut quarantine: Vec<Quarantined> = fetched.failures.clone();
+        let mut quarantine: Vec<Quarantined> = Vec::new();
+        // This run's failures: records that could not be fetched or parsed, lines that are not rows.
+        let mut failed: Vec<Quarantined> = fetched.failures.clone();
+        let mut previous_by_code: BTreeMap<String, RawRecord> =
+            previous_raw.into_iter().map(|r| (r.code.clone(), r)).collect();
         if !fetched.complete {
             let attempted: BTreeSet<&str> = fetched
                 .records
@@ -332,24 +415,21 @@ impl Runner<'_> {
                 .map(|r| r.code.as_str())
                 .chain(fetched.failures.iter().filter_map(|q| q.code.as_deref()))
                 .collect();
-            let previous_quarantine = match previous {
-                Some(m) => store
-                    .read_quarantine(m.version)
-                    .map_err(|e| ("read previous snapshot", e.into()))?,
-                None => Vec::new(),
-            };
             // Quarantined earlier and not retried now: still unresolved, so it stays.
             quarantine.extend(
                 previous_quarantine
                     .into_iter()
                     .filter(|q| q.code.as_deref().is_none_or(|c| !attempted.contains(c))),
             );
-            current.extend(previous_raw.into_iter().map(|r| (r.code.clone(), r)));
+            // A delta starts from every previous record (so a failed one is already kept).
+            current = std::mem::take(&mut previous_by_code);
         }
         let mut parsed: BTreeMap<String, OrgRecord> = BTreeMap::new();
-        for raw in fetched.records {
+        let fetched_records = std::mem::take(&mut fetched.records);
+        let records_len = fetched_records.len();
+        for raw in fetched_records {
             match parse_raw(&raw, &ctx) {
-                Ok(rec) if rec.organisation.code != raw.code => quarantine.push(Quarantined {
+                Ok(rec) if rec.organisation.code != raw.code => failed.push(Quarantined {
                     code: Some(raw.code.clone()),
                     source: raw.origin.clone(),
                     reason: format!("asked for `{}` but the record is `{}`", raw.code, rec.organisation.code),
@@ -363,8 +443,7 @@ impl Runner<'_> {
                     counts.out_of_scope += 1;
                     current.remove(&raw.code);
                 }
-                // A delta keeps the previous good copy of a record whose new copy is broken.
-                Err(reason) => quarantine.push(Quarantined {
+                Err(reason) => failed.push(Quarantined {
                     code: Some(raw.code.clone()),
                     source: raw.origin.clone(),
                     reason,
@@ -372,6 +451,31 @@ impl Runner<'_> {
                 }),
             }
         }
+        self.check_completeness(mode, &fetched, records_len, &failed, parsed.len())
+            .map_err(|e| ("completeness", e.into()))?;
+        // A record that failed keeps its previous copy: a failure is never a deletion. (A delta
+        // already holds it; a baseline or a bulk file takes it back from the previous snapshot.)
+        let mut pending: BTreeSet<String> = BTreeSet::new();
+        for q in &failed {
+            if let Some(code) = &q.code {
+                if self.source.supports_deltas() {
+                    pending.insert(code.clone());
+                }
+                if !current.contains_key(code)
+                    && let Some(prev) = previous_by_code.get(code)
+                {
+                    current.insert(code.clone(), prev.clone());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(
+                failed = failed.len(),
+                examples = ?failed.iter().take(5).map(|q| format!("{}: {}", q.source, q.reason)).collect::<Vec<_>>(),
+                "records that failed are quarantined and keep their previous version"
+            );
+        }
+        quarantine.extend(failed);
         // Records carried forward from the previous snapshot are parsed again: the tables are
         // always derived from the raw set as a whole.
         let carried: Vec<String> = current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
@@ -455,17 +559,22 @@ impl Runner<'_> {
             code_system,
             deletions,
         );
+        // The watermark never moves past a change that was not applied: with records pending,
+        // it stays where it was (and the pending codes are asked for again next run).
         let watermark_after = match mode {
             FetchMode::Codes { .. } => watermark_before,
+            _ if !pending.is_empty() => watermark_before,
             _ if self.source.supports_deltas() => Some(self.clock.today()),
             _ => None,
         };
+        counts.pending = pending.iter().cloned().collect();
         let fetch_summary = serde_json::json!({
             "listed": fetched.metrics.listed,
             "total_count_header": fetched.metrics.total_count_header,
             "records_fetched": fetched.metrics.records_fetched,
             "records_failed": fetched.metrics.records_failed,
             "records": counts,
+            "relationships": fetched.metrics.relationships,
             "unmapped_roles": unmapped_roles,
             "code_system_changes": code_system_changes,
         });
@@ -494,6 +603,7 @@ impl Runner<'_> {
         // fails, the run fails with nothing committed.
         let mut accepted_shift = Vec::new();
         let mut changed_rows = None;
+        let mut changes_dir: Option<PathBuf> = None;
         let diff = match (&staged, previous) {
             (Staged::New(new), Some(prev)) => {
                 let diff = crate::diff::diff_dirs(
@@ -518,7 +628,8 @@ impl Runner<'_> {
                         .map_err(|e| ("shift guard", e.into()))?;
                     accepted_shift = texts;
                 }
-                crate::snapshot::write_output(
+                changes_dir = Some(crate::snapshot::stage_output(
+                    txn,
                     &self.warehouse,
                     &config.name,
                     "changes",
@@ -527,19 +638,14 @@ impl Runner<'_> {
                     &serde_json::to_value(&diff.summary).expect("serialises"),
                     &[("odsync.run_id", run_id)],
                 )
-                .map_err(|e| ("diff", e.into()))?;
+                .map_err(|e| ("diff", e.into()))?);
                 changed_rows = diff.org_rows;
                 Some(diff.summary)
             }
             _ => None,
         };
         if let Staged::New(new) = &staged {
-            let changes = self
-                .warehouse
-                .join(&config.name)
-                .join("changes")
-                .join(crate::snapshot::version_dir_name(new.version))
-                .join("changes.parquet");
+            let changes = changes_dir.as_ref().map(|d| d.join("changes.parquet"));
             crate::history::update(
                 &self.warehouse,
                 &config.name,
@@ -547,10 +653,11 @@ impl Runner<'_> {
                     version: new.version,
                     previous: previous.map(|m| m.version),
                     org_dir: &new.dir,
-                    changes: diff.as_ref().map(|_| changes.as_path()),
+                    changes: changes.as_deref(),
                     run_id,
                     snapshot_date: self.clock.today(),
                 },
+                txn,
             )
             .map_err(|e| ("history", e.into()))?;
         }
@@ -575,11 +682,14 @@ impl Runner<'_> {
             &ods_input,
             run_id,
             &self.clock,
+            txn,
         )
         .map_err(|e| ("merge", e.into()))?;
         let outcome = match staged {
             Staged::Unchanged { version } => CommitOutcome::Unchanged { version },
-            Staged::New(new) => new.publish().map_err(|e| ("commit", e.into()))?,
+            Staged::New(new) => CommitOutcome::Committed {
+                version: new.into_txn(txn).map_err(|e| ("commit", e.into()))?,
+            },
         };
         let (status, version) = match outcome {
             CommitOutcome::Committed { version } => ("succeeded", version),
@@ -612,6 +722,91 @@ impl Runner<'_> {
             duration_ms: 0,
         };
         Ok((summary, fetched.location))
+    }
+}
+
+impl Runner<'_> {
+    /// What the run must show before it may commit: failures within the `[quality]` limits, and
+    /// a baseline that found something (and, from FHIR, some relationships).
+    fn check_completeness(
+        &self,
+        mode: &FetchMode,
+        fetched: &crate::sources::Fetched,
+        records_len: usize,
+        failed: &[Quarantined],
+        organisations: usize,
+    ) -> Result<(), CompletenessError> {
+        let quality = &self.pipeline.config.quality;
+        let name = &self.pipeline.config.name;
+        let examples = |n: usize| -> String {
+            let mut text: Vec<String> = failed
+                .iter()
+                .take(n)
+                .map(|q| format!("  - {}{}: {}", q.code.as_deref().map(|c| format!("{c} at ")).unwrap_or_default(), q.source, q.reason))
+                .collect();
+            if failed.len() > n {
+                text.push(format!("  … and {} more", failed.len() - n));
+            }
+            text.join("\n")
+        };
+        if self.source.supports_deltas() {
+            let listed = fetched.metrics.listed.max(records_len as u64);
+            let allowed = quality.allowed_failed_records(listed);
+            if failed.len() as u64 > allowed {
+                return Err(CompletenessError {
+                    message: format!(
+                        "{} of {listed} records could not be fetched or read, even when asked again (the pipeline allows {allowed}):\n{}",
+                        failed.len(),
+                        examples(10)
+                    ),
+                    help: format!(
+                        "nothing was committed and the watermark did not move, so the next run asks for them again. If the source keeps failing for a few records, allow them in `[quality]` of `{name}` (max_failed_records or max_failed_share): they then keep their previous version and are retried by every run until they succeed"
+                    ),
+                });
+            }
+        } else {
+            let lines = fetched.metrics.listed;
+            let allowed = quality.allowed_bad_lines(lines);
+            if failed.len() as u64 > allowed {
+                return Err(CompletenessError {
+                    message: format!(
+                        "{} of {lines} lines of `{}` are not usable rows (the pipeline allows {allowed}): the file looks damaged or is not the configured kind of file:\n{}",
+                        failed.len(),
+                        fetched.location,
+                        examples(10)
+                    ),
+                    help: format!(
+                        "check the file (download it again); if these lines are expected, raise `max_bad_lines` or `max_bad_lines_share` in `[quality]` of `{name}`. Nothing was committed"
+                    ),
+                });
+            }
+        }
+        if matches!(mode, FetchMode::Baseline { .. }) && organisations == 0 && !quality.allow_empty {
+            return Err(CompletenessError {
+                message: format!(
+                    "the baseline found no organisation in scope at {} ({} listed, {} fetched)",
+                    fetched.location, fetched.metrics.listed, fetched.metrics.records_fetched
+                ),
+                help: format!(
+                    "an empty answer is almost always an upstream fault; check the scope with `odsync check {name}`. If the scope can really be empty, set `allow_empty = true` in `[quality]`. Nothing was committed"
+                ),
+            });
+        }
+        if let Some(0) = fetched.metrics.relationships
+            && quality.require_relationships
+            && (fetched.complete || records_len >= 10)
+            && records_len > 0
+        {
+            return Err(CompletenessError {
+                message: format!(
+                    "the OrganizationAffiliation searches returned no relationship for {records_len} organisations: every ODS organisation has some (at least its geography)"
+                ),
+                help: format!(
+                    "the affiliation answers look empty or broken; run again. If this scope really has no relationships, set `require_relationships = false` in `[quality]` of `{name}`. Nothing was committed"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

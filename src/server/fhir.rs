@@ -51,7 +51,8 @@ const AFFILIATION_PARAMS: [&str; 6] = [
     "_include",
 ];
 
-const KNOWN_PARAMS: [&str; 8] = [
+const KNOWN_PARAMS: [&str; 9] = [
+    "_summary",
     "_count",
     "_offset",
     "roleCode",
@@ -495,5 +496,9 @@ pub fn route(
             })
         })
         .collect();
+    if get("_summary").next() == Some("count") {
+        let bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": matching.len()});
+        return (200, serde_json::to_vec(&bundle).expect("json"));
+    }
     page("Organization", &matching, params, base, |_| Vec::new())
 }

@@ -7,7 +7,8 @@
 //!   one step; a crash leaves the old state or the new one, never half a version. Leftover
 //!   `.tmp-*` folders are ignored by readers and removed by the next commit.
 //! - A snapshot whose content hash equals the latest version's is not written (`unchanged`).
-//! - One run per pipeline at a time, enforced by a lock file.
+//! - One writer per pipeline at a time (`warehouse::lock`); a run's outputs appear together
+//!   (`warehouse::Txn`).
 
 use crate::model::tables::{SnapshotTables, TABLE_NAMES, sha256_hex};
 use crate::model::{Quarantined, RawFormat, RawRecord};
@@ -33,10 +34,6 @@ pub enum SnapshotError {
     Parquet { path: PathBuf, message: String },
     #[error("{path}: invalid manifest: {message}")]
     Manifest { path: PathBuf, message: String },
-    #[error(
-        "another odsync run holds `{path}` ({holder})\nHelp: wait for it to finish; if no odsync run is active (it was killed), delete `{path}`"
-    )]
-    Locked { path: PathBuf, holder: String },
     #[error(
         "version {version} of `{pipeline}` already exists at `{path}`\nHelp: another run committed while this one ran; run again"
     )]
@@ -143,7 +140,16 @@ impl StagedVersion {
         write_synced(&path, text.as_bytes())
     }
 
-    /// The atomic step: rename the temporary folder to `version=NNNNNN`.
+    /// Hands the staged folder to the run's transaction: it becomes `version=NNNNNN` when the
+    /// transaction commits (with every other output of the run), and is removed if it does not.
+    pub fn into_txn(mut self, txn: &mut crate::warehouse::Txn) -> Result<u64, crate::warehouse::WarehouseError> {
+        txn.stage(&self.dir, &self.target, false)?;
+        self.published = true;
+        Ok(self.version)
+    }
+
+    /// Renames the temporary folder to `version=NNNNNN` on its own (bench and tests; runs use
+    /// [`StagedVersion::into_txn`]).
     pub fn publish(mut self) -> Result<CommitOutcome, SnapshotError> {
         if self.target.exists() {
             return Err(SnapshotError::VersionExists {
@@ -172,17 +178,6 @@ pub struct SnapshotStore {
     root: PathBuf,
 }
 
-/// Held while a run works on a pipeline; removed on drop.
-pub struct RunLock {
-    path: PathBuf,
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 pub fn version_dir_name(version: u64) -> String {
     format!("version={version:06}")
 }
@@ -201,24 +196,6 @@ impl SnapshotStore {
 
     pub fn version_dir(&self, version: u64) -> PathBuf {
         self.root.join(version_dir_name(version))
-    }
-
-    pub fn lock(&self, run_id: &str) -> Result<RunLock, SnapshotError> {
-        let dir = self.root.parent().expect("root has a parent");
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let path = dir.join(".lock");
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(mut f) => {
-                use std::io::Write;
-                let _ = writeln!(f, "run {run_id}, pid {}", std::process::id());
-                Ok(RunLock { path })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
-                Err(SnapshotError::Locked { path, holder })
-            }
-            Err(e) => Err(io(&path)(e)),
-        }
     }
 
     /// Committed versions, ascending.
@@ -482,11 +459,14 @@ impl SnapshotStore {
     }
 }
 
-/// Writes a derived output version (changes, merged tables, history) next to the snapshots:
-/// `<warehouse>/<pipeline>/<kind>/version=NNNNNN/`, with the same temp-folder, fsync and rename
-/// discipline as snapshots. An existing folder for that version is replaced: outputs are derived,
-/// so re-deriving them is allowed (snapshots themselves never are).
-pub fn write_output(
+/// Stages a derived output version (changes, merged tables, history) next to the snapshots:
+/// written and fsynced in a temporary folder, it becomes `<warehouse>/<pipeline>/<kind>/
+/// version=NNNNNN/` when the run's transaction commits. An existing folder for that version is
+/// replaced then: outputs are derived, so re-deriving them is allowed (snapshots never are).
+/// Returns the temporary folder, which later stages of the same run read.
+#[allow(clippy::too_many_arguments)]
+pub fn stage_output(
+    txn: &mut crate::warehouse::Txn,
     warehouse: &Path,
     pipeline: &str,
     kind: &str,
@@ -496,12 +476,12 @@ pub fn write_output(
     metadata: &[(&str, &str)],
 ) -> Result<PathBuf, SnapshotError> {
     let root = warehouse.join(pipeline).join(kind);
-    std::fs::create_dir_all(&root).map_err(io(&root))?;
-    let tmp = root.join(format!(".tmp-{}", version_dir_name(version)));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let tmp = txn
+        .temp_dir(kind, &version_dir_name(version))
+        .map_err(|e| SnapshotError::Io {
+            path: e.path.clone(),
+            source: std::io::Error::other(e.message.clone()),
+        })?;
     let version_text = version.to_string();
     let mut meta: Vec<(&str, &str)> = vec![
         ("odsync.pipeline", pipeline),
@@ -516,12 +496,11 @@ pub fn write_output(
     write_synced(&tmp.join("summary.json"), text.as_bytes())?;
     sync_dir(&tmp)?;
     let target = root.join(version_dir_name(version));
-    if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(io(&target))?;
-    }
-    std::fs::rename(&tmp, &target).map_err(io(&target))?;
-    sync_dir(&root)?;
-    Ok(target)
+    txn.stage(&tmp, &target, true).map_err(|e| SnapshotError::Io {
+        path: e.path.clone(),
+        source: std::io::Error::other(e.message.clone()),
+    })?;
+    Ok(tmp)
 }
 
 /// zstd, page statistics, 128k-row row groups and odsync's own key-value metadata; rows arrive sorted by key.

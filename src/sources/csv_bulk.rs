@@ -39,7 +39,7 @@ impl CsvSource {
     fn read(&self) -> Result<(Vec<u8>, String), SourceError> {
         let bytes = if self.is_url() {
             let url = reqwest::Url::parse(&self.location).map_err(|e| SourceError::Csv {
-                location: self.location.clone(),
+                location: crate::redact::location(&self.location),
                 message: format!("not a valid URL: {e}"),
             })?;
             self.http.get(&url)?.body
@@ -49,14 +49,22 @@ impl CsvSource {
                 source,
             })?
         };
-        let name = self.location.rsplit('/').next().unwrap_or(&self.location).to_owned();
-        let wants_zip = self.location.to_ascii_lowercase().ends_with(".zip");
+        // The file name only: a URL's query (which may carry a key) never becomes an origin.
+        let name = match reqwest::Url::parse(&self.location) {
+            Ok(u) if u.has_host() => u
+                .path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "download".into()),
+            _ => self.location.rsplit('/').next().unwrap_or(&self.location).to_owned(),
+        };
+        let wants_zip = name.to_ascii_lowercase().ends_with(".zip");
         if bytes.starts_with(b"PK\x03\x04") {
             return self.unzip(bytes);
         }
         if wants_zip || looks_like_html(&bytes) {
             return Err(SourceError::NotAZip {
-                location: self.location.clone(),
+                location: crate::redact::location(&self.location),
                 looks_like: describe_start(&bytes),
                 help: if looks_like_html(&bytes) {
                     "this is an HTML page (ODS file downloads can be answered by a bot-challenge page); download the file in a browser and point `source.location` at the saved copy".into()
@@ -70,7 +78,7 @@ impl CsvSource {
 
     fn unzip(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, String), SourceError> {
         let err = |message: String| SourceError::Csv {
-            location: self.location.clone(),
+            location: crate::redact::location(&self.location),
             message,
         };
         let mut archive =
@@ -192,6 +200,18 @@ pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>
     (records, failures)
 }
 
+/// When the file does not end with a line break and its last line is not a whole row, the file
+/// was cut off (an interrupted download, a full disk): returns the line number and why.
+pub fn truncated_tail(bytes: &[u8]) -> Option<(usize, String)> {
+    let trimmed_end = bytes.iter().rposition(|b| !b.is_ascii_whitespace() || *b == b'\n')?;
+    if bytes[trimmed_end] == b'\n' {
+        return None;
+    }
+    let start = bytes[..trimmed_end].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let line_no = bytes[..start].iter().filter(|b| **b == b'\n').count() + 1;
+    split_fields(&bytes[start..=trimmed_end]).err().map(|reason| (line_no, reason))
+}
+
 fn first_field(line: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(line);
     let first = text.split(',').next()?.trim().trim_matches('"').trim().to_owned();
@@ -207,14 +227,31 @@ impl Source for CsvSource {
         false
     }
 
-    fn fetch(&self, _mode: &FetchMode) -> Result<Fetched, SourceError> {
+    fn fetch(&self, _mode: &FetchMode, _retry_codes: &[String]) -> Result<Fetched, SourceError> {
         let started = Instant::now();
         let (bytes, name) = self.read()?;
-        let (records, failures) = split_file(&bytes, &name);
-        if records.is_empty() && failures.is_empty() {
+        let location = crate::redact::location(&self.location);
+        if let Some((line, reason)) = truncated_tail(&bytes) {
             return Err(SourceError::Csv {
-                location: self.location.clone(),
-                message: "the file has no rows; refusing to snapshot an empty file".into(),
+                location,
+                message: format!(
+                    "the file is truncated: it ends in the middle of line {line} ({name}:{line}: {reason}) with no line break\nHelp: the download or copy was cut off; fetch the file again (nothing was committed)"
+                ),
+            });
+        }
+        let (records, failures) = split_file(&bytes, &name);
+        if records.is_empty() {
+            let example = failures
+                .first()
+                .map(|q| format!("; {}: {}", q.source, q.reason))
+                .unwrap_or_default();
+            return Err(SourceError::Csv {
+                location,
+                message: format!(
+                    "no line of `{name}` is a usable ODS row ({} lines{example})\nHelp: is this the ODS bulk file of kind `{}` (the headerless 27-field layout)? Nothing was committed",
+                    failures.len(),
+                    self.layout.kind.as_str()
+                ),
             });
         }
         let metrics = FetchMetrics {
@@ -224,6 +261,7 @@ impl Source for CsvSource {
             records_failed: failures.len() as u64,
             http: self.http.metrics(),
             elapsed_ms: started.elapsed().as_millis() as u64,
+            relationships: None,
         };
         Ok(Fetched {
             records,
@@ -232,7 +270,7 @@ impl Source for CsvSource {
             code_system: None,
             deletions: Vec::new(),
             metrics,
-            location: self.location.clone(),
+            location,
             parameters: serde_json::json!({
                 "kind": self.layout.kind,
                 "primary_role": self.layout.primary_role,
@@ -263,7 +301,7 @@ impl Source for CsvSource {
             None => None,
         };
         Ok(CheckReport {
-            location: self.location.clone(),
+            location: crate::redact::location(&self.location),
             reachable: true,
             latency_ms,
             total_in_scope: Some(records.len() as u64),
@@ -289,6 +327,20 @@ mod tests {
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].source, "etr.csv:4");
         assert!(failures[0].reason.contains("duplicate"));
+    }
+
+    #[test]
+    fn a_file_cut_mid_line_is_truncated_and_a_whole_one_is_not() {
+        let line = "A1,X,,,,,,,,,20200101,,,,,,,,,,,0,,A\r\n";
+        let whole = format!("{line}{line}");
+        assert_eq!(truncated_tail(whole.as_bytes()), None);
+        // A last line without a line break is fine when it is whole.
+        assert_eq!(truncated_tail(whole.trim_end().as_bytes()), None);
+        let cut = format!("{line}A2,Y,,,,");
+        let (n, why) = truncated_tail(cut.as_bytes()).unwrap();
+        assert_eq!(n, 2);
+        assert!(why.contains("fields"), "{why}");
+        assert!(truncated_tail(format!("{line}\"A2\",\"HALF").as_bytes()).is_some());
     }
 
     #[test]

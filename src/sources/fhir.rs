@@ -34,6 +34,7 @@ pub const MAX_REQUESTS_PER_SECOND: f64 = 16.0;
 
 pub struct FhirSource {
     base: Url,
+    base_query: Vec<(String, String)>,
     http: HttpClient,
     scope: ScopeConfig,
     page_size: u32,
@@ -64,21 +65,23 @@ pub fn operation_outcome(body: &str) -> Option<String> {
 
 impl FhirSource {
     pub fn new(base_url: &str, http: HttpClient, scope: ScopeConfig, page_size: u32) -> Result<Self, SourceError> {
-        let with_slash = format!("{}/", base_url.trim_end_matches('/'));
-        let base = Url::parse(&with_slash).map_err(|e| SourceError::BadResponse {
-            url: base_url.to_owned(),
-            message: format!("not a valid base URL: {e}"),
-        })?;
+        let (base, base_query) = super::ord::split_base(base_url)?;
         Ok(FhirSource {
             base,
+            base_query,
             http,
             scope,
             page_size: page_size.clamp(1, 5000),
         })
     }
 
+    /// `path` on the configured base, with the base URL's own query parameters.
+    fn endpoint(&self, path: &str) -> Url {
+        super::ord::endpoint(&self.base, &self.base_query, path)
+    }
+
     fn search_url(&self, extra: &[(&str, String)]) -> Url {
-        let mut url = self.base.join("Organization").expect("joins");
+        let mut url = self.endpoint("Organization");
         {
             let mut q = url.query_pairs_mut();
             let roles: Vec<&str> = self
@@ -129,8 +132,11 @@ impl FhirSource {
     /// Follows a search's `next` links, handing every Bundle entry to `each` with the page's URL;
     /// narrows `_count` on 422. Returns the number of pages.
     fn pages(&self, first: Url, mut each: impl FnMut(&Value, &str)) -> Result<u64, SourceError> {
+        let first_shown = redact(&first);
         let mut next = Some(first);
         let mut pages = 0u64;
+        let mut matched = 0u64;
+        let mut total: Option<u64> = None;
         while let Some(url) = next.take() {
             if url.host_str() != self.base.host_str()
                 || url.port_or_known_default() != self.base.port_or_known_default()
@@ -174,7 +180,14 @@ impl FhirSource {
                     message: "expected a FHIR Bundle".into(),
                 });
             }
-            for entry in bundle.get("entry").and_then(Value::as_array).into_iter().flatten() {
+            let entries = bundle.get("entry").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            let page_matches = entries
+                .iter()
+                .filter(|e| e.get("search").and_then(|s| s.get("mode")).and_then(Value::as_str) != Some("include"))
+                .count() as u64;
+            matched += page_matches;
+            total = total.or(bundle.get("total").and_then(Value::as_u64));
+            for entry in entries {
                 each(entry, &response.url);
             }
             next = bundle
@@ -191,13 +204,53 @@ impl FhirSource {
                     })
                 })
                 .transpose()?;
+            // A page that promises more but holds nothing is a broken answer, not the end.
+            if page_matches == 0 && next.is_some() {
+                return Err(SourceError::BadResponse {
+                    url: response.url.clone(),
+                    message: "a search page holds no entries but links to a next page: the answer is incomplete\nHelp: run again (nothing was committed and the watermark did not move)".into(),
+                });
+            }
+        }
+        if let Some(total) = total
+            && total != matched
+        {
+            return Err(SourceError::BadResponse {
+                url: first_shown,
+                message: format!(
+                    "the Bundle's total says {total} but its pages held {matched} entries: the answer is incomplete\nHelp: the listing changed while paging, or a page was lost; run again (nothing was committed and the watermark did not move)"
+                ),
+            });
         }
         Ok(pages)
     }
 
+    /// `_summary=count` of a search: the number the pages must add up to (None when the server
+    /// does not answer with a total, which is logged: the search then cannot be checked).
+    fn count(&self, search: &Url) -> Result<Option<u64>, SourceError> {
+        let mut url = search.clone();
+        let pairs: Vec<(String, String)> = search
+            .query_pairs()
+            .filter(|(k, _)| k != "_count")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs).append_pair("_summary", "count");
+        let response = self.http.get(&url).map_err(|e| self.error(e))?;
+        let total = serde_json::from_slice::<Value>(&response.body)
+            .ok()
+            .and_then(|b| b.get("total").and_then(Value::as_u64));
+        if total.is_none() {
+            tracing::warn!(url = %response.url, "the FHIR API gave no total for `_summary=count`: this search cannot be checked for completeness");
+        }
+        Ok(total)
+    }
+
     /// An Organization search: every matched Organization becomes a raw record.
     fn search(&self, first: Url, records: &mut BTreeMap<String, Value>) -> Result<u64, SourceError> {
-        self.pages(first, |entry, _page| {
+        let expected = self.count(&first)?;
+        let before = records.len() as u64;
+        let shown = redact(&first);
+        let pages = self.pages(first, |entry, _page| {
             let Some(resource) = entry.get("resource") else {
                 return;
             };
@@ -207,7 +260,92 @@ impl FhirSource {
             if let Some(code) = resource.get("id").and_then(Value::as_str) {
                 records.insert(code.to_owned(), resource.clone());
             }
-        })
+        })?;
+        let got = records.len() as u64 - before;
+        if let Some(expected) = expected
+            && expected != got
+        {
+            return Err(SourceError::BadResponse {
+                url: shown,
+                message: format!(
+                    "`_summary=count` says {expected} organisations match but paging returned {got}: the answer is incomplete\nHelp: run again (nothing was committed and the watermark did not move)"
+                ),
+            });
+        }
+        Ok(pages)
+    }
+
+    /// `GET /Organization/{code}` for each code, checked to be that Organization, with one more
+    /// try for each failure; what still fails is returned as failures (the runner decides).
+    fn by_code(
+        &self,
+        codes: &[String],
+        orgs: &mut BTreeMap<String, Value>,
+        origins: &mut BTreeMap<String, String>,
+    ) -> Result<Vec<Quarantined>, SourceError> {
+        let one = |code: &String| -> Result<Result<(Value, String), Quarantined>, SourceError> {
+            let url = self.endpoint(&format!("Organization/{code}"));
+            match self.http.get(&url) {
+                Ok(r) => {
+                    let parsed: Result<Value, String> = serde_json::from_slice(&r.body).map_err(|e| format!("not JSON: {e}"));
+                    match parsed {
+                        Ok(org)
+                            if org.get("resourceType").and_then(Value::as_str) == Some("Organization")
+                                && org.get("id").and_then(Value::as_str) == Some(code.as_str()) =>
+                        {
+                            Ok(Ok((org, r.url)))
+                        }
+                        other => Ok(Err(Quarantined {
+                            code: Some(code.clone()),
+                            source: r.url,
+                            reason: format!(
+                                "the answer is not Organization `{code}`: {}",
+                                other.err().unwrap_or_else(|| "another resource".into())
+                            ),
+                            raw: crate::redact::text(&String::from_utf8_lossy(&r.body)).into_bytes(),
+                        })),
+                    }
+                }
+                Err(HttpError::Status { url, status, body }) if (400..500).contains(&status) && status != 401 && status != 403 => {
+                    Ok(Err(Quarantined {
+                        code: Some(code.clone()),
+                        source: url,
+                        reason: format!(
+                            "HTTP {status}: {}",
+                            operation_outcome(&body).unwrap_or_else(|| "not served".into())
+                        ),
+                        raw: body.into_bytes(),
+                    }))
+                }
+                Err(e) => Err(self.error(e)),
+            }
+        };
+        let mut failed = Vec::new();
+        for code in codes {
+            match one(code)? {
+                Ok((org, origin)) => {
+                    origins.insert(code.clone(), origin);
+                    orgs.insert(code.clone(), org);
+                }
+                Err(q) => failed.push(q),
+            }
+        }
+        let mut failures = Vec::new();
+        for q in failed {
+            let code = q.code.clone().expect("has a code");
+            tracing::warn!(code = %code, reason = %q.reason, "record failed; fetching it once more");
+            match one(&code)? {
+                Ok((org, origin)) => {
+                    origins.insert(code.clone(), origin);
+                    orgs.insert(code, org);
+                }
+                Err(mut again) => {
+                    again.reason = format!("{} (twice in this run)", again.reason);
+                    failures.push(again);
+                }
+            }
+        }
+        Ok(failures)
     }
 
     /// The relationships of `codes`: `OrganizationAffiliation?primary-organization=…` in batches
@@ -215,7 +353,7 @@ impl FhirSource {
     fn affiliations(&self, codes: &[&String]) -> Result<Affiliations, SourceError> {
         let mut out = Affiliations::default();
         for batch in codes.chunks(AFFILIATION_BATCH) {
-            let mut url = self.base.join("OrganizationAffiliation").expect("joins");
+            let mut url = self.endpoint("OrganizationAffiliation");
             url.query_pairs_mut()
                 .append_pair(
                     "primary-organization",
@@ -273,7 +411,7 @@ impl FhirSource {
             .collect();
         let mut looked_up = 0u64;
         for batch in missing.chunks(AFFILIATION_BATCH) {
-            let mut url = self.base.join("Organization").expect("joins");
+            let mut url = self.endpoint("Organization");
             url.query_pairs_mut()
                 .append_pair("_id", &batch.join(","))
                 .append_pair("_count", &AFFILIATION_PAGE.to_string());
@@ -386,7 +524,7 @@ impl FhirSource {
     /// `lastChangeDate` search). A 404 means this API has no such list: the run goes on without
     /// deletions, says so in a warning and records it in the manifest's source parameters.
     fn deletions(&self) -> Result<(Vec<Deletion>, Value), SourceError> {
-        let url = self.base.join(DELETION_LIST).expect("joins");
+        let url = self.endpoint(DELETION_LIST);
         match self.http.get(&url) {
             Ok(r) => {
                 let body: Value = serde_json::from_slice(&r.body).map_err(|e| SourceError::BadResponse {
@@ -446,7 +584,7 @@ impl Source for FhirSource {
         true
     }
 
-    fn fetch(&self, mode: &FetchMode) -> Result<Fetched, SourceError> {
+    fn fetch(&self, mode: &FetchMode, retry_codes: &[String]) -> Result<Fetched, SourceError> {
         let started = Instant::now();
         let mut orgs = BTreeMap::new();
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
@@ -464,32 +602,15 @@ impl Source for FhirSource {
                 (false, serde_json::json!({"search": redact(&url), "since": since}))
             }
             FetchMode::Codes { codes } => {
-                for code in codes {
-                    let url = self.base.join(&format!("Organization/{code}")).expect("joins");
-                    match self.http.get(&url) {
-                        Ok(r) => {
-                            let org: Value = serde_json::from_slice(&r.body).map_err(|e| SourceError::BadResponse {
-                                url: r.url.clone(),
-                                message: format!("not a JSON Organization: {e}"),
-                            })?;
-                            origins.insert(code.clone(), r.url);
-                            orgs.insert(code.clone(), org);
-                        }
-                        Err(HttpError::Status { url, status: 404, body }) => failures.push(Quarantined {
-                            code: Some(code.clone()),
-                            source: url,
-                            reason: format!(
-                                "HTTP 404: {}",
-                                operation_outcome(&body).unwrap_or_else(|| "not found".into())
-                            ),
-                            raw: body.into_bytes(),
-                        }),
-                        Err(e) => return Err(self.error(e)),
-                    }
-                }
+                failures = self.by_code(codes, &mut orgs, &mut origins)?;
                 (false, serde_json::json!({"codes": codes}))
             }
         };
+        // Codes an earlier run could not fetch, asked for again until they succeed.
+        if !complete {
+            let again: Vec<String> = retry_codes.iter().filter(|c| !orgs.contains_key(*c)).cloned().collect();
+            failures.extend(self.by_code(&again, &mut orgs, &mut origins)?);
+        }
         let base = redact(&self.base);
         let (records, affiliation_stats) = self.bundle_records(orgs, |code| {
             origins
@@ -497,7 +618,7 @@ impl Source for FhirSource {
                 .cloned()
                 .unwrap_or_else(|| format!("{base}Organization/{code}"))
         })?;
-        parameters["affiliations"] = affiliation_stats;
+        parameters["affiliations"] = affiliation_stats.clone();
         let deletions = match mode {
             FetchMode::Incremental { .. } => {
                 let (found, stats) = self.deletions()?;
@@ -514,6 +635,7 @@ impl Source for FhirSource {
                 records_failed: failures.len() as u64,
                 http: self.http.metrics(),
                 elapsed_ms: started.elapsed().as_millis() as u64,
+                relationships: affiliation_stats.get("relationships").and_then(Value::as_u64),
             },
             records,
             failures,

@@ -13,8 +13,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Longest `Retry-After` honoured; a server asking for more is treated as down.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -25,6 +23,13 @@ pub struct HttpSettings {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub user_agent: String,
+    /// A `Retry-After` longer than this fails the request at once (the server is down for
+    /// longer than a run should wait).
+    pub max_retry_after: Duration,
+    /// The run's overall deadline: no request starts, and no retry waits, past it.
+    pub deadline: Option<Instant>,
+    /// The deadline as configured, for messages.
+    pub deadline_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,19 @@ pub enum HttpError {
         "GET {url} failed after {attempts} attempts; last error: {last}\nHelp: check the network and the base URL (`odsync check <pipeline>`), then run again; nothing was committed"
     )]
     GaveUp { url: String, attempts: u32, last: String },
+    #[error(
+        "GET {url} answered HTTP {status} with Retry-After {wait_secs} s, longer than {limit}\nHelp: the service asks clients to stay away for a while; run again later (nothing was committed and the watermark did not move)"
+    )]
+    RetryAfterTooLong {
+        url: String,
+        status: u16,
+        wait_secs: u64,
+        limit: String,
+    },
+    #[error(
+        "the run's deadline ({secs} s, `http.deadline_secs`) passed while fetching {url}\nHelp: nothing was committed and the watermark did not move; run again, or raise `http.deadline_secs` if the source is slow"
+    )]
+    Deadline { url: String, secs: u64 },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
@@ -152,6 +170,10 @@ impl HttpClient {
     /// once; 429, 5xx and transport failures are retried up to `max_retries` times.
     pub fn get(&self, url: &reqwest::Url) -> Result<Response, HttpError> {
         let shown = redact(url);
+        let past_deadline = |shown: &str| HttpError::Deadline {
+            url: shown.to_owned(),
+            secs: self.settings.deadline_secs,
+        };
         let mut last = String::new();
         let attempts = self.settings.max_retries + 1;
         for attempt in 0..attempts {
@@ -159,6 +181,9 @@ impl HttpClient {
                 self.retries.fetch_add(1, Ordering::Relaxed);
             }
             self.throttle();
+            if self.settings.deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(past_deadline(&shown));
+            }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let delay = match self.client.get(url.clone()).send() {
@@ -179,12 +204,26 @@ impl HttpClient {
                             return Err(HttpError::Status {
                                 url: shown,
                                 status: status.as_u16(),
-                                body: String::from_utf8_lossy(&body).into_owned(),
+                                body: crate::redact::text(&String::from_utf8_lossy(&body)),
                             });
                         }
                         Ok(_) => {
                             last = format!("HTTP {status}");
-                            retry_after(&headers).unwrap_or_else(|| self.backoff(attempt))
+                            match retry_after(&headers) {
+                                Some(wait) if wait > self.settings.max_retry_after => {
+                                    return Err(HttpError::RetryAfterTooLong {
+                                        url: shown,
+                                        status: status.as_u16(),
+                                        wait_secs: wait.as_secs(),
+                                        limit: format!(
+                                            "`http.max_retry_after_secs` = {} s",
+                                            self.settings.max_retry_after.as_secs()
+                                        ),
+                                    });
+                                }
+                                Some(wait) => wait,
+                                None => self.backoff(attempt),
+                            }
                         }
                         // A body cut short (connection closed mid-response) is transient.
                         Err(e) => {
@@ -194,11 +233,16 @@ impl HttpClient {
                     }
                 }
                 Err(e) => {
-                    last = describe(&e);
+                    last = crate::redact::text(&describe(&e));
                     self.backoff(attempt)
                 }
             };
             if attempt + 1 < attempts {
+                if let Some(deadline) = self.settings.deadline
+                    && Instant::now() + delay >= deadline
+                {
+                    return Err(past_deadline(&shown));
+                }
                 tracing::warn!(url = %shown, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "retrying: {last}");
                 std::thread::sleep(delay);
             }
@@ -225,8 +269,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     };
-    Some(wait.min(MAX_RETRY_AFTER))
+    Some(wait)
 }
+
 
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -246,24 +291,9 @@ fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// A URL safe to log and record: no userinfo, and secret-looking query values masked.
+/// A URL safe to log and record (see `crate::redact`).
 pub fn redact(url: &reqwest::Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let secret = ["key", "token", "secret", "password"]
-                .iter()
-                .any(|s| k.to_ascii_lowercase().contains(s));
-            (k.into_owned(), if secret { "***".to_owned() } else { v.into_owned() })
-        })
-        .collect();
-    if !pairs.is_empty() {
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    url.to_string()
+    crate::redact::url(url)
 }
 
 #[cfg(test)]
@@ -278,7 +308,7 @@ mod tests {
         h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert("retry-after", "99999".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(99999)));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct FetchMetrics {
     pub records_failed: u64,
     pub http: http::HttpMetrics,
     pub elapsed_ms: u64,
+    /// Relationships found by a source that fetches them apart from the records (FHIR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relationships: Option<u64>,
 }
 
 /// What a source hands the runner.
@@ -108,6 +111,7 @@ pub trait Source: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Whether `FetchMode::Incremental` / `Codes` are meaningful (a bulk file is always whole).
     fn supports_deltas(&self) -> bool;
-    fn fetch(&self, mode: &FetchMode) -> Result<Fetched, SourceError>;
+    /// `retry_codes`: codes earlier runs could not fetch (pending), asked for again by a delta.
+    fn fetch(&self, mode: &FetchMode, retry_codes: &[String]) -> Result<Fetched, SourceError>;
     fn check(&self) -> Result<CheckReport, SourceError>;
 }

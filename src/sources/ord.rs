@@ -26,23 +26,51 @@ pub const PAGE_LIMIT: u64 = 1000;
 
 pub struct OrdSource {
     base: Url,
+    /// Query parameters of the configured base URL (a gateway's key, say), sent on every request.
+    base_query: Vec<(String, String)>,
     http: HttpClient,
     scope: ScopeConfig,
 }
 
+/// A base URL as a folder to join paths onto (`…/2-0-0/`), and its query parameters apart:
+/// `Url::join` would drop them, and appending a slash after them would put it in the query.
+pub fn split_base(base_url: &str) -> Result<(Url, Vec<(String, String)>), SourceError> {
+    let mut base = Url::parse(base_url.trim()).map_err(|e| SourceError::BadResponse {
+        url: crate::redact::location(base_url),
+        message: format!("not a valid base URL: {e}"),
+    })?;
+    let query: Vec<(String, String)> = base.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    base.set_query(None);
+    base.set_fragment(None);
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok((base, query))
+}
+
+/// `path` joined onto `base`, with the base's own query parameters.
+pub fn endpoint(base: &Url, base_query: &[(String, String)], path: &str) -> Url {
+    let mut url = base.join(path).expect("relative API paths join onto the base");
+    if !base_query.is_empty() {
+        url.query_pairs_mut().extend_pairs(base_query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    url
+}
+
 impl OrdSource {
     pub fn new(base_url: &str, http: HttpClient, scope: ScopeConfig) -> Result<Self, SourceError> {
-        // A trailing slash makes `Url::join` keep the last path segment (…/2-0-0/).
-        let with_slash = format!("{}/", base_url.trim_end_matches('/'));
-        let base = Url::parse(&with_slash).map_err(|e| SourceError::BadResponse {
-            url: base_url.to_owned(),
-            message: format!("not a valid base URL: {e}"),
-        })?;
-        Ok(OrdSource { base, http, scope })
+        let (base, base_query) = split_base(base_url)?;
+        Ok(OrdSource {
+            base,
+            base_query,
+            http,
+            scope,
+        })
     }
 
     fn url(&self, path: &str, params: &[(&str, String)]) -> Url {
-        let mut url = self.base.join(path).expect("relative API paths join onto the base");
+        let mut url = endpoint(&self.base, &self.base_query, path);
         if !params.is_empty() {
             url.query_pairs_mut()
                 .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
@@ -224,28 +252,39 @@ impl OrdSource {
                 url: self.base.to_string(),
                 message: e.to_string(),
             })?;
+        let fetch_one = |code: &String| -> Result<Result<RawRecord, Quarantined>, HttpError> {
+            let url = self.url(&format!("organisations/{code}"), &[]);
+            match self.http.get(&url) {
+                // A 200 that is not a record (an HTML page, a cut or malformed body, an error
+                // object) is a failed fetch, retried like one, never a record to quarantine.
+                Ok(resp) => match check_record_body(&resp.body) {
+                    Ok(()) => Ok(Ok(RawRecord {
+                        code: code.clone(),
+                        format: RawFormat::OrdJson,
+                        origin: resp.url,
+                        payload: resp.body,
+                    })),
+                    Err(why) => Ok(Err(Quarantined {
+                        code: Some(code.clone()),
+                        source: resp.url,
+                        reason: format!("the answer is not an ORD record: {why}"),
+                        raw: crate::redact::text(&String::from_utf8_lossy(&resp.body)).into_bytes(),
+                    })),
+                },
+                Err(HttpError::Status { url, status, body }) => Ok(Err(Quarantined {
+                    code: Some(code.clone()),
+                    source: url,
+                    reason: format!("HTTP {status} fetching the record (listed by the search or /sync, but not served)"),
+                    raw: body.into_bytes(),
+                })),
+                Err(e) => Err(e),
+            }
+        };
         let results: Vec<Result<Result<RawRecord, Quarantined>, HttpError>> = pool.install(|| {
             codes
                 .par_iter()
                 .map(|code| {
-                    let url = self.url(&format!("organisations/{code}"), &[]);
-                    let out = match self.http.get(&url) {
-                        Ok(resp) => Ok(Ok(RawRecord {
-                            code: code.clone(),
-                            format: RawFormat::OrdJson,
-                            origin: resp.url,
-                            payload: resp.body,
-                        })),
-                        Err(HttpError::Status { url, status, body }) => Ok(Err(Quarantined {
-                            code: Some(code.clone()),
-                            source: url,
-                            reason: format!(
-                                "HTTP {status} fetching the record (listed by the search or /sync, but not served)"
-                            ),
-                            raw: body.into_bytes(),
-                        })),
-                        Err(e) => Err(e),
-                    };
+                    let out = fetch_one(code);
                     progress.inc(1);
                     out
                 })
@@ -253,13 +292,31 @@ impl OrdSource {
         });
         progress.finish_and_clear();
         let mut records = Vec::with_capacity(codes.len());
-        let mut failures = Vec::new();
+        let mut failed = Vec::new();
         for r in results {
             match r? {
                 Ok(rec) => records.push(rec),
-                Err(q) => failures.push(q),
+                Err(q) => failed.push(q),
             }
         }
+        // One more pass over what failed, after a pause: a proxy's hiccup or a record caught
+        // mid-update should not cost the run (or be reported as a deletion).
+        let mut failures = Vec::new();
+        for (attempt, q) in failed.into_iter().enumerate() {
+            let code = q.code.clone().expect("record failures carry their code");
+            if attempt == 0 {
+                std::thread::sleep(self.http.settings().backoff_base);
+            }
+            tracing::warn!(code = %code, reason = %q.reason, "record failed; fetching it once more");
+            match fetch_one(&code)? {
+                Ok(rec) => records.push(rec),
+                Err(mut again) => {
+                    again.reason = format!("{} (twice in this run)", again.reason);
+                    failures.push(again);
+                }
+            }
+        }
+        records.sort_by(|a, b| a.code.cmp(&b.code));
         Ok((records, failures))
     }
 }
@@ -273,15 +330,20 @@ impl Source for OrdSource {
         true
     }
 
-    fn fetch(&self, mode: &FetchMode) -> Result<Fetched, SourceError> {
+    fn fetch(&self, mode: &FetchMode, retry_codes: &[String]) -> Result<Fetched, SourceError> {
         let started = Instant::now();
         let mut metrics = FetchMetrics::default();
         let code_system = self.code_system()?;
-        let (codes, complete) = match mode {
+        let (mut codes, complete) = match mode {
             FetchMode::Baseline { .. } => (self.list_scope(&mut metrics)?, true),
             FetchMode::Incremental { since } => (self.sync(*since, &mut metrics)?, false),
             FetchMode::Codes { codes } => (codes.iter().cloned().collect(), false),
         };
+        // Codes an earlier run could not fetch: asked for again until they succeed. A baseline
+        // lists its whole scope, so it only retries those still in it.
+        if !complete {
+            codes.extend(retry_codes.iter().cloned());
+        }
         metrics.listed = codes.len() as u64;
         let codes: Vec<String> = codes.into_iter().collect();
         let (records, failures) = self.fetch_records(&codes)?;
@@ -349,16 +411,54 @@ impl Source for OrdSource {
     }
 }
 
+/// Whether a record answer is an ORD record: JSON with an `Organisation` object.
+fn check_record_body(body: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Shape {
+        #[serde(rename = "Organisation")]
+        organisation: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Shape>(body) {
+        Ok(Shape { organisation: Some(_) }) => Ok(()),
+        Ok(_) => Err(format!(
+            "JSON without an `Organisation` object: {}",
+            String::from_utf8_lossy(body).chars().take(80).collect::<String>()
+        )),
+        Err(e) => Err(format!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(body).trim_start().chars().take(40).collect::<String>()
+        )),
+    }
+}
+
 fn organisations_list(resp: &Response) -> Result<Vec<Value>, SourceError> {
     let root: Value = serde_json::from_slice(&resp.body).map_err(|e| SourceError::BadResponse {
         url: resp.url.clone(),
         message: format!("invalid JSON ({e}); expected {{\"Organisations\": [...]}}"),
     })?;
+    if let Some(code) = root.get("ErrorCode").or_else(|| root.get("errorCode")) {
+        let text = root
+            .get("ErrorText")
+            .or_else(|| root.get("errorText"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return Err(SourceError::BadResponse {
+            url: resp.url.clone(),
+            message: format!("the answer is an error object (ErrorCode {code}: {text}) with HTTP 200, not a list of organisations\nHelp: the service is failing; run again later (nothing was committed and the watermark did not move)"),
+        });
+    }
     match root.get("Organisations") {
         Some(Value::Array(rows)) => Ok(rows.clone()),
-        // No matches may come back as an empty object rather than an empty list.
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(other) => Ok(list(Some(other)).into_iter().cloned().collect()),
+        Some(Value::Object(_)) => Ok(list(root.get("Organisations")).into_iter().cloned().collect()),
+        // No list at all: only an answer that says it matched nothing may be read as empty.
+        None | Some(Value::Null) if resp.header_u64("x-total-count") == Some(0) => Ok(Vec::new()),
+        _ => Err(SourceError::BadResponse {
+            url: resp.url.clone(),
+            message: format!(
+                "the answer has no `Organisations` list (and no `X-Total-Count: 0` to say nothing matched): {}\nHelp: a proxy or the service answered something else; run again (nothing was committed and the watermark did not move)",
+                crate::redact::text(&String::from_utf8_lossy(&resp.body).chars().take(120).collect::<String>())
+            ),
+        }),
     }
 }
 

@@ -10,3 +10,4 @@ mod diff;
 mod fhir_source;
 mod merge;
 mod ord_source;
+mod trust;

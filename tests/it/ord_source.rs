@@ -193,35 +193,39 @@ fn throttling_and_transient_failures_are_retried_until_the_run_succeeds() {
 }
 
 #[test]
-fn records_that_are_missing_or_malformed_are_quarantined_with_a_reason() {
+fn records_that_are_missing_or_malformed_are_asked_again_then_fail_the_run_or_are_quarantined_as_allowed() {
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
-    ctx.fault(
-        "/organisations/R0D",
-        10,
-        FaultAction::Status {
-            status: 404,
-            retry_after: None,
-            body: Some(r#"{"ErrorCode":404,"ErrorText":"Not Found."}"#.into()),
-        },
-    );
+    let not_found = || FaultAction::Status {
+        status: 404,
+        retry_after: None,
+        body: Some(r#"{"ErrorCode":404,"ErrorText":"Not Found."}"#.into()),
+    };
+    ctx.fault("/organisations/R0D", 10, not_found());
+    ctx.fault("/organisations/R0B", 1, FaultAction::Malformed);
+    // By default a record that still fails when asked again fails the run.
+    let failed = ctx.odsync(T0, &["run", "trusts"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("R0D") && failed.stderr.contains("HTTP 404"), "{}", failed.stderr);
+    assert!(ctx.versions("trusts").is_empty());
+    // A 404 is not retried by the HTTP layer, but the record is asked for once more.
+    assert_eq!(targets(&ctx, "/organisations/R0D").len(), 2);
+
+    let path = ctx.path().join("pipelines/trusts.toml");
+    let text = std::fs::read_to_string(&path).unwrap() + "[quality]\nmax_failed_records = 1\n";
+    std::fs::write(&path, text).unwrap();
+    ctx.server().set_state("demo-2021").unwrap();
     ctx.fault("/organisations/R0B", 1, FaultAction::Malformed);
     let s = ctx.run_ok(T0, "trusts", &[]);
-    assert_eq!(s["records"]["quarantined"], 2);
-    assert_eq!(s["records"]["organisations"], 218);
-    // A 404 is permanent: asked once, not retried.
-    assert_eq!(targets(&ctx, "/organisations/R0D").len(), 1);
-    let q = ctx.query(
-        "SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code",
-    );
-    assert_eq!(q.len(), 2);
-    assert_eq!(q[0][0].as_deref(), Some("R0B"));
-    assert!(q[0][1].as_deref().unwrap().contains("invalid JSON"), "{q:?}");
-    assert_eq!(q[1][0].as_deref(), Some("R0D"));
-    assert!(q[1][1].as_deref().unwrap().contains("HTTP 404"), "{q:?}");
-    assert_eq!(q[1][2].as_deref(), Some("true"));
-    let present = ctx.query("SELECT count(*) FROM latest_organisations WHERE code IN ('R0B', 'R0D')");
-    assert_eq!(present[0][0].as_deref(), Some("0"));
+    // R0B failed once and was fetched again; R0D failed twice and is quarantined, pending.
+    assert_eq!(s["records"]["quarantined"], 1);
+    assert_eq!(s["records"]["organisations"], 219);
+    assert_eq!(s["records"]["pending"], serde_json::json!(["R0D"]));
+    let q = ctx.query("SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code");
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0][0].as_deref(), Some("R0D"));
+    assert!(q[0][1].as_deref().unwrap().contains("HTTP 404"), "{q:?}");
+    assert_eq!(q[0][2].as_deref(), Some("true"));
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! `odsync gc`: removes old versions of a pipeline, keeping the last N versions and/or those
+//! younger than D days, and always what later work needs:
+//! - the latest snapshot (the next run diffs against it and applies deltas to its raw records);
+//! - the snapshot every kept merged version was made on (the next merge's base, and the ODS
+//!   values the open conflicts quote);
+//! - the latest history version (each history version holds the whole history, so older ones are
+//!   redundant) and the latest merged version.
+//!
+//! A version's outputs (changes, history, merged tables made on it) go with it. Each folder is
+//! first renamed to a `.tmp-gc-…` name, so a crash leaves only what recovery removes.
+
+use super::{PipelineLock, WarehouseError};
+use crate::snapshot::{SnapshotStore, version_dir_name};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    pub pipeline: String,
+    pub dry_run: bool,
+    /// Folders removed (or, with --dry-run, that would be), relative to the warehouse.
+    pub removed: Vec<String>,
+    /// Snapshot versions kept, each with why.
+    pub kept: Vec<(u64, String)>,
+}
+
+fn versions_in(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+pub struct GcPolicy {
+    pub keep_versions: Option<u64>,
+    pub keep_days: Option<u64>,
+    pub dry_run: bool,
+}
+
+pub fn gc(
+    warehouse: &Path,
+    pipeline: &str,
+    policy: &GcPolicy,
+    now: DateTime<Utc>,
+    _lock: &PipelineLock,
+) -> Result<GcReport, WarehouseError> {
+    super::recover(warehouse, pipeline)?;
+    let dir = warehouse.join(pipeline);
+    let store = SnapshotStore::new(warehouse, pipeline);
+    let versions = versions_in(&dir.join("ods"));
+    let merged = versions_in(&dir.join("merged"));
+    let latest = versions.last().copied();
+    let latest_merged = merged.last().copied();
+    let mut kept: Vec<(u64, String)> = Vec::new();
+    let mut keep = BTreeSet::new();
+    for (i, v) in versions.iter().enumerate() {
+        let mut why = Vec::new();
+        if Some(*v) == latest {
+            why.push("the latest version".to_owned());
+        }
+        if let Some(n) = policy.keep_versions
+            && (versions.len() - i) as u64 <= n
+        {
+            why.push(format!("one of the last {n}"));
+        }
+        if let Some(d) = policy.keep_days {
+            match store.manifest(*v) {
+                Ok(m) if (now - m.created_at).num_days() < d as i64 => why.push(format!("younger than {d} days")),
+                Ok(_) => {}
+                // Never remove what cannot be judged.
+                Err(_) => why.push("its manifest cannot be read (see `odsync verify`)".into()),
+            }
+        }
+        if policy.keep_versions.is_none() && policy.keep_days.is_none() {
+            why.push("no --keep or --keep-days given".into());
+        }
+        if !why.is_empty() {
+            keep.insert(*v);
+            kept.push((*v, why.join(", ")));
+        }
+    }
+    // Merged versions kept: the latest, and those made on a kept snapshot. Their snapshots stay.
+    let mut merged_keep = BTreeSet::new();
+    for m in &merged {
+        let base = crate::merge::read_report(warehouse, pipeline, *m).map(|r| r.ods_version);
+        if Some(*m) == latest_merged || base.is_some_and(|b| keep.contains(&b)) {
+            merged_keep.insert(*m);
+            if let Some(b) = base
+                && keep.insert(b)
+            {
+                kept.push((b, format!("the snapshot merged version {m} was made on (its base and its conflicts' values)")));
+            }
+        }
+    }
+    kept.sort();
+    let latest_history = versions_in(&dir.join("history")).last().copied();
+    let mut doomed: Vec<std::path::PathBuf> = Vec::new();
+    for v in versions.iter().filter(|v| !keep.contains(v)) {
+        for kind in ["ods", "changes"] {
+            doomed.push(dir.join(kind).join(version_dir_name(*v)));
+        }
+    }
+    for h in versions_in(&dir.join("history")) {
+        if Some(h) != latest_history && !keep.contains(&h) {
+            doomed.push(dir.join("history").join(version_dir_name(h)));
+        }
+    }
+    for m in merged.iter().filter(|m| !merged_keep.contains(m)) {
+        doomed.push(dir.join("merged").join(version_dir_name(*m)));
+    }
+    doomed.retain(|p| p.exists());
+    let removed: Vec<String> = doomed
+        .iter()
+        .map(|p| p.strip_prefix(warehouse).unwrap_or(p).display().to_string())
+        .collect();
+    if !policy.dry_run {
+        for p in &doomed {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = p.with_file_name(format!(".tmp-gc-{name}"));
+            let io = |e: std::io::Error| WarehouseError {
+                path: p.clone(),
+                message: e.to_string(),
+                help: "check the warehouse permissions; what was not removed stays usable",
+            };
+            std::fs::rename(p, &tmp).map_err(io)?;
+            std::fs::remove_dir_all(&tmp).map_err(io)?;
+        }
+        for kind in super::KINDS {
+            let k = dir.join(kind);
+            if k.exists() {
+                super::sync_dir(&k)?;
+            }
+        }
+    }
+    Ok(GcReport {
+        pipeline: pipeline.to_owned(),
+        dry_run: policy.dry_run,
+        removed,
+        kept,
+    })
+}
