@@ -108,18 +108,3 @@ fn user_errors_say_what_to_do_and_exit_1() {
     assert_eq!(bad_clock.code, 1);
     assert!(bad_clock.stderr.contains("ODSYNC_NOW"), "{}", bad_clock.stderr);
 }
-
-#[test]
-fn a_held_lock_refuses_a_second_run_with_help() {
-    let ctx = TestContext::new();
-    ctx.csv_pipeline("locked", "etr", &crate::common::ods_csv("etr-2021-nhsx.csv"));
-    std::fs::create_dir_all(ctx.warehouse().join("locked")).unwrap();
-    std::fs::write(ctx.warehouse().join("locked/.lock"), "run x, pid 1").unwrap();
-    let out = ctx.odsync("2025-07-16", &["run", "locked"]);
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stderr.contains("another odsync run holds") && out.stderr.contains("delete"),
-        "{}",
-        out.stderr
-    );
-}

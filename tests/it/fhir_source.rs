@@ -7,13 +7,16 @@ use odsync::server::FaultAction;
 
 const KEY: &str = "test-key-5f3e9c1d-never-print-me";
 
+/// The published examples this state serves carry no OrganizationAffiliation, hence
+/// `require_relationships = false`.
 fn fhir_pipeline(ctx: &TestContext, page_size: u32) {
     ctx.write_pipeline(
         "fhir_orgs",
         &format!(
             "name = \"fhir_orgs\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\npage_size = {page_size}\n\
              [scope]\nroles = [\"RO197\", \"RO172\", \"RO181\"]\n\
-             [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 2\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n",
+             [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 2\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n\
+             [quality]\nrequire_relationships = false\n",
             ctx.server().fhir_base_url()
         ),
     );
@@ -75,7 +78,7 @@ fn a_fhir_run_pages_the_bundle_narrows_on_422_and_never_leaks_the_key() {
     fhir_pipeline(&ctx, 2);
     // The first page is "too big" once: the source must ask again with half the _count.
     ctx.fault(
-        "/fhir/Organization?roleCode",
+        "_count=2",
         1,
         FaultAction::Status {
             status: 422,
@@ -95,6 +98,9 @@ fn a_fhir_run_pages_the_bundle_narrows_on_422_and_never_leaks_the_key() {
         .map(|r| r.target)
         .filter(|t| t.starts_with("/fhir/"))
         .collect();
+    // First the count the pages must add up to.
+    assert!(targets[0].contains("_summary=count"), "{targets:?}");
+    let targets = targets[1..].to_vec();
     // 422 on _count=2, then _count=1 pages followed through `next` links (with _offset).
     assert!(targets[0].contains("_count=2"), "{targets:?}");
     assert!(targets[1].contains("_count=1"), "{targets:?}");
@@ -121,12 +127,12 @@ fn a_fhir_run_pages_the_bundle_narrows_on_422_and_never_leaks_the_key() {
     );
     assert_eq!(r, vec![vec!["RO197", "37525", "true"]]);
 
-    // An unknown code: the OperationOutcome's diagnostics are the quarantine reason.
+    // An unknown code: asked twice, then the run fails with the OperationOutcome's diagnostics
+    // (a record that cannot be fetched is never silently dropped), committing nothing.
     let out = run(&ctx, &["--codes", "ZZZ99"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let q = ctx.query("SELECT code, reason FROM latest_quarantine WHERE pipeline = 'fhir_orgs'");
-    assert_eq!(q.len(), 1, "{q:?}");
-    assert!(q[0][1].as_deref().unwrap().contains("HAPI-2001"), "{q:?}");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("ZZZ99") && out.stderr.contains("HAPI-2001"), "{}", out.stderr);
+    assert_eq!(ctx.versions("fhir_orgs"), ["version=000001"]);
 
     // The key: in no file of the warehouse, no output, no log line (debug logging was on).
     let mut leaks = Vec::new();
