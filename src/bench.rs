@@ -263,7 +263,15 @@ pub fn stage(name: &str, n: usize, work: &Path) -> anyhow::Result<StageResult> {
             commit(&store, worst, "bench-3", &clock)?;
             let first = crate::merge::OdsInput::published(&store, 1)?;
             let mut txn = crate::warehouse::Txn::new(&warehouse, "bench", "bench-m1");
-            crate::merge::merge(&warehouse, "bench", &bench_settings(), &first, "bench-m1", &clock, &mut txn)?;
+            crate::merge::merge(
+                &warehouse,
+                "bench",
+                &bench_settings(),
+                &first,
+                "bench-m1",
+                &clock,
+                &mut txn,
+            )?;
             txn.commit()?;
             Ok(result)
         }
@@ -296,7 +304,15 @@ pub fn stage(name: &str, n: usize, work: &Path) -> anyhow::Result<StageResult> {
             reset_peak();
             let started = Instant::now();
             let mut txn = crate::warehouse::Txn::new(&warehouse, "bench", "bench-m2");
-            let m = crate::merge::merge(&warehouse, "bench", &bench_settings(), &second, "bench-m2", &clock, &mut txn)?;
+            let m = crate::merge::merge(
+                &warehouse,
+                "bench",
+                &bench_settings(),
+                &second,
+                "bench-m2",
+                &clock,
+                &mut txn,
+            )?;
             txn.commit()?;
             let mut r = finish("merge + conflicts + provenance, 2%", started);
             r.stage = format!("merge + conflicts + provenance, 2% ({} touched)", m.touched);

@@ -39,10 +39,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             )
             || matches!(
                 e.downcast_ref::<SnapshotError>(),
-                Some(
-                    SnapshotError::NoSuchVersion { .. }
-                        | SnapshotError::VersionExists { .. }
-                )
+                Some(SnapshotError::NoSuchVersion { .. } | SnapshotError::VersionExists { .. })
             )
     });
     if user { 1 } else { 2 }
@@ -59,7 +56,9 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// The JSON document `--json` prints on stdout when a command fails: status, run id, pipeline,
 /// stage, error, help and exit code (the error text already redacted).
 pub fn failure_json(error: &anyhow::Error, text: &str, code: u8) -> String {
-    let run = error.chain().find_map(|e| e.downcast_ref::<crate::pipeline::runner::RunError>());
+    let run = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<crate::pipeline::runner::RunError>());
     let (message, help) = match text.split_once("\nHelp: ") {
         Some((m, h)) => (m.to_owned(), Some(h.trim().to_owned())),
         None => (text.to_owned(), None),

@@ -26,9 +26,21 @@ static SECRET_PARAM: LazyLock<regex::Regex> = LazyLock::new(|| {
 /// Names of query parameters treated as secrets (same rule as the text scrubber).
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["key", "token", "secret", "password", "passwd", "pwd", "signature", "sig", "auth", "credential", "session"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "signature",
+        "sig",
+        "auth",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// Remembers a secret value so that it is masked in every text from now on (short values are
@@ -85,7 +97,11 @@ pub fn url(url: &reqwest::Url) -> String {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let v = if is_secret_name(&k) { "***".to_owned() } else { v.into_owned() };
+            let v = if is_secret_name(&k) {
+                "***".to_owned()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -139,10 +155,16 @@ mod tests {
     fn urls_texts_and_registered_values_are_masked() {
         let u = reqwest::Url::parse("https://u:p4ss@h/x?apikey=s3cret&Limit=1000&X-Amz-Signature=abc").unwrap();
         let shown = url(&u);
-        assert!(!shown.contains("s3cret") && !shown.contains("p4ss") && !shown.contains("abc"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("p4ss") && !shown.contains("abc"),
+            "{shown}"
+        );
         assert!(shown.contains("Limit=1000"), "{shown}");
         let t = text("GET https://bob:hunter22@files.example/etr.zip?token=zz9 failed: apikey=k1k1k1 refused");
-        assert!(!t.contains("hunter22") && !t.contains("zz9") && !t.contains("k1k1k1"), "{t}");
+        assert!(
+            !t.contains("hunter22") && !t.contains("zz9") && !t.contains("k1k1k1"),
+            "{t}"
+        );
         assert!(t.contains("files.example/etr.zip"), "{t}");
         register_secret("Sup3rSecretKeyValue");
         let body = text(r#"{"issue":[{"diagnostics":"invalid key Sup3rSecretKeyValue"}]}"#);

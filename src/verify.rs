@@ -92,13 +92,21 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
         {
             Ok(m) => m,
             Err(e) => {
-                problem(&mpath, format!("unreadable manifest: {e}"), repair_hint(pipeline, *v, &versions));
+                problem(
+                    &mpath,
+                    format!("unreadable manifest: {e}"),
+                    repair_hint(pipeline, *v, &versions),
+                );
                 damaged.push(*v);
                 continue;
             }
         };
         if manifest.version != *v {
-            problem(&mpath, format!("the manifest says version {}", manifest.version), repair_hint(pipeline, *v, &versions));
+            problem(
+                &mpath,
+                format!("the manifest says version {}", manifest.version),
+                repair_hint(pipeline, *v, &versions),
+            );
             damaged.push(*v);
         }
         for (table, info) in &manifest.tables {
@@ -107,7 +115,11 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 Err(e) => {
-                    problem(&path, format!("table `{table}` cannot be read: {e}"), repair_hint(pipeline, *v, &versions));
+                    problem(
+                        &path,
+                        format!("table `{table}` cannot be read: {e}"),
+                        repair_hint(pipeline, *v, &versions),
+                    );
                     damaged.push(*v);
                     continue;
                 }
@@ -124,13 +136,21 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
                 );
                 damaged.push(*v);
             } else if let Err(e) = footer_ok(&path) {
-                problem(&path, format!("unreadable Parquet footer: {e}"), repair_hint(pipeline, *v, &versions));
+                problem(
+                    &path,
+                    format!("unreadable Parquet footer: {e}"),
+                    repair_hint(pipeline, *v, &versions),
+                );
                 damaged.push(*v);
             }
         }
     }
     let latest = versions.last().copied().unwrap_or(0);
-    for (kind, file) in [("changes", "changes.parquet"), ("history", "history.parquet"), ("merged", "trusts.parquet")] {
+    for (kind, file) in [
+        ("changes", "changes.parquet"),
+        ("history", "history.parquet"),
+        ("merged", "trusts.parquet"),
+    ] {
         let kdir = dir.join(kind);
         let outs = versions_in(&kdir);
         for o in &outs {
@@ -147,7 +167,11 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
                 if p.extension().is_some_and(|x| x == "parquet") {
                     files_checked += 1;
                     if let Err(err) = footer_ok(&p) {
-                        problem(&p, format!("unreadable Parquet footer: {err}"), format!("`odsync run {pipeline} --full` writes the outputs again"));
+                        problem(
+                            &p,
+                            format!("unreadable Parquet footer: {err}"),
+                            format!("`odsync run {pipeline} --full` writes the outputs again"),
+                        );
                     }
                 }
             }
@@ -155,11 +179,18 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
                 match crate::merge::read_report(warehouse, pipeline, *o) {
                     Some(r) if !versions.contains(&r.ods_version) => problem(
                         &odir,
-                        format!("merged version {o} was made on snapshot version {}, which is not published", r.ods_version),
+                        format!(
+                            "merged version {o} was made on snapshot version {}, which is not published",
+                            r.ods_version
+                        ),
                         "restore the snapshot from a backup".into(),
                     ),
                     Some(_) => {}
-                    None => problem(&odir.join("summary.json"), "missing or unreadable merge summary".into(), format!("`odsync merge {pipeline}`")),
+                    None => problem(
+                        &odir.join("summary.json"),
+                        "missing or unreadable merge summary".into(),
+                        format!("`odsync merge {pipeline}`"),
+                    ),
                 }
             } else if !odir.join(file).exists() {
                 problem(&odir, format!("no {file}"), format!("`odsync run {pipeline} --full`"));
@@ -168,14 +199,22 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
         if kind == "history" {
             for v in &versions {
                 if !outs.contains(v) {
-                    problem(&kdir.join(version_dir_name(*v)), format!("no history for published version {v}"), format!("`odsync run {pipeline} --full` rebuilds the history"));
+                    problem(
+                        &kdir.join(version_dir_name(*v)),
+                        format!("no history for published version {v}"),
+                        format!("`odsync run {pipeline} --full` rebuilds the history"),
+                    );
                 }
             }
         }
         if kind == "changes" {
             for v in versions.iter().skip(1) {
                 if !outs.contains(v) {
-                    problem(&kdir.join(version_dir_name(*v)), format!("no changes for published version {v}"), format!("`odsync diff {pipeline}` shows them; `odsync run {pipeline} --full` writes the next"));
+                    problem(
+                        &kdir.join(version_dir_name(*v)),
+                        format!("no changes for published version {v}"),
+                        format!("`odsync diff {pipeline}` shows them; `odsync run {pipeline} --full` writes the next"),
+                    );
                 }
             }
         }
@@ -185,11 +224,19 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
     if resolutions.exists()
         && let Err(e) = crate::merge::resolutions::read(&resolutions)
     {
-        problem(&resolutions, format!("unreadable resolutions log: {e}"), "fix the named line (the log is a CSV you may edit)".into());
+        problem(
+            &resolutions,
+            format!("unreadable resolutions log: {e}"),
+            "fix the named line (the log is a CSV you may edit)".into(),
+        );
     }
     let state = dir.join(crate::warehouse::STATE);
     if state.exists() && crate::warehouse::read_state(warehouse, pipeline).is_none() {
-        problem(&state, "unreadable state file".into(), format!("delete it: the next `odsync run {pipeline}` is then a baseline"));
+        problem(
+            &state,
+            "unreadable state file".into(),
+            format!("delete it: the next `odsync run {pipeline}` is then a baseline"),
+        );
     }
     damaged.sort_unstable();
     damaged.dedup();
@@ -208,7 +255,9 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
 
 fn repair_hint(pipeline: &str, version: u64, versions: &[u64]) -> String {
     if versions.last() == Some(&version) {
-        format!("`odsync verify {pipeline} --repair` moves the damaged version aside, then `odsync run {pipeline} --full` rebuilds it from the source")
+        format!(
+            "`odsync verify {pipeline} --repair` moves the damaged version aside, then `odsync run {pipeline} --full` rebuilds it from the source"
+        )
     } else {
         "restore this version folder from a backup (later versions were derived from it)".into()
     }
@@ -237,17 +286,26 @@ fn move_aside(warehouse: &Path, pipeline: &str, versions: &[u64], damaged: &[u64
         for kind in ["ods", "changes", "history"] {
             let from = dir.join(kind).join(version_dir_name(v));
             if from.exists() {
-                let to: PathBuf = dir.join("damaged").join(format!("{kind}-{}-{stamp}", version_dir_name(v)));
-                if std::fs::create_dir_all(dir.join("damaged")).and_then(|()| std::fs::rename(&from, &to)).is_ok() {
+                let to: PathBuf = dir
+                    .join("damaged")
+                    .join(format!("{kind}-{}-{stamp}", version_dir_name(v)));
+                if std::fs::create_dir_all(dir.join("damaged"))
+                    .and_then(|()| std::fs::rename(&from, &to))
+                    .is_ok()
+                {
                     moved.push(to.strip_prefix(warehouse).unwrap_or(&to).display().to_string());
                 }
             }
         }
     }
     for m in versions_in(&dir.join("merged")) {
-        if crate::merge::read_report(warehouse, pipeline, m).is_some_and(|r| !store_has(warehouse, pipeline, r.ods_version)) {
+        if crate::merge::read_report(warehouse, pipeline, m)
+            .is_some_and(|r| !store_has(warehouse, pipeline, r.ods_version))
+        {
             let from = dir.join("merged").join(version_dir_name(m));
-            let to = dir.join("damaged").join(format!("merged-{}-{stamp}", version_dir_name(m)));
+            let to = dir
+                .join("damaged")
+                .join(format!("merged-{}-{stamp}", version_dir_name(m)));
             if std::fs::rename(&from, &to).is_ok() {
                 moved.push(to.strip_prefix(warehouse).unwrap_or(&to).display().to_string());
             }

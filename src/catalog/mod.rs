@@ -57,15 +57,25 @@ fn any_output(warehouse: &Path, kind: &str, file: &str) -> bool {
 /// Every `<warehouse>/*/ods/version=*/manifest.json` that parses as a manifest, sorted.
 fn readable_manifests(warehouse: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for p in std::fs::read_dir(warehouse).into_iter().flatten().filter_map(Result::ok) {
-        for v in std::fs::read_dir(p.path().join("ods")).into_iter().flatten().filter_map(Result::ok) {
+    for p in std::fs::read_dir(warehouse)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        for v in std::fs::read_dir(p.path().join("ods"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
             if !v.file_name().to_string_lossy().starts_with("version=") {
                 continue;
             }
             let m = v.path().join("manifest.json");
             match std::fs::read_to_string(&m).map(|t| serde_json::from_str::<crate::snapshot::Manifest>(&t)) {
                 Ok(Ok(_)) => out.push(m),
-                Ok(Err(e)) => tracing::warn!(manifest = %m.display(), "left out of the catalog views: not a valid manifest ({e}); run `odsync verify`"),
+                Ok(Err(e)) => {
+                    tracing::warn!(manifest = %m.display(), "left out of the catalog views: not a valid manifest ({e}); run `odsync verify`")
+                }
                 Err(_) => {}
             }
         }
@@ -178,7 +188,11 @@ fn pending_dir(warehouse: &Path, pipeline: &str) -> PathBuf {
 
 fn pending_rows(warehouse: &Path) -> Vec<(PathBuf, RunRecord)> {
     let mut out = Vec::new();
-    for p in std::fs::read_dir(warehouse).into_iter().flatten().filter_map(Result::ok) {
+    for p in std::fs::read_dir(warehouse)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
         for f in std::fs::read_dir(p.path().join(".pending-runs"))
             .into_iter()
             .flatten()
@@ -481,7 +495,9 @@ impl Catalog {
                 rows.push(rec);
             }
         }
-        rows.sort_by(|a, b| (&a.pipeline, std::cmp::Reverse(a.run_number)).cmp(&(&b.pipeline, std::cmp::Reverse(b.run_number))));
+        rows.sort_by(|a, b| {
+            (&a.pipeline, std::cmp::Reverse(a.run_number)).cmp(&(&b.pipeline, std::cmp::Reverse(b.run_number)))
+        });
         rows.truncate(limit as usize);
         Ok(rows)
     }

@@ -127,7 +127,11 @@ fn record(globals: &Globals, pipeline: &str, list: &[Resolution], merge: bool) -
         })?;
         return Ok(());
     }
-    let pipeline = p.ok_or_else(|| crate::error::UserError(format!("pipeline `{pipeline}` not found: --merge needs its pipeline file")))?;
+    let pipeline = p.ok_or_else(|| {
+        crate::error::UserError(format!(
+            "pipeline `{pipeline}` not found: --merge needs its pipeline file"
+        ))
+    })?;
     super::merge::run_locked(globals, &pipeline, &lock)?;
     Ok(())
 }

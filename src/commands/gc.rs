@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &GcArgs) -> anyhow::Result<ExitCode> {
     let pipeline = globals.load(&args.pipeline).ok();
-    let name = pipeline.as_ref().map_or(args.pipeline.clone(), |p| p.config.name.clone());
+    let name = pipeline
+        .as_ref()
+        .map_or(args.pipeline.clone(), |p| p.config.name.clone());
     let warehouse = globals.warehouse(pipeline.as_ref());
     let run_id = format!("{}-{name}-gc", globals.clock.now().format("%Y%m%dT%H%M%SZ"));
     let lock = crate::warehouse::lock_pipeline(&warehouse, &name, &run_id)?;

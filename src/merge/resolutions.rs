@@ -93,7 +93,9 @@ pub fn append(path: &Path, new: &[Resolution]) -> Result<(), MergeError> {
     }
     // Durable before it is visible, and the rename itself durable: a recorded resolution is
     // never lost to a crash (callers hold the pipeline lock, so appends never race).
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
     if let Some(dir) = path.parent() {
         crate::warehouse::sync_dir(dir).map_err(|e| err(e.to_string()))?;

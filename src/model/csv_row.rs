@@ -95,7 +95,11 @@ pub fn check_quotes(line: &[u8]) -> Result<(), String> {
             i += 1;
             loop {
                 match line.get(i) {
-                    None => return Err(format!("field {field}: a quote opens and never closes (unbalanced quote)")),
+                    None => {
+                        return Err(format!(
+                            "field {field}: a quote opens and never closes (unbalanced quote)"
+                        ));
+                    }
                     Some(b'"') if line.get(i + 1) == Some(&b'"') => i += 2,
                     Some(b'"') => {
                         i += 1;
@@ -117,7 +121,9 @@ pub fn check_quotes(line: &[u8]) -> Result<(), String> {
             let end = line[i..].iter().position(|b| *b == b',').map(|p| i + p);
             let text = &line[i..end.unwrap_or(line.len())];
             if text.contains(&b'"') {
-                return Err(format!("field {field}: a quote inside an unquoted field (unbalanced quote)"));
+                return Err(format!(
+                    "field {field}: a quote inside an unquoted field (unbalanced quote)"
+                ));
             }
             match end {
                 None => return Ok(()),
@@ -174,7 +180,9 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
     let field = |n: usize| -> Option<String> { Some(f[n - 1].clone()).filter(|s| !s.is_empty()) };
     let code = field(1).ok_or("field 1 (Organisation Code) is empty")?;
     if !is_code(&code) {
-        return Err(format!("field 1: `{code}` is not an ODS code (capital letters and digits)"));
+        return Err(format!(
+            "field 1: `{code}` is not an ODS code (capital letters and digits)"
+        ));
     }
     let name = field(2).ok_or("field 2 (Name) is empty")?;
     // Parent columns hold codes; a name or a date there means the columns have shifted.
@@ -186,7 +194,9 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
         if let Some(v) = field(n)
             && !is_code(&v)
         {
-            return Err(format!("field {n}: `{v}` is not an ODS code (a parent column): are the columns shifted?"));
+            return Err(format!(
+                "field {n}: `{v}` is not an ODS code (a parent column): are the columns shifted?"
+            ));
         }
     }
     if let Some(pc) = field(10)
@@ -353,16 +363,32 @@ mod tests {
         assert!(check_quotes(RM3).is_ok());
         assert!(check_quotes(b"A,B,,\"C \"\"x\"\"\",D").is_ok());
         // An unbalanced quote in the name: the csv crate would shift every later field.
-        let bad = String::from_utf8_lossy(RM3).replace("\"SALFORD ROYAL NHS FOUNDATION TRUST\"", "\"SALFORD ROYAL \"NHS FOUNDATION TRUST");
+        let bad = String::from_utf8_lossy(RM3).replace(
+            "\"SALFORD ROYAL NHS FOUNDATION TRUST\"",
+            "\"SALFORD ROYAL \"NHS FOUNDATION TRUST",
+        );
         let err = parse_line(bad.as_bytes(), &layout, today()).unwrap_err();
         assert!(err.contains("unbalanced quote"), "{err}");
-        let err = parse_line(b"RM3,NAME \"X,Y62,Q83,,,,,,M6 8HD,19930401,,,,,,,,,,,0,,B\n", &layout, today()).unwrap_err();
+        let err = parse_line(
+            b"RM3,NAME \"X,Y62,Q83,,,,,,M6 8HD,19930401,,,,,,,,,,,0,,B\n",
+            &layout,
+            today(),
+        )
+        .unwrap_err();
         assert!(err.contains("field 2") && err.contains("unbalanced"), "{err}");
         // A date where the postcode belongs, a name where a parent code belongs.
         let shifted = String::from_utf8_lossy(RM3).replace("\"M6 8HD\"", "\"19910401\"");
-        assert!(parse_line(shifted.as_bytes(), &layout, today()).unwrap_err().contains("field 10"));
+        assert!(
+            parse_line(shifted.as_bytes(), &layout, today())
+                .unwrap_err()
+                .contains("field 10")
+        );
         let shifted = String::from_utf8_lossy(RM3).replace("\"Q83\"", "\"TRUST HEADQUARTERS\"");
-        assert!(parse_line(shifted.as_bytes(), &layout, today()).unwrap_err().contains("field 4"));
+        assert!(
+            parse_line(shifted.as_bytes(), &layout, today())
+                .unwrap_err()
+                .contains("field 4")
+        );
     }
 
     #[test]

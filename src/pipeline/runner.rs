@@ -115,6 +115,20 @@ pub struct RunError {
     pub source: anyhow::Error,
 }
 
+/// What one run's work starts from.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    store: &'a SnapshotStore,
+    previous: Option<&'a Manifest>,
+    mode: &'a FetchMode,
+    run_id: &'a str,
+    watermark_before: Option<NaiveDate>,
+    accept_shift: bool,
+}
+
+/// The summary and the source location, or the stage that failed and why.
+type WorkResult = Result<(RunSummary, String), (&'static str, anyhow::Error)>;
+
 pub struct Runner<'a> {
     pub pipeline: &'a Pipeline,
     pub warehouse: PathBuf,
@@ -271,29 +285,27 @@ impl Runner<'_> {
         tracing::info!(run_id, mode = mode.name(), reason = mode_reason, "run started");
 
         let mut txn = crate::warehouse::Txn::new(&self.warehouse, &name, &run_id);
-        let result = self
-            .work(
-                &store,
-                previous.as_ref(),
-                &mode,
-                &run_id,
-                watermark_before,
-                options.accept_shift,
-                &mut txn,
-            )
-            .and_then(|(summary, location)| {
-                // The committed state moves with the versions, in the same commit.
-                txn.stage_state(&crate::warehouse::PipelineState {
-                    run_id: run_id.clone(),
-                    watermark: summary.watermark_after,
-                    snapshot_version: Some(summary.snapshot_version),
-                })
-                .map_err(|e| ("commit", e.into()))?;
-                crate::warehouse::failpoint("run:staged");
-                txn.commit().map_err(|e| ("commit", e.into()))?;
-                crate::warehouse::failpoint("run:committed");
-                Ok((summary, location))
-            });
+        let step = Step {
+            store: &store,
+            previous: previous.as_ref(),
+            mode: &mode,
+            run_id: &run_id,
+            watermark_before,
+            accept_shift: options.accept_shift,
+        };
+        let result = self.work(step, &mut txn).and_then(|(summary, location)| {
+            // The committed state moves with the versions, in the same commit.
+            txn.stage_state(&crate::warehouse::PipelineState {
+                run_id: run_id.clone(),
+                watermark: summary.watermark_after,
+                snapshot_version: Some(summary.snapshot_version),
+            })
+            .map_err(|e| ("commit", e.into()))?;
+            crate::warehouse::failpoint("run:staged");
+            txn.commit().map_err(|e| ("commit", e.into()))?;
+            crate::warehouse::failpoint("run:committed");
+            Ok((summary, location))
+        });
         match result {
             Ok((mut summary, location)) => {
                 summary.mode_reason = mode_reason;
@@ -329,17 +341,17 @@ impl Runner<'_> {
         }
     }
 
-    /// The fallible middle of a run; errors carry the stage they happened in.
-    fn work(
-        &self,
-        store: &SnapshotStore,
-        previous: Option<&Manifest>,
-        mode: &FetchMode,
-        run_id: &str,
-        watermark_before: Option<NaiveDate>,
-        accept_shift: bool,
-        txn: &mut crate::warehouse::Txn,
-    ) -> Result<(RunSummary, String), (&'static str, anyhow::Error)> {
+    /// The fallible middle of a run; errors carry the stage they happened in. Everything it
+    /// writes is staged in `txn`, which the caller commits.
+    fn work(&self, step: Step<'_>, txn: &mut crate::warehouse::Txn) -> WorkResult {
+        let Step {
+            store,
+            previous,
+            mode,
+            run_id,
+            watermark_before,
+            accept_shift,
+        } = step;
         let config = &self.pipeline.config;
         let previous_hint = |e: crate::snapshot::SnapshotError| -> anyhow::Error {
             anyhow::anyhow!(e).context(format!(
@@ -350,7 +362,9 @@ impl Runner<'_> {
         // Codes earlier runs could not fetch (quarantined with a code by an API source): every
         // later delta asks for them again until they succeed.
         let previous_quarantine = match previous {
-            Some(m) => store.read_quarantine(m.version).map_err(|e| ("read previous snapshot", previous_hint(e)))?,
+            Some(m) => store
+                .read_quarantine(m.version)
+                .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
             None => Vec::new(),
         };
         let retry_codes: Vec<String> = match previous {
@@ -367,16 +381,16 @@ impl Runner<'_> {
         let previous_raw: Vec<RawRecord> = match (previous, mode) {
             // A forced baseline does not need the previous records, only to keep the previous
             // copy of a record that fails: a damaged previous version must not block `--full`.
-            (Some(m), FetchMode::Baseline { .. }) => {
-                match store.read_raw(m.version) {
-                    Ok(raw) => raw,
-                    Err(e) if fetched.complete => {
-                        tracing::warn!("the previous snapshot's raw records cannot be read ({e}); the baseline goes on without them");
-                        Vec::new()
-                    }
-                    Err(e) => return Err(("read previous snapshot", previous_hint(e))),
+            (Some(m), FetchMode::Baseline { .. }) => match store.read_raw(m.version) {
+                Ok(raw) => raw,
+                Err(e) if fetched.complete => {
+                    tracing::warn!(
+                        "the previous snapshot's raw records cannot be read ({e}); the baseline goes on without them"
+                    );
+                    Vec::new()
                 }
-            }
+                Err(e) => return Err(("read previous snapshot", previous_hint(e))),
+            },
             (Some(m), _) => store
                 .read_raw(m.version)
                 .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
@@ -628,17 +642,19 @@ impl Runner<'_> {
                         .map_err(|e| ("shift guard", e.into()))?;
                     accepted_shift = texts;
                 }
-                changes_dir = Some(crate::snapshot::stage_output(
-                    txn,
-                    &self.warehouse,
-                    &config.name,
-                    "changes",
-                    new.version,
-                    &[("changes", &diff.changes)],
-                    &serde_json::to_value(&diff.summary).expect("serialises"),
-                    &[("odsync.run_id", run_id)],
-                )
-                .map_err(|e| ("diff", e.into()))?);
+                changes_dir = Some(
+                    crate::snapshot::stage_output(
+                        txn,
+                        &self.warehouse,
+                        &config.name,
+                        "changes",
+                        new.version,
+                        &[("changes", &diff.changes)],
+                        &serde_json::to_value(&diff.summary).expect("serialises"),
+                        &[("odsync.run_id", run_id)],
+                    )
+                    .map_err(|e| ("diff", e.into()))?,
+                );
                 changed_rows = diff.org_rows;
                 Some(diff.summary)
             }
@@ -742,7 +758,14 @@ impl Runner<'_> {
             let mut text: Vec<String> = failed
                 .iter()
                 .take(n)
-                .map(|q| format!("  - {}{}: {}", q.code.as_deref().map(|c| format!("{c} at ")).unwrap_or_default(), q.source, q.reason))
+                .map(|q| {
+                    format!(
+                        "  - {}{}: {}",
+                        q.code.as_deref().map(|c| format!("{c} at ")).unwrap_or_default(),
+                        q.source,
+                        q.reason
+                    )
+                })
                 .collect();
             if failed.len() > n {
                 text.push(format!("  … and {} more", failed.len() - n));

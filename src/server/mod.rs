@@ -149,6 +149,11 @@ impl OrdServer {
         self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
     }
 
+    /// Drops every fault not yet used up.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

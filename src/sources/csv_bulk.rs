@@ -207,9 +207,14 @@ pub fn truncated_tail(bytes: &[u8]) -> Option<(usize, String)> {
     if bytes[trimmed_end] == b'\n' {
         return None;
     }
-    let start = bytes[..trimmed_end].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let start = bytes[..trimmed_end]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
     let line_no = bytes[..start].iter().filter(|b| **b == b'\n').count() + 1;
-    split_fields(&bytes[start..=trimmed_end]).err().map(|reason| (line_no, reason))
+    split_fields(&bytes[start..=trimmed_end])
+        .err()
+        .map(|reason| (line_no, reason))
 }
 
 fn first_field(line: &[u8]) -> Option<String> {

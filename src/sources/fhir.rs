@@ -180,7 +180,10 @@ impl FhirSource {
                     message: "expected a FHIR Bundle".into(),
                 });
             }
-            let entries = bundle.get("entry").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+            let entries = bundle
+                .get("entry")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice);
             let page_matches = entries
                 .iter()
                 .filter(|e| e.get("search").and_then(|s| s.get("mode")).and_then(Value::as_str) != Some("include"))
@@ -234,7 +237,10 @@ impl FhirSource {
             .filter(|(k, _)| k != "_count")
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs).append_pair("_summary", "count");
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("_summary", "count");
         let response = self.http.get(&url).map_err(|e| self.error(e))?;
         let total = serde_json::from_slice::<Value>(&response.body)
             .ok()
@@ -287,7 +293,8 @@ impl FhirSource {
             let url = self.endpoint(&format!("Organization/{code}"));
             match self.http.get(&url) {
                 Ok(r) => {
-                    let parsed: Result<Value, String> = serde_json::from_slice(&r.body).map_err(|e| format!("not JSON: {e}"));
+                    let parsed: Result<Value, String> =
+                        serde_json::from_slice(&r.body).map_err(|e| format!("not JSON: {e}"));
                     match parsed {
                         Ok(org)
                             if org.get("resourceType").and_then(Value::as_str) == Some("Organization")
@@ -306,7 +313,9 @@ impl FhirSource {
                         })),
                     }
                 }
-                Err(HttpError::Status { url, status, body }) if (400..500).contains(&status) && status != 401 && status != 403 => {
+                Err(HttpError::Status { url, status, body })
+                    if (400..500).contains(&status) && status != 401 && status != 403 =>
+                {
                     Ok(Err(Quarantined {
                         code: Some(code.clone()),
                         source: url,
@@ -531,6 +540,15 @@ impl FhirSource {
                     url: r.url.clone(),
                     message: format!("not a JSON List: {e}"),
                 })?;
+                if !matches!(
+                    body.get("resourceType").and_then(Value::as_str),
+                    Some("List" | "Bundle")
+                ) {
+                    return Err(SourceError::BadResponse {
+                        url: r.url.clone(),
+                        message: "expected a FHIR List of deletions: without it deletions would go unnoticed\nHelp: run again (nothing was committed and the watermark did not move)".into(),
+                    });
+                }
                 let found = parse_deletion_list(&body);
                 let stats = serde_json::json!({"list": DELETION_LIST, "entries": found.len()});
                 Ok((found, stats))

@@ -13,7 +13,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub requests_per_second: f64,
@@ -271,7 +270,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     };
     Some(wait)
 }
-
 
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {

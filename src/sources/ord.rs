@@ -39,7 +39,10 @@ pub fn split_base(base_url: &str) -> Result<(Url, Vec<(String, String)>), Source
         url: crate::redact::location(base_url),
         message: format!("not a valid base URL: {e}"),
     })?;
-    let query: Vec<(String, String)> = base.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let query: Vec<(String, String)> = base
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     base.set_query(None);
     base.set_fragment(None);
     if !base.path().ends_with('/') {
@@ -53,7 +56,8 @@ pub fn split_base(base_url: &str) -> Result<(Url, Vec<(String, String)>), Source
 pub fn endpoint(base: &Url, base_query: &[(String, String)], path: &str) -> Url {
     let mut url = base.join(path).expect("relative API paths join onto the base");
     if !base_query.is_empty() {
-        url.query_pairs_mut().extend_pairs(base_query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        url.query_pairs_mut()
+            .extend_pairs(base_query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     }
     url
 }
@@ -218,6 +222,24 @@ impl OrdSource {
             url: resp.url.clone(),
             message: format!("invalid JSON from /notifications: {e}"),
         })?;
+        // Without the list, deletions would silently go unnoticed: an error, never "none".
+        if !matches!(
+            root.get("DeletedOrganisations"),
+            Some(Value::Array(_) | Value::Object(_))
+        ) {
+            return Err(SourceError::BadResponse {
+                url: resp.url.clone(),
+                message: format!(
+                    "the answer has no `DeletedOrganisations` list: {}\nHelp: run again (nothing was committed and the watermark did not move)",
+                    crate::redact::text(
+                        &String::from_utf8_lossy(&resp.body)
+                            .chars()
+                            .take(120)
+                            .collect::<String>()
+                    )
+                ),
+            });
+        }
         Ok(list(root.get("DeletedOrganisations"))
             .into_iter()
             .filter_map(|d| {
@@ -274,7 +296,9 @@ impl OrdSource {
                 Err(HttpError::Status { url, status, body }) => Ok(Err(Quarantined {
                     code: Some(code.clone()),
                     source: url,
-                    reason: format!("HTTP {status} fetching the record (listed by the search or /sync, but not served)"),
+                    reason: format!(
+                        "HTTP {status} fetching the record (listed by the search or /sync, but not served)"
+                    ),
                     raw: body.into_bytes(),
                 })),
                 Err(e) => Err(e),
@@ -426,7 +450,11 @@ fn check_record_body(body: &[u8]) -> Result<(), String> {
         )),
         Err(e) => Err(format!(
             "not JSON ({e}): {}",
-            String::from_utf8_lossy(body).trim_start().chars().take(40).collect::<String>()
+            String::from_utf8_lossy(body)
+                .trim_start()
+                .chars()
+                .take(40)
+                .collect::<String>()
         )),
     }
 }
@@ -444,7 +472,9 @@ fn organisations_list(resp: &Response) -> Result<Vec<Value>, SourceError> {
             .unwrap_or("");
         return Err(SourceError::BadResponse {
             url: resp.url.clone(),
-            message: format!("the answer is an error object (ErrorCode {code}: {text}) with HTTP 200, not a list of organisations\nHelp: the service is failing; run again later (nothing was committed and the watermark did not move)"),
+            message: format!(
+                "the answer is an error object (ErrorCode {code}: {text}) with HTTP 200, not a list of organisations\nHelp: the service is failing; run again later (nothing was committed and the watermark did not move)"
+            ),
         });
     }
     match root.get("Organisations") {
@@ -456,7 +486,12 @@ fn organisations_list(resp: &Response) -> Result<Vec<Value>, SourceError> {
             url: resp.url.clone(),
             message: format!(
                 "the answer has no `Organisations` list (and no `X-Total-Count: 0` to say nothing matched): {}\nHelp: a proxy or the service answered something else; run again (nothing was committed and the watermark did not move)",
-                crate::redact::text(&String::from_utf8_lossy(&resp.body).chars().take(120).collect::<String>())
+                crate::redact::text(
+                    &String::from_utf8_lossy(&resp.body)
+                        .chars()
+                        .take(120)
+                        .collect::<String>()
+                )
             ),
         }),
     }

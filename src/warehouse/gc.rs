@@ -94,7 +94,10 @@ pub fn gc(
             if let Some(b) = base
                 && keep.insert(b)
             {
-                kept.push((b, format!("the snapshot merged version {m} was made on (its base and its conflicts' values)")));
+                kept.push((
+                    b,
+                    format!("the snapshot merged version {m} was made on (its base and its conflicts' values)"),
+                ));
             }
         }
     }
@@ -121,7 +124,10 @@ pub fn gc(
         .collect();
     if !policy.dry_run {
         for p in &doomed {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = p.with_file_name(format!(".tmp-gc-{name}"));
             let io = |e: std::io::Error| WarehouseError {
                 path: p.clone(),

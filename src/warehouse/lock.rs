@@ -13,7 +13,11 @@ pub enum LockError {
     #[error(
         "pipeline `{pipeline}` is busy: another odsync process holds `{path}` ({holder})\nHelp: wait for it to finish (runs, merges and `conflicts resolve --merge` take this lock); it is released when that process exits, even if it is killed"
     )]
-    Held { pipeline: String, path: PathBuf, holder: String },
+    Held {
+        pipeline: String,
+        path: PathBuf,
+        holder: String,
+    },
     #[error("cannot lock `{path}`: {message}\nHelp: check that the warehouse is writable")]
     Io { path: PathBuf, message: String },
 }

@@ -45,7 +45,8 @@ pub struct WarehouseError {
     pub help: &'static str,
 }
 
-const HELP_IO: &str = "check that the warehouse is writable and the disk is not full; nothing was committed, and the next run cleans up";
+const HELP_IO: &str =
+    "check that the warehouse is writable and the disk is not full; nothing was committed, and the next run cleans up";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WarehouseError + '_ {
     move |e| WarehouseError {
@@ -145,7 +146,10 @@ impl Txn {
 
     /// Stages `bytes` as the new content of the file `to` (e.g. `resolutions.csv`).
     pub fn stage_file(&mut self, to: &Path, bytes: &[u8]) -> Result<(), WarehouseError> {
-        let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let parent = to.parent().unwrap_or(&self.dir).to_owned();
         std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         let tmp = parent.join(format!(".tmp-{}-{name}", self.run_id));
@@ -214,7 +218,10 @@ fn apply(dir: &Path, journal: &Journal) -> Result<(), WarehouseError> {
                 if !m.replace {
                     return Err(WarehouseError {
                         path: to.clone(),
-                        message: format!("already exists; the commit of run `{}` wanted to put a new version there", journal.run_id),
+                        message: format!(
+                            "already exists; the commit of run `{}` wanted to put a new version there",
+                            journal.run_id
+                        ),
                         help: "another process wrote this pipeline without its lock; run `odsync verify` and keep the copy it names",
                     });
                 }
@@ -275,7 +282,9 @@ pub fn recover(warehouse: &Path, pipeline: &str) -> Result<Recovery, WarehouseEr
     let mut candidates = vec![dir.clone()];
     candidates.extend(KINDS.iter().map(|k| dir.join(k)));
     for folder in candidates {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
         for e in entries.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(".tmp-") || name == "resolutions.csv.tmp" {
@@ -285,7 +294,8 @@ pub fn recover(warehouse: &Path, pipeline: &str) -> Result<Recovery, WarehouseEr
                 } else {
                     std::fs::remove_file(&p)
                 };
-                out.removed.push(p.strip_prefix(warehouse).unwrap_or(&p).display().to_string());
+                out.removed
+                    .push(p.strip_prefix(warehouse).unwrap_or(&p).display().to_string());
             }
         }
     }
@@ -345,8 +355,16 @@ mod tests {
         let journal = Journal {
             run_id: "r2".into(),
             moves: vec![
-                Move { from: "ods/.tmp-r2-v1".into(), to: "ods/version=000001".into(), replace: false },
-                Move { from: "merged/.tmp-r2-m".into(), to: "merged/version=000001".into(), replace: true },
+                Move {
+                    from: "ods/.tmp-r2-v1".into(),
+                    to: "ods/version=000001".into(),
+                    replace: false,
+                },
+                Move {
+                    from: "merged/.tmp-r2-m".into(),
+                    to: "merged/version=000001".into(),
+                    replace: true,
+                },
             ],
         };
         std::fs::write(p.join(JOURNAL), serde_json::to_vec(&journal).unwrap()).unwrap();
@@ -356,7 +374,10 @@ mod tests {
         assert!(p.join("ods/version=000001/a").exists());
         assert!(p.join("merged/version=000001").exists());
         assert!(!p.join(JOURNAL).exists());
-        assert!(!p.join("changes/.tmp-r3-x").exists(), "uncommitted output of another run removed");
+        assert!(
+            !p.join("changes/.tmp-r3-x").exists(),
+            "uncommitted output of another run removed"
+        );
         // Applying the same journal again is a no-op (moves are idempotent).
         std::fs::write(p.join(JOURNAL), serde_json::to_vec(&journal).unwrap()).unwrap();
         recover(w.path(), "p").unwrap();

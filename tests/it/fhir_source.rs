@@ -131,7 +131,11 @@ fn a_fhir_run_pages_the_bundle_narrows_on_422_and_never_leaks_the_key() {
     // (a record that cannot be fetched is never silently dropped), committing nothing.
     let out = run(&ctx, &["--codes", "ZZZ99"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("ZZZ99") && out.stderr.contains("HAPI-2001"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ZZZ99") && out.stderr.contains("HAPI-2001"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(ctx.versions("fhir_orgs"), ["version=000001"]);
 
     // The key: in no file of the warehouse, no output, no log line (debug logging was on).

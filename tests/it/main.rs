@@ -7,6 +7,7 @@ mod catalog;
 mod cli;
 mod csv_source;
 mod diff;
+mod fault_matrix;
 mod fhir_source;
 mod merge;
 mod ord_source;

@@ -206,7 +206,11 @@ fn records_that_are_missing_or_malformed_are_asked_again_then_fail_the_run_or_ar
     // By default a record that still fails when asked again fails the run.
     let failed = ctx.odsync(T0, &["run", "trusts"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
-    assert!(failed.stderr.contains("R0D") && failed.stderr.contains("HTTP 404"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("R0D") && failed.stderr.contains("HTTP 404"),
+        "{}",
+        failed.stderr
+    );
     assert!(ctx.versions("trusts").is_empty());
     // A 404 is not retried by the HTTP layer, but the record is asked for once more.
     assert_eq!(targets(&ctx, "/organisations/R0D").len(), 2);
@@ -221,7 +225,9 @@ fn records_that_are_missing_or_malformed_are_asked_again_then_fail_the_run_or_ar
     assert_eq!(s["records"]["quarantined"], 1);
     assert_eq!(s["records"]["organisations"], 219);
     assert_eq!(s["records"]["pending"], serde_json::json!(["R0D"]));
-    let q = ctx.query("SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code");
+    let q = ctx.query(
+        "SELECT code, reason, octet_length(raw) > 0 FROM latest_quarantine WHERE pipeline = 'trusts' ORDER BY code",
+    );
     assert_eq!(q.len(), 1);
     assert_eq!(q[0][0].as_deref(), Some("R0D"));
     assert!(q[0][1].as_deref().unwrap().contains("HTTP 404"), "{q:?}");

@@ -70,7 +70,11 @@ fn a_sync_answer_without_a_list_fails_and_the_next_run_fetches_the_changes() {
 fn a_first_baseline_answered_by_an_error_object_commits_nothing() {
     let ctx = TestContext::with_server("demo-2021");
     trusts(&ctx, "");
-    ctx.fault("/organisations?", 1, status(200, r#"{"ErrorCode":500,"ErrorText":"oops"}"#));
+    ctx.fault(
+        "/organisations?",
+        1,
+        status(200, r#"{"ErrorCode":500,"ErrorText":"oops"}"#),
+    );
     let out = ctx.odsync(T0, &["run", "trusts", "--json"]);
     failed_cleanly(&out, &[], &ctx, "trusts");
     // An answer that really matched nothing, with no X-Total-Count to say so, is not trusted
@@ -100,7 +104,11 @@ fn a_record_that_fails_once_is_fetched_again_within_the_run() {
     let ctx = TestContext::with_server("demo-2021");
     trusts(&ctx, "");
     ctx.fault("/organisations/R0B", 1, FaultAction::Malformed);
-    ctx.fault("/organisations/RWR", 1, status(200, "<html><body>gateway</body></html>"));
+    ctx.fault(
+        "/organisations/RWR",
+        1,
+        status(200, "<html><body>gateway</body></html>"),
+    );
     ctx.fault("/organisations/R0D", 1, status(404, r#"{"ErrorCode":404}"#));
     let s = ctx.run_ok(T0, "trusts", &[]);
     assert_eq!(s["records"]["organisations"], 220);
@@ -132,7 +140,10 @@ fn a_record_that_keeps_failing_fails_the_run_or_stays_pending_at_its_previous_ve
         count(&ctx, "SELECT name FROM latest_organisations WHERE code = 'RAX'"),
         "KINGSTON HOSPITAL NHS FOUNDATION TRUST"
     );
-    assert_eq!(count(&ctx, "SELECT count(*) FROM changes_latest WHERE code = 'RAX'"), "0");
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM changes_latest WHERE code = 'RAX'"),
+        "0"
+    );
     let runs = ctx.odsync(T1, &["runs", "trusts", "--json"]).ok().json();
     assert_eq!(runs[0]["records_pending"], 1);
     let next = ctx.run_ok(T2, "trusts", &[]);
@@ -151,8 +162,17 @@ fn a_full_run_never_turns_a_record_it_could_not_fetch_into_a_deletion() {
     ctx.fault("/organisations/RWR", 2, status(404, r#"{"ErrorCode":404}"#));
     let s = ctx.run_ok(T1, "trusts", &["--full"]);
     assert_eq!(s["records"]["organisations"], 220, "{s}");
-    assert_eq!(count(&ctx, "SELECT count(*) FROM latest_organisations WHERE code = 'RWR'"), "1");
-    assert_eq!(count(&ctx, "SELECT count(*) FROM snapshot_changes WHERE change_kind = 'deleted'"), "0");
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM latest_organisations WHERE code = 'RWR'"),
+        "1"
+    );
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM snapshot_changes WHERE change_kind = 'deleted'"
+        ),
+        "0"
+    );
 }
 
 #[test]
@@ -187,11 +207,19 @@ fn a_fhir_search_page_answered_by_an_empty_bundle_fails_the_run() {
         ),
     );
     let env = [("ODSYNC_FHIR_API_KEY", "k-local-1234")];
-    ctx.fault("_offset=", 1, status(200, r#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#));
+    ctx.fault(
+        "_offset=",
+        1,
+        status(200, r#"{"resourceType":"Bundle","type":"searchset","entry":[]}"#),
+    );
     let out = ctx.odsync_env(T0, &["run", "f", "--json"], &env);
     failed_cleanly(&out, &[], &ctx, "f");
     assert!(out.stderr.contains("incomplete"), "{}", out.stderr);
-    ctx.fault("/OrganizationAffiliation", 1000, status(200, r#"{"resourceType":"Bundle","type":"searchset"}"#));
+    ctx.fault(
+        "/OrganizationAffiliation",
+        1000,
+        status(200, r#"{"resourceType":"Bundle","type":"searchset"}"#),
+    );
     let out = ctx.odsync_env(T0, &["run", "f", "--json"], &env);
     failed_cleanly(&out, &[], &ctx, "f");
     assert!(out.stderr.contains("relationship"), "{}", out.stderr);
@@ -221,24 +249,49 @@ fn damaged_lines_keep_the_previous_record_and_damaged_files_fail_naming_the_defe
     });
     let s = ctx.run_ok(T1, "etr", &[]);
     assert_eq!(s["records"]["quarantined"], 2, "{s}");
-    assert_eq!(count(&ctx, "SELECT count(*) FROM latest_organisations WHERE code IN ('RWR', 'R0A')"), "2");
-    assert_eq!(count(&ctx, "SELECT count(*) FROM snapshot_changes WHERE pipeline = 'etr'"), "0");
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM latest_organisations WHERE code IN ('RWR', 'R0A')"
+        ),
+        "2"
+    );
+    assert_eq!(
+        count(&ctx, "SELECT count(*) FROM snapshot_changes WHERE pipeline = 'etr'"),
+        "0"
+    );
     let reasons = ctx.query("SELECT reason FROM latest_quarantine WHERE pipeline = 'etr' ORDER BY source");
-    assert!(reasons.iter().any(|r| r[0].as_deref().unwrap().contains("unbalanced quote")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r[0].as_deref().unwrap().contains("30 fields")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r[0].as_deref().unwrap().contains("unbalanced quote")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r[0].as_deref().unwrap().contains("30 fields")),
+        "{reasons:?}"
+    );
 
     let before = ctx.versions("etr");
     // Cut off in the middle of a line.
     etr_with(&ctx, |t| t[..t.len() / 2].to_owned());
     let out = ctx.odsync(T2, &["run", "etr", "--json"]);
     failed_cleanly(&out, &before, &ctx, "etr");
-    assert!(out.stderr.contains("truncated") && !out.stderr.contains("--accept-shift"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("truncated") && !out.stderr.contains("--accept-shift"),
+        "{}",
+        out.stderr
+    );
     // No usable line: a text file, and a 6-column file of another kind.
     std::fs::write(&path, "this is not an ODS file\nat all\n").unwrap();
     let out = ctx.odsync(T2, &["run", "etr", "--json"]);
     failed_cleanly(&out, &before, &ctx, "etr");
     assert!(out.stderr.contains("no line"), "{}", out.stderr);
-    std::fs::write(&path, "\"A81001\",\"G8406234\",\"19740401\",\"\",\"P\",\"20050401\"\r\n".repeat(40)).unwrap();
+    std::fs::write(
+        &path,
+        "\"A81001\",\"G8406234\",\"19740401\",\"\",\"P\",\"20050401\"\r\n".repeat(40),
+    )
+    .unwrap();
     let out = ctx.odsync(T2, &["run", "etr", "--json"]);
     failed_cleanly(&out, &before, &ctx, "etr");
     assert!(out.stderr.contains("6 fields"), "{}", out.stderr);
@@ -246,7 +299,13 @@ fn damaged_lines_keep_the_previous_record_and_damaged_files_fail_naming_the_defe
     etr_with(&ctx, |t| {
         t.lines()
             .enumerate()
-            .map(|(i, l)| if i % 5 == 0 { l.replace("\",\"", "\",\"\"") } else { l.to_owned() })
+            .map(|(i, l)| {
+                if i % 5 == 0 {
+                    l.replace("\",\"", "\",\"\"")
+                } else {
+                    l.to_owned()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n")
             + "\n"
@@ -276,7 +335,10 @@ fn demo_context() -> TestContext {
     let text = text.replace("tests/fixtures/demo", &demo.display().to_string());
     ctx.write_pipeline("demo", &text);
     for f in ["role_mapping.toml", "demo.overrides.csv"] {
-        let _ = std::fs::copy(crate::common::repo_root().join("pipelines").join(f), ctx.path().join("pipelines").join(f));
+        let _ = std::fs::copy(
+            crate::common::repo_root().join("pipelines").join(f),
+            ctx.path().join("pipelines").join(f),
+        );
     }
     ctx
 }
@@ -291,7 +353,14 @@ fn a_crash_at_any_commit_step_leaves_the_warehouse_the_next_run_completes_identi
     let expected = content(&reference);
     assert!(expected.len() > 400, "{}", expected.len());
 
-    for point in ["commit:staged", "run:staged", "commit:journal", "commit:first-move", "commit:moved", "run:committed"] {
+    for point in [
+        "commit:staged",
+        "run:staged",
+        "commit:journal",
+        "commit:first-move",
+        "commit:moved",
+        "run:committed",
+    ] {
         let ctx = demo_context();
         ctx.run_ok(T0, "demo", &["--full"]);
         ctx.server().set_state("demo-2025-07").unwrap();
@@ -300,9 +369,14 @@ fn a_crash_at_any_commit_step_leaves_the_warehouse_the_next_run_completes_identi
         assert!(crashed.stderr.contains(point), "{point}: {}", crashed.stderr);
         // The next run (same clock) recovers, finishing or removing the crashed commit.
         let next = ctx.run_ok(T1, "demo", &[]);
-        let committed_before = ["commit:journal", "commit:first-move", "commit:moved", "run:committed"].contains(&point);
+        let committed_before =
+            ["commit:journal", "commit:first-move", "commit:moved", "run:committed"].contains(&point);
         assert_eq!(next["snapshot_version"], 2, "{point}: {next}");
-        assert_eq!(next["status"], if committed_before { "unchanged" } else { "succeeded" }, "{point}");
+        assert_eq!(
+            next["status"],
+            if committed_before { "unchanged" } else { "succeeded" },
+            "{point}"
+        );
         assert_eq!(content(&ctx), expected, "{point}");
         assert_eq!(ctx.versions("demo"), ["version=000001", "version=000002"], "{point}");
         let leftovers: Vec<String> = walk(&ctx.warehouse())
@@ -322,13 +396,27 @@ fn a_crash_while_resolving_and_merging_never_loses_or_reopens_the_resolution() {
         ctx.run_ok(T0, "demo", &["--full"]);
         ctx.server().set_state("demo-2025-07").unwrap();
         ctx.run_ok(T1, "demo", &[]);
-        let id = count(&ctx, "SELECT conflict_id FROM open_conflicts WHERE pipeline = 'demo' AND code = 'RAX' AND field = 'name'");
+        let id = count(
+            &ctx,
+            "SELECT conflict_id FROM open_conflicts WHERE pipeline = 'demo' AND code = 'RAX' AND field = 'name'",
+        );
         (ctx, id)
     };
     let resolve = |ctx: &TestContext, id: &str, failpoint: &str| {
         ctx.odsync_env(
             T1,
-            &["conflicts", "resolve", "demo", id, "--accept-ods", "--reason", "r", "--by", "t", "--merge"],
+            &[
+                "conflicts",
+                "resolve",
+                "demo",
+                id,
+                "--accept-ods",
+                "--reason",
+                "r",
+                "--by",
+                "t",
+                "--merge",
+            ],
             &[("ODSYNC_FAILPOINT", failpoint)],
         )
     };
@@ -341,9 +429,19 @@ fn a_crash_while_resolving_and_merging_never_loses_or_reopens_the_resolution() {
     let (reference, id) = setup();
     resolve(&reference, &id, "").ok();
     let expected = merged(&reference);
-    assert!(expected.iter().any(|r| r[1].as_deref() == Some(id.as_str()) && r[3].as_deref() == Some("accept_ods")));
+    assert!(
+        expected
+            .iter()
+            .any(|r| r[1].as_deref() == Some(id.as_str()) && r[3].as_deref() == Some("accept_ods"))
+    );
 
-    for point in ["resolve:recorded", "commit:staged", "commit:journal", "commit:first-move", "merge:committed"] {
+    for point in [
+        "resolve:recorded",
+        "commit:staged",
+        "commit:journal",
+        "commit:first-move",
+        "merge:committed",
+    ] {
         let (ctx, id) = setup();
         let out = resolve(&ctx, &id, point);
         assert_ne!(out.code, 0, "{point}: {}", out.stderr);
@@ -400,7 +498,12 @@ fn two_pipelines_on_one_warehouse_started_together_both_complete() {
     ra.ok();
     rb.ok();
     let runs = ctx.odsync(T0, &["runs", "--json"]).ok().json();
-    let statuses: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["succeeded", "succeeded"]);
 }
 
@@ -411,20 +514,41 @@ fn a_reader_holding_the_catalog_never_fails_a_committed_run() {
     ctx.run_ok(T0, "trusts", &[]);
     ctx.server().set_state("demo-2025-07").unwrap();
     let catalog = ctx.warehouse().join("catalog.duckdb");
-    let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap();
+    let config = duckdb::Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .unwrap();
     let reader = duckdb::Connection::open_with_flags(&catalog, config).unwrap();
     let out = ctx.odsync_env(T1, &["run", "trusts", "--json"], &[("ODSYNC_CATALOG_WAIT_SECS", "0.5")]);
     let s = out.ok().json();
     assert_eq!(s["snapshot_version"], 2);
     // Read-only commands work beside the reader; the run's row is shown while it is pending.
-    let runs = ctx.odsync_env(T1, &["runs", "trusts", "--json"], &[("ODSYNC_CATALOG_WAIT_SECS", "0.5")]).ok().json();
+    let runs = ctx
+        .odsync_env(
+            T1,
+            &["runs", "trusts", "--json"],
+            &[("ODSYNC_CATALOG_WAIT_SECS", "0.5")],
+        )
+        .ok()
+        .json();
     assert_eq!(runs[0]["status"], "succeeded", "{runs}");
     drop(reader);
     let runs = ctx.odsync(T1, &["runs", "trusts", "--json"]).ok().json();
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[0]["snapshot_version"], 2);
-    assert!(!ctx.warehouse().join("trusts/.pending-runs").read_dir().unwrap().any(|_| true));
-    assert_eq!(count(&ctx, "SELECT max(version) FROM latest_organisations WHERE pipeline = 'trusts'"), "2");
+    assert!(
+        !ctx.warehouse()
+            .join("trusts/.pending-runs")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+    assert_eq!(
+        count(
+            &ctx,
+            "SELECT max(version) FROM latest_organisations WHERE pipeline = 'trusts'"
+        ),
+        "2"
+    );
 }
 
 #[test]
@@ -447,7 +571,10 @@ fn verify_finds_a_flipped_byte_and_a_broken_manifest_and_repair_lets_full_rebuil
         assert_eq!(out.code, 1, "{table}");
         let report = out.json();
         let problems = report[0]["problems"].to_string();
-        assert!(problems.contains(&format!("{table}.parquet")) && problems.contains("sha256"), "{problems}");
+        assert!(
+            problems.contains(&format!("{table}.parquet")) && problems.contains("sha256"),
+            "{problems}"
+        );
         std::fs::write(&path, good).unwrap();
     }
     // A malformed manifest: verify names it; other pipelines' commands and views still work.
@@ -458,7 +585,13 @@ fn verify_finds_a_flipped_byte_and_a_broken_manifest_and_repair_lets_full_rebuil
     assert!(out.stdout.contains("unreadable manifest"), "{}", out.stdout);
     ctx.ord_pipeline("other", &["RO197"]);
     ctx.run_ok(T1, "other", &[]);
-    assert_ne!(count(&ctx, "SELECT count(*) FROM latest_organisations WHERE pipeline = 'other'"), "0");
+    assert_ne!(
+        count(
+            &ctx,
+            "SELECT count(*) FROM latest_organisations WHERE pipeline = 'other'"
+        ),
+        "0"
+    );
     // The damaged latest version is moved aside and a --full run rebuilds it.
     let out = ctx.odsync(T1, &["verify", "trusts", "--repair", "--json"]);
     assert_eq!(out.code, 1);
@@ -495,7 +628,12 @@ fn secrets_in_urls_and_upstream_bodies_never_reach_any_output() {
     let base = format!("{}?apikey={key}", ctx.server().base_url());
     let ok = ctx.odsync_env(T0, &["run", "o", "--json", "--base-url", &base], &env);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
-    let ord_requests: Vec<_> = ctx.server().requests().into_iter().filter(|r| r.target.starts_with("/ORD/")).collect();
+    let ord_requests: Vec<_> = ctx
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.starts_with("/ORD/"))
+        .collect();
     assert!(!ord_requests.is_empty() && ord_requests.iter().all(|r| r.target.contains("apikey=")));
     // A bulk file behind a URL with a password and a token.
     ctx.write_pipeline(
@@ -536,7 +674,10 @@ fn gc_keeps_the_latest_and_what_the_merge_needs_and_dry_run_removes_nothing() {
         ctx.run_ok(now, "etr", &[]);
     }
     assert_eq!(ctx.versions("etr").len(), 3);
-    let dry = ctx.odsync(T2, &["gc", "etr", "--keep", "1", "--dry-run", "--json"]).ok().json();
+    let dry = ctx
+        .odsync(T2, &["gc", "etr", "--keep", "1", "--dry-run", "--json"])
+        .ok()
+        .json();
     assert!(dry["removed"].as_array().unwrap().len() >= 4, "{dry}");
     assert_eq!(ctx.versions("etr").len(), 3, "a dry run removes nothing");
     // Without a rule nothing goes.
