@@ -90,7 +90,7 @@ pub struct RunSummary {
 
 /// The publication-shift guard stopped a run.
 #[derive(Debug, thiserror::Error)]
-#[error("this snapshot moves more than a normal day of ODS changes, which usually means the publication changed (recoding, a new file profile), not the organisations:\n{}\nHelp: check what moved; if the shift is real, run again with --accept-shift: it is recorded in the run and the manifest, and the changes it explains are marked publication_shift", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+#[error("this snapshot moves more than a normal day of ODS changes, which usually means the publication changed (recoding, a new file profile), not the organisations:\n{}\nHelp: check what moved. If many organisations vanished, the source may be incomplete (a file cut off at a line end, a partial download): fetch it again. If the shift is real, run again with --accept-shift: it is recorded in the run and the manifest, and the changes it explains are marked publication_shift", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
 pub struct ShiftError {
     pub reasons: Vec<String>,
 }
@@ -361,10 +361,25 @@ impl Runner<'_> {
         };
         // Codes earlier runs could not fetch (quarantined with a code by an API source): every
         // later delta asks for them again until they succeed.
-        let previous_quarantine = match previous {
-            Some(m) => store
-                .read_quarantine(m.version)
-                .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
+        // A baseline rebuilds everything from the source: a damaged table of the previous version
+        // is then a warning (this is how `run --full` gets past one), a delta cannot do without it.
+        let baseline = matches!(mode, FetchMode::Baseline { .. });
+        let tolerate = |what: &str, e: crate::snapshot::SnapshotError| -> Result<(), (&'static str, anyhow::Error)> {
+            if baseline {
+                tracing::warn!(
+                    "the previous snapshot's {what} cannot be read ({e}); the baseline goes on without it (`odsync verify` names the damage)"
+                );
+                Ok(())
+            } else {
+                Err(("read previous snapshot", previous_hint(e)))
+            }
+        };
+        let previous_quarantine = match previous.map(|m| store.read_quarantine(m.version)) {
+            Some(Ok(q)) => q,
+            Some(Err(e)) => {
+                tolerate("quarantine", e)?;
+                Vec::new()
+            }
             None => Vec::new(),
         };
         let retry_codes: Vec<String> = match previous {
@@ -378,23 +393,15 @@ impl Runner<'_> {
         };
         let mut fetched = self.source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
 
-        let previous_raw: Vec<RawRecord> = match (previous, mode) {
-            // A forced baseline does not need the previous records, only to keep the previous
-            // copy of a record that fails: a damaged previous version must not block `--full`.
-            (Some(m), FetchMode::Baseline { .. }) => match store.read_raw(m.version) {
-                Ok(raw) => raw,
-                Err(e) if fetched.complete => {
-                    tracing::warn!(
-                        "the previous snapshot's raw records cannot be read ({e}); the baseline goes on without them"
-                    );
-                    Vec::new()
-                }
-                Err(e) => return Err(("read previous snapshot", previous_hint(e))),
-            },
-            (Some(m), _) => store
-                .read_raw(m.version)
-                .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
-            (None, _) => Vec::new(),
+        // A baseline needs the previous records only to keep the previous copy of a record that
+        // fails; a delta is applied to them.
+        let previous_raw: Vec<RawRecord> = match previous.map(|m| store.read_raw(m.version)) {
+            Some(Ok(raw)) => raw,
+            Some(Err(e)) => {
+                tolerate("raw records", e)?;
+                Vec::new()
+            }
+            None => Vec::new(),
         };
         let previous_sha: BTreeMap<&str, String> = previous_raw
             .iter()
@@ -524,10 +531,12 @@ impl Runner<'_> {
             }
         }
         // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
-        let mut deletions = match previous {
-            Some(m) => store
-                .read_deletions(m.version)
-                .map_err(|e| ("read previous snapshot", e.into()))?,
+        let mut deletions = match previous.map(|m| store.read_deletions(m.version)) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tolerate("tombstones", e)?;
+                Vec::new()
+            }
             None => Vec::new(),
         };
         for deletion in &fetched.deletions {
@@ -544,9 +553,13 @@ impl Runner<'_> {
         // The code system against the previous snapshot's: vanished or renamed role codes.
         let code_system_changes = match (previous, fetched.code_system.is_some()) {
             (Some(m), true) => {
-                let before = store
-                    .read_code_system(m.version)
-                    .map_err(|e| ("read previous snapshot", e.into()))?;
+                let before = match store.read_code_system(m.version) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tolerate("code system", e)?;
+                        Vec::new()
+                    }
+                };
                 let scope = &config.scope;
                 let used = |id: &str| {
                     scope.primary_roles.iter().chain(&scope.roles).any(|r| r == id)

@@ -121,6 +121,16 @@ impl TestContext {
 
     /// As [`Self::odsync`], with extra environment variables.
     pub fn odsync_env(&self, now: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let out = self.command(now, args, env).output().expect("odsync runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The real binary with this context's warehouse, pipelines and server, not yet started.
+    pub fn command(&self, now: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_odsync"));
         cmd.args(args)
             .current_dir(self.path())
@@ -138,12 +148,7 @@ impl TestContext {
         if let Some(server) = &self.server {
             cmd.env("ODSYNC_ORD_BASE_URL", server.base_url());
         }
-        let out = cmd.output().expect("odsync runs");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd
     }
 
     /// `odsync run <pipeline> --json` at `now`, expected to succeed; returns the summary.

@@ -451,6 +451,79 @@ fn a_crash_while_resolving_and_merging_never_loses_or_reopens_the_resolution() {
     }
 }
 
+#[test]
+fn a_run_killed_at_any_moment_is_recovered_by_the_next_run() {
+    // SIGKILL (no destructor, no flush) at spread-out moments of an incremental run with a
+    // merge; whatever the moment, the next run gives the uninterrupted content.
+    let reference = demo_context();
+    reference.run_ok(T0, "demo", &["--full"]);
+    reference.server().set_state("demo-2025-07").unwrap();
+    let started = std::time::Instant::now();
+    reference.run_ok(T1, "demo", &[]);
+    // Kill points spread over the whole length of the run, and a little past it.
+    let length = started.elapsed().as_millis() as u64;
+    let expected = content(&reference);
+    let mut killed = 0;
+    for delay_ms in (0..12u64).map(|i| i * length / 10) {
+        let ctx = demo_context();
+        ctx.run_ok(T0, "demo", &["--full"]);
+        ctx.server().set_state("demo-2025-07").unwrap();
+        let mut child = ctx
+            .command(T1, &["run", "demo"], &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        ctx.run_ok(T1, "demo", &[]);
+        assert_eq!(content(&ctx), expected, "killed after {delay_ms} ms");
+        assert_eq!(
+            ctx.versions("demo"),
+            ["version=000001", "version=000002"],
+            "killed after {delay_ms} ms"
+        );
+        let verify = ctx.odsync(T1, &["verify", "demo"]);
+        assert_eq!(verify.code, 0, "killed after {delay_ms} ms: {}", verify.stdout);
+    }
+    eprintln!("{killed} of 12 runs (of about {length} ms) were killed before they finished");
+}
+
+#[test]
+fn a_second_run_of_the_same_pipeline_is_refused_while_the_first_completes() {
+    let ctx = TestContext::with_server("demo-2021");
+    trusts(&ctx, "");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| ctx.odsync(T0, &["run", "trusts", "--json"]));
+        let b = s.spawn(|| ctx.odsync(T0, &["run", "trusts", "--json"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut codes = [a.code, b.code];
+    codes.sort();
+    // Either one refused (exit 1, naming the holder) or, if the first was already done, the
+    // second found the same content: never two versions, never a broken warehouse.
+    assert!(
+        codes == [0, 1] || codes == [0, 0],
+        "{codes:?}\n{}\n{}",
+        a.stderr,
+        b.stderr
+    );
+    if codes == [0, 1] {
+        let refused = if a.code == 1 { &a } else { &b };
+        assert!(
+            refused.stderr.contains("busy") && refused.stderr.contains("pid"),
+            "{}",
+            refused.stderr
+        );
+    }
+    assert_eq!(ctx.versions("trusts"), ["version=000001"]);
+    ctx.odsync(T0, &["verify", "trusts"]).ok();
+}
+
 fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
@@ -692,4 +765,29 @@ fn gc_keeps_the_latest_and_what_the_merge_needs_and_dry_run_removes_nothing() {
     let s = ctx.run_ok("2025-07-18T02:00:00Z", "etr", &[]);
     assert_eq!(s["snapshot_version"], 4);
     assert_eq!(s["merge"]["base_version"], 3, "{s}");
+}
+
+#[test]
+fn a_damaged_raw_table_in_the_latest_version_fails_deltas_clearly_and_full_gets_past_it() {
+    let ctx = TestContext::with_server("demo-2021");
+    trusts(&ctx, "");
+    ctx.run_ok(T0, "trusts", &[]);
+    let raw = ctx.warehouse().join("trusts/ods/version=000001/raw.parquet");
+    let mut bytes = std::fs::read(&raw).unwrap();
+    let n = bytes.len();
+    bytes[n - 12..n - 8].copy_from_slice(b"XXXX"); // the footer length
+    std::fs::write(&raw, bytes).unwrap();
+    ctx.server().set_state("demo-2025-07").unwrap();
+    let out = ctx.odsync(T1, &["run", "trusts", "--json"]);
+    let doc = failed_cleanly(&out, &["version=000001".into()], &ctx, "trusts");
+    assert!(doc["help"].as_str().unwrap().contains("odsync verify"), "{doc}");
+    let verify = ctx.odsync(T1, &["verify", "trusts"]);
+    assert_eq!(verify.code, 1);
+    assert!(verify.stdout.contains("raw.parquet"), "{}", verify.stdout);
+    let s = ctx.run_ok(T1, "trusts", &["--full"]);
+    assert_eq!(s["snapshot_version"], 2);
+    assert_eq!(
+        count(&ctx, "SELECT name FROM latest_organisations WHERE code = 'RAX'"),
+        "KINGSTON AND RICHMOND NHS FOUNDATION TRUST"
+    );
 }
