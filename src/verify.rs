@@ -9,6 +9,7 @@
 
 use crate::model::tables::sha256_hex;
 use crate::snapshot::{Manifest, SnapshotStore, version_dir_name};
+use crate::warehouse::versions_in;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -35,17 +36,6 @@ fn footer_ok(path: &Path) -> Result<(), String> {
     parquet::file::reader::SerializedFileReader::new(file)
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-fn versions_in(dir: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
-        .collect();
-    v.sort_unstable();
-    v
 }
 
 pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {

@@ -192,14 +192,7 @@ pub fn merged_root(warehouse: &Path, pipeline: &str) -> PathBuf {
 
 /// Versions of the merged outputs, ascending.
 pub fn merged_versions(warehouse: &Path, pipeline: &str) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(merged_root(warehouse, pipeline))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
-        .collect();
-    v.sort_unstable();
-    v
+    crate::warehouse::versions_in(&merged_root(warehouse, pipeline))
 }
 
 pub fn read_report(warehouse: &Path, pipeline: &str, version: u64) -> Option<MergeReport> {

@@ -359,8 +359,6 @@ impl Runner<'_> {
                 config.name, config.name
             ))
         };
-        // Codes earlier runs could not fetch (quarantined with a code by an API source): every
-        // later delta asks for them again until they succeed.
         // A baseline rebuilds everything from the source: a damaged table of the previous version
         // is then a warning (this is how `run --full` gets past one), a delta cannot do without it.
         let baseline = matches!(mode, FetchMode::Baseline { .. });
@@ -382,6 +380,8 @@ impl Runner<'_> {
             }
             None => Vec::new(),
         };
+        // Codes earlier runs could not fetch (quarantined with a code by an API source): every
+        // later delta asks for them again until they succeed.
         let retry_codes: Vec<String> = match previous {
             Some(m) if m.source.kind == self.source.kind() && self.source.supports_deltas() => previous_quarantine
                 .iter()

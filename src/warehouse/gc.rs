@@ -9,7 +9,7 @@
 //! A version's outputs (changes, history, merged tables made on it) go with it. Each folder is
 //! first renamed to a `.tmp-gc-…` name, so a crash leaves only what recovery removes.
 
-use super::{PipelineLock, WarehouseError};
+use super::{PipelineLock, WarehouseError, versions_in};
 use crate::snapshot::{SnapshotStore, version_dir_name};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -24,17 +24,6 @@ pub struct GcReport {
     pub removed: Vec<String>,
     /// Snapshot versions kept, each with why.
     pub kept: Vec<(u64, String)>,
-}
-
-fn versions_in(dir: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
-        .collect();
-    v.sort_unstable();
-    v
 }
 
 pub struct GcPolicy {

@@ -305,6 +305,18 @@ pub fn recover(warehouse: &Path, pipeline: &str) -> Result<Recovery, WarehouseEr
     Ok(out)
 }
 
+/// The `version=N` folders under `dir`, ascending (none when `dir` does not exist).
+pub fn versions_in(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), WarehouseError> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(io_err(path))?;

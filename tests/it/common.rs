@@ -200,3 +200,25 @@ pub fn write_state(dir: &Path, name: &str, body: &str) {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("state.toml"), body).unwrap();
 }
+
+/// Every path under `dir`, depth first.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+        let p = e.path();
+        out.push(p.clone());
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+/// What a crash or a failure may not leave behind: temporary outputs and a commit journal.
+pub fn leftovers(warehouse: &Path) -> Vec<String> {
+    walk(warehouse)
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .filter(|p| p.contains("/.tmp-") || p.ends_with(".commit-journal.json"))
+        .collect()
+}

@@ -6,13 +6,12 @@
 //!
 //! Anything else (exit 0 with other content, exit 2, a crash, a leftover) fails the case.
 
-use crate::common::{Output, TestContext};
+use crate::common::{Output, TestContext, leftovers};
 use odsync::server::FaultAction;
 use serde_json::Value;
 
 const T0: &str = "2025-07-10T02:00:00Z";
 const T1: &str = "2025-07-16T02:00:00Z";
-const T2: &str = "2025-07-17T02:00:00Z";
 
 fn status(code: u16, retry_after: Option<&str>, body: &str) -> FaultAction {
     FaultAction::Status {
@@ -129,23 +128,6 @@ fn state_watermark(ctx: &TestContext) -> Option<String> {
     v["watermark"].as_str().map(str::to_owned)
 }
 
-fn leftovers(ctx: &TestContext) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![ctx.warehouse()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-") || name == ".commit-journal.json" {
-                out.push(e.path().display().to_string());
-            }
-            if e.path().is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 /// Judges one faulty run: `Ok(outcome)` or `Err(what was wrong)`.
 fn judge(
     ctx: &TestContext,
@@ -178,7 +160,7 @@ fn judge(
             if state_watermark(ctx) != watermark_before {
                 return Err("a failed run moved the watermark".into());
             }
-            let left = leftovers(ctx);
+            let left = leftovers(&ctx.warehouse());
             if !left.is_empty() {
                 return Err(format!("a failed run left {left:?}"));
             }

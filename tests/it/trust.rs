@@ -2,10 +2,9 @@
 //! nothing committed, watermark unmoved) and the next run recovers; damaged files; crashes at
 //! every step of the commit protocol; locks; a reader holding the catalog; verify; secrets.
 
-use crate::common::{Output, TestContext, ods_csv};
+use crate::common::{Output, TestContext, leftovers, ods_csv, walk};
 use odsync::server::FaultAction;
 use serde_json::Value;
-use std::path::Path;
 
 const T0: &str = "2025-07-10T02:00:00Z";
 const T1: &str = "2025-07-16T02:00:00Z";
@@ -379,11 +378,8 @@ fn a_crash_at_any_commit_step_leaves_the_warehouse_the_next_run_completes_identi
         );
         assert_eq!(content(&ctx), expected, "{point}");
         assert_eq!(ctx.versions("demo"), ["version=000001", "version=000002"], "{point}");
-        let leftovers: Vec<String> = walk(&ctx.warehouse())
-            .into_iter()
-            .filter(|p| p.contains(".tmp-") || p.contains(".commit-journal"))
-            .collect();
-        assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
+        let left = leftovers(&ctx.warehouse());
+        assert!(left.is_empty(), "{point}: {left:?}");
         let verify = ctx.odsync(T2, &["verify", "demo"]);
         assert_eq!(verify.code, 0, "{point}: {}", verify.stdout);
     }
@@ -522,18 +518,6 @@ fn a_second_run_of_the_same_pipeline_is_refused_while_the_first_completes() {
     }
     assert_eq!(ctx.versions("trusts"), ["version=000001"]);
     ctx.odsync(T0, &["verify", "trusts"]).ok();
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
-        let p = e.path();
-        out.push(p.display().to_string());
-        if p.is_dir() {
-            out.extend(walk(&p));
-        }
-    }
-    out
 }
 
 #[test]
@@ -730,7 +714,8 @@ fn secrets_in_urls_and_upstream_bodies_never_reach_any_output() {
         if let Ok(bytes) = std::fs::read(&path) {
             assert!(
                 !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
-                "{path} holds the key"
+                "{} holds the key",
+                path.display()
             );
         }
     }
