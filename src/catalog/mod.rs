@@ -378,7 +378,30 @@ impl Catalog {
 
     /// Records the start of a run; earlier `running` rows of the pipeline (killed runs: the
     /// snapshot lock guarantees none is still active) become `abandoned`.
-    pub fn start_run(&self, run: &RunRecord, started_at: &DateTime<Utc>) -> Result<(), CatalogError> {
+    /// Records the start of a run. Earlier `running` rows of the pipeline belong to killed runs
+    /// (the lock guarantees none is still active): the one the committed state names reached its
+    /// commit point and becomes `succeeded`; the others are `abandoned`.
+    pub fn start_run(
+        &self,
+        run: &RunRecord,
+        started_at: &DateTime<Utc>,
+        committed: Option<&crate::warehouse::PipelineState>,
+    ) -> Result<(), CatalogError> {
+        if let Some(state) = committed {
+            self.conn
+                .execute(
+                    "UPDATE runs SET status = 'succeeded', snapshot_version = ?, watermark_after = CAST(? AS DATE),
+                        error = 'killed after its commit point; its outputs are complete (recorded by the next run)'
+                     WHERE pipeline = ? AND status = 'running' AND run_id = ?",
+                    params![
+                        state.snapshot_version.map(|v| v as i64),
+                        state.watermark.map(|d| d.to_string()),
+                        run.pipeline,
+                        state.run_id
+                    ],
+                )
+                .map_err(|e| self.err(e))?;
+        }
         self.conn
             .execute(
                 "UPDATE runs SET status = 'abandoned' WHERE pipeline = ? AND status = 'running'",

@@ -41,6 +41,12 @@ fn human(s: &RunSummary) -> String {
         "  records: {} fetched, {} unchanged, {} quarantined, {} out of scope → {} organisations\n",
         s.records.fetched, s.records.unchanged, s.records.quarantined, s.records.out_of_scope, s.records.organisations
     ));
+    if !s.records.pending.is_empty() {
+        out.push_str(&format!(
+            "  pending: {} (could not be fetched or read: kept at their previous version, the watermark stays, the next run asks again)\n",
+            s.records.pending.join(", ")
+        ));
+    }
     let tables: Vec<String> = s.tables.iter().map(|(k, v)| format!("{k} {v}")).collect();
     out.push_str(&format!("  tables: {}\n", tables.join(", ")));
     out.push_str(&format!(

@@ -18,18 +18,19 @@ pub fn run(globals: &Globals, args: &RunsArgs) -> anyhow::Result<ExitCode> {
             return "no runs recorded yet\n".into();
         }
         let mut out = format!(
-            "{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:<10}  {}\n",
-            "run_id", "mode", "status", "version", "fetched", "quarantined", "watermark", "error"
+            "{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:>7}  {:<10}  {}\n",
+            "run_id", "mode", "status", "version", "fetched", "quarantined", "pending", "watermark", "error"
         );
         for r in runs {
             out.push_str(&format!(
-                "{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:<10}  {}\n",
+                "{:<40}  {:<11}  {:<10}  {:>7}  {:>9}  {:>11}  {:>7}  {:<10}  {}\n",
                 r.run_id,
                 r.mode,
                 r.status,
                 r.snapshot_version.map_or("-".into(), |v| v.to_string()),
                 r.records_fetched.map_or("-".into(), |v| v.to_string()),
                 r.records_quarantined.map_or("-".into(), |v| v.to_string()),
+                r.records_pending.map_or("-".into(), |v| v.to_string()),
                 r.watermark_after.map_or("-".into(), |d| d.to_string()),
                 r.error
                     .as_deref()

@@ -219,7 +219,8 @@ impl Runner<'_> {
         })?;
         // The committed state file is authoritative (written in the same commit as the
         // versions); the catalog and the manifest are the fallbacks of older warehouses.
-        let watermark_before = match crate::warehouse::read_state(&self.warehouse, &name) {
+        let committed_state = crate::warehouse::read_state(&self.warehouse, &name);
+        let watermark_before = match &committed_state {
             Some(state) => state.watermark,
             None => catalog
                 .watermark(&name)?
@@ -277,7 +278,7 @@ impl Runner<'_> {
             accepted_shift: None,
             records_pending: None,
         };
-        if writable && let Err(e) = catalog.start_run(&record, &now) {
+        if writable && let Err(e) = catalog.start_run(&record, &now, committed_state.as_ref()) {
             tracing::warn!("could not record the start of the run in the catalog: {e:#}");
         }
         // Released while the run works: see the catalog module docs.
