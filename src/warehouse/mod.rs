@@ -235,6 +235,16 @@ fn apply(dir: &Path, journal: &Journal) -> Result<(), WarehouseError> {
             if let Some(parent) = to.parent() {
                 sync_dir(parent)?;
             }
+        } else if !to.exists() {
+            // Neither side: something removed a staged output after the commit point.
+            return Err(WarehouseError {
+                path: from,
+                message: format!(
+                    "the commit of run `{}` lists this staged output, but it is gone",
+                    journal.run_id
+                ),
+                help: "something outside odsync removed it; run `odsync verify` and restore the pipeline folder from a backup",
+            });
         }
         if i == 0 {
             failpoint("commit:first-move");
