@@ -58,6 +58,8 @@ pub enum FaultAction {
     Reset,
     /// Answer normally but add `delta` to `X-Total-Count`.
     TotalCount { delta: i64 },
+    /// Answer `302 Found` with this `Location`.
+    Redirect { location: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -296,6 +298,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
             if let Some(ra) = retry_after {
                 r.headers.push(("Retry-After".into(), ra.clone()));
             }
+            r
+        }
+        Some(FaultAction::Redirect { location }) => {
+            let mut r = Reply::json(302, Vec::new());
+            r.headers.push(("Location".into(), location.clone()));
             r
         }
         Some(FaultAction::Malformed) => Reply::json(200, br#"{"Organisation": {"Name": "TRUNC"#.to_vec()),

@@ -113,7 +113,23 @@ impl HttpClient {
     /// A client that sends `headers` on every request (the FHIR `apikey`; mark secret values
     /// sensitive so they never appear in debug output).
     pub fn with_headers(settings: HttpSettings, headers: HeaderMap) -> Result<Self, HttpError> {
+        // Redirects are followed on the same host only: a redirect elsewhere would carry the
+        // client's headers (the FHIR `apikey`) to that host. Stopped, the 3xx is an error.
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let same_host = attempt.previous().first().is_some_and(|first| {
+                first.host_str() == attempt.url().host_str()
+                    && first.port_or_known_default() == attempt.url().port_or_known_default()
+            });
+            if !same_host {
+                attempt.stop()
+            } else if attempt.previous().len() > 5 {
+                attempt.error("more than 5 redirects")
+            } else {
+                attempt.follow()
+            }
+        });
         let client = Client::builder()
+            .redirect(redirects)
             .default_headers(headers)
             .user_agent(settings.user_agent.clone())
             .timeout(settings.timeout)

@@ -784,3 +784,33 @@ fn a_damaged_raw_table_in_the_latest_version_fails_deltas_clearly_and_full_gets_
         "KINGSTON AND RICHMOND NHS FOUNDATION TRUST"
     );
 }
+
+#[test]
+fn a_redirect_to_another_host_is_not_followed_so_the_api_key_stays_home() {
+    let ctx = TestContext::with_server("demo-2025-07");
+    ctx.write_pipeline(
+        "f",
+        &format!(
+            "name = \"f\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\n[scope]\nroles = [\"RO197\"]\n\
+             [http]\nrequests_per_second = 1000.0\nmax_retries = 1\nbackoff_base_ms = 10\nbackoff_max_ms = 20\n",
+            ctx.server().fhir_base_url()
+        ),
+    );
+    // Another host (`localhost` is not the configured `127.0.0.1`) listening for the key.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let location = format!("http://localhost:{}/steal", elsewhere.local_addr().unwrap().port());
+    ctx.fault("/fhir/Organization", 1, FaultAction::Redirect { location });
+    let env = [("ODSYNC_FHIR_API_KEY", "k-never-elsewhere")];
+    let out = ctx.odsync_env(T0, &["run", "f", "--json"], &env);
+    failed_cleanly(&out, &[], &ctx, "f");
+    assert!(out.stderr.contains("302"), "{}", out.stderr);
+    assert!(elsewhere.accept().is_err(), "the client went to the other host");
+    // A redirect on the same host is followed.
+    let same = format!(
+        "{}/Organization?roleCode=RO197&_summary=count",
+        ctx.server().fhir_base_url()
+    );
+    ctx.fault("_summary=count", 1, FaultAction::Redirect { location: same });
+    ctx.odsync_env(T0, &["run", "f", "--json"], &env).ok();
+}
