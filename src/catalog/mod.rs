@@ -41,43 +41,38 @@ pub const OUTPUT_VIEWS: [(&str, &str, &str, &str); 5] = [
 
 /// Whether `<warehouse>/*/<kind>/version=*/<file>` exists for any pipeline.
 fn any_output(warehouse: &Path, kind: &str, file: &str) -> bool {
+    in_every_pipeline(warehouse, kind)
+        .any(|v| v.file_name().to_string_lossy().starts_with("version=") && v.path().join(file).exists())
+}
+
+/// The entries of `<warehouse>/<every pipeline>/<sub>/` (none where a folder is missing).
+fn in_every_pipeline<'a>(warehouse: &'a Path, sub: &'a str) -> impl Iterator<Item = std::fs::DirEntry> + 'a {
     std::fs::read_dir(warehouse)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .any(|p| {
-            std::fs::read_dir(p.path().join(kind))
+        .flat_map(move |p| {
+            std::fs::read_dir(p.path().join(sub))
                 .into_iter()
                 .flatten()
                 .filter_map(Result::ok)
-                .any(|v| v.file_name().to_string_lossy().starts_with("version=") && v.path().join(file).exists())
         })
 }
 
 /// Every `<warehouse>/*/ods/version=*/manifest.json` that parses as a manifest, sorted.
 fn readable_manifests(warehouse: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for p in std::fs::read_dir(warehouse)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-    {
-        for v in std::fs::read_dir(p.path().join("ods"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-        {
-            if !v.file_name().to_string_lossy().starts_with("version=") {
-                continue;
+    for v in in_every_pipeline(warehouse, "ods") {
+        if !v.file_name().to_string_lossy().starts_with("version=") {
+            continue;
+        }
+        let m = v.path().join("manifest.json");
+        match std::fs::read_to_string(&m).map(|t| serde_json::from_str::<crate::snapshot::Manifest>(&t)) {
+            Ok(Ok(_)) => out.push(m),
+            Ok(Err(e)) => {
+                tracing::warn!(manifest = %m.display(), "left out of the catalog views: not a valid manifest ({e}); run `odsync verify`")
             }
-            let m = v.path().join("manifest.json");
-            match std::fs::read_to_string(&m).map(|t| serde_json::from_str::<crate::snapshot::Manifest>(&t)) {
-                Ok(Ok(_)) => out.push(m),
-                Ok(Err(e)) => {
-                    tracing::warn!(manifest = %m.display(), "left out of the catalog views: not a valid manifest ({e}); run `odsync verify`")
-                }
-                Err(_) => {}
-            }
+            Err(_) => {}
         }
     }
     out.sort();
@@ -188,23 +183,15 @@ fn pending_dir(warehouse: &Path, pipeline: &str) -> PathBuf {
 
 fn pending_rows(warehouse: &Path) -> Vec<(PathBuf, RunRecord)> {
     let mut out = Vec::new();
-    for p in std::fs::read_dir(warehouse)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-    {
-        for f in std::fs::read_dir(p.path().join(".pending-runs"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
+    for f in in_every_pipeline(warehouse, ".pending-runs") {
+        let path = f.path();
+        // `.tmp-*` files are rows still being written (renamed into place when whole).
+        if path.extension().is_some_and(|e| e == "json")
+            && !f.file_name().to_string_lossy().starts_with(".tmp-")
+            && let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(rec) = serde_json::from_str::<RunRecord>(&text)
         {
-            let path = f.path();
-            if path.extension().is_some_and(|e| e == "json")
-                && let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(rec) = serde_json::from_str::<RunRecord>(&text)
-            {
-                out.push((path, rec));
-            }
+            out.push((path, rec));
         }
     }
     out.sort_by(|a, b| (&a.1.pipeline, a.1.run_number).cmp(&(&b.1.pipeline, b.1.run_number)));

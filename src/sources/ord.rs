@@ -231,12 +231,7 @@ impl OrdSource {
                 url: resp.url.clone(),
                 message: format!(
                     "the answer has no `DeletedOrganisations` list: {}\nHelp: run again (nothing was committed and the watermark did not move)",
-                    crate::redact::text(
-                        &String::from_utf8_lossy(&resp.body)
-                            .chars()
-                            .take(120)
-                            .collect::<String>()
-                    )
+                    body_snippet(&resp)
                 ),
             });
         }
@@ -435,6 +430,16 @@ impl Source for OrdSource {
     }
 }
 
+/// The start of an answer's body, redacted, for error messages about what came back instead.
+fn body_snippet(resp: &Response) -> String {
+    crate::redact::text(
+        &String::from_utf8_lossy(&resp.body)
+            .chars()
+            .take(120)
+            .collect::<String>(),
+    )
+}
+
 /// Whether a record answer is an ORD record: JSON with an `Organisation` object.
 fn check_record_body(body: &[u8]) -> Result<(), String> {
     #[derive(serde::Deserialize)]
@@ -486,12 +491,7 @@ fn organisations_list(resp: &Response) -> Result<Vec<Value>, SourceError> {
             url: resp.url.clone(),
             message: format!(
                 "the answer has no `Organisations` list (and no `X-Total-Count: 0` to say nothing matched): {}\nHelp: a proxy or the service answered something else; run again (nothing was committed and the watermark did not move)",
-                crate::redact::text(
-                    &String::from_utf8_lossy(&resp.body)
-                        .chars()
-                        .take(120)
-                        .collect::<String>()
-                )
+                body_snippet(resp)
             ),
         }),
     }

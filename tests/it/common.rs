@@ -104,6 +104,22 @@ impl TestContext {
         );
     }
 
+    /// A FHIR pipeline on the local server's FHIR API, fast enough for tests; `extra` is
+    /// appended (e.g. a `[quality]` table).
+    pub fn fhir_pipeline(&self, name: &str, roles: &[&str], page_size: u32, extra: &str) {
+        let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        self.write_pipeline(
+            name,
+            &format!(
+                "name = \"{name}\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\npage_size = {page_size}\n\
+                 [scope]\nroles = [{}]\n\
+                 [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 3\nbackoff_base_ms = 20\nbackoff_max_ms = 200\n{extra}",
+                self.server().fhir_base_url(),
+                roles.join(", ")
+            ),
+        );
+    }
+
     pub fn csv_pipeline(&self, name: &str, kind: &str, location: &Path) {
         self.write_pipeline(
             name,

@@ -82,14 +82,7 @@ fn context(api: Api) -> TestContext {
         }
         Api::Fhir => {
             let ctx = TestContext::with_server("demo-2025-07");
-            ctx.write_pipeline(
-                "trusts",
-                &format!(
-                    "name = \"trusts\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\npage_size = 60\n[scope]\nroles = [\"RO197\", \"RO198\"]\n\
-                     [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 3\nbackoff_base_ms = 20\nbackoff_max_ms = 200\n",
-                    ctx.server().fhir_base_url()
-                ),
-            );
+            ctx.fhir_pipeline("trusts", &["RO197", "RO198"], 60, "");
             ctx
         }
     }

@@ -197,14 +197,7 @@ fn a_retry_after_beyond_the_limit_fails_fast_with_a_clear_message() {
 #[test]
 fn a_fhir_search_page_answered_by_an_empty_bundle_fails_the_run() {
     let ctx = TestContext::with_server("demo-2025-07");
-    ctx.write_pipeline(
-        "f",
-        &format!(
-            "name = \"f\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\npage_size = 50\n[scope]\nroles = [\"RO197\", \"RO198\"]\n\
-             [http]\nrequests_per_second = 1000.0\nconcurrency = 2\ntimeout_secs = 5\nmax_retries = 2\nbackoff_base_ms = 10\nbackoff_max_ms = 50\n",
-            ctx.server().fhir_base_url()
-        ),
-    );
+    ctx.fhir_pipeline("f", &["RO197", "RO198"], 50, "");
     let env = [("ODSYNC_FHIR_API_KEY", "k-local-1234")];
     ctx.fault(
         "_offset=",
@@ -670,15 +663,8 @@ fn verify_finds_a_flipped_byte_and_a_broken_manifest_and_repair_lets_full_rebuil
 fn secrets_in_urls_and_upstream_bodies_never_reach_any_output() {
     let ctx = TestContext::with_server("ord-and-fhir");
     let key = "k3y-V3ry-S3cret-0042";
-    let http = "[http]\nrequests_per_second = 1000.0\nmax_retries = 1\nbackoff_base_ms = 10\nbackoff_max_ms = 20\n";
     // A FHIR 401 body that quotes the key.
-    ctx.write_pipeline(
-        "f",
-        &format!(
-            "name = \"f\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\n[scope]\nroles = [\"RO197\"]\n{http}",
-            ctx.server().fhir_base_url()
-        ),
-    );
+    ctx.fhir_pipeline("f", &["RO197"], 1000, "");
     ctx.fault(
         "/Organization",
         1,
@@ -788,14 +774,7 @@ fn a_damaged_raw_table_in_the_latest_version_fails_deltas_clearly_and_full_gets_
 #[test]
 fn a_redirect_to_another_host_is_not_followed_so_the_api_key_stays_home() {
     let ctx = TestContext::with_server("demo-2025-07");
-    ctx.write_pipeline(
-        "f",
-        &format!(
-            "name = \"f\"\n[source]\ntype = \"fhir\"\nbase_url = \"{}\"\n[scope]\nroles = [\"RO197\"]\n\
-             [http]\nrequests_per_second = 1000.0\nmax_retries = 1\nbackoff_base_ms = 10\nbackoff_max_ms = 20\n",
-            ctx.server().fhir_base_url()
-        ),
-    );
+    ctx.fhir_pipeline("f", &["RO197"], 1000, "");
     // Another host (`localhost` is not the configured `127.0.0.1`) listening for the key.
     let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     elsewhere.set_nonblocking(true).unwrap();
