@@ -308,4 +308,10 @@ pub struct ServeArgs {
     /// Write the chosen port to this file once listening
     #[arg(long)]
     pub port_file: Option<PathBuf>,
+    /// Instead of serving: write the state as a TRUD XML release zip (derived data) to this path
+    #[arg(long)]
+    pub write_trud: Option<PathBuf>,
+    /// The release's publication date [default: the state's served_on]
+    #[arg(long, requires = "write_trud")]
+    pub published: Option<chrono::NaiveDate>,
 }

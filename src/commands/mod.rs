@@ -117,6 +117,7 @@ pub fn build_source(
         SourceConfig::Ord(o) => crate::redact::register_url_secrets(&o.base_url),
         SourceConfig::Fhir(f) => crate::redact::register_url_secrets(&f.base_url),
         SourceConfig::Csv(c) => crate::redact::register_url_secrets(&c.location),
+        SourceConfig::TrudXml(_) => {}
     }
     Ok(match &pipeline.config.source {
         SourceConfig::Ord(ord) => {
@@ -153,7 +154,25 @@ pub fn build_source(
             let source = CsvSource::new(&csv.location, layout.clone(), csv.zip_entry.clone(), http);
             (Box::new(source), Some(layout))
         }
+        SourceConfig::TrudXml(trud) => (trud_source(trud, pipeline), None),
     })
+}
+
+fn trud_source(trud: &crate::pipeline::TrudSourceConfig, pipeline: &Pipeline) -> Box<dyn Source> {
+    Box::new(crate::sources::trud_xml::TrudXmlSource::new(
+        &trud.location,
+        trud.sha256.clone(),
+        trud.archive,
+        pipeline.config.scope.clone(),
+    ))
+}
+
+/// The pipeline's `[baseline]` source, if it has one (validation allows only TRUD XML).
+pub fn build_baseline(pipeline: &Pipeline) -> Option<Box<dyn Source>> {
+    match &pipeline.config.baseline {
+        Some(SourceConfig::TrudXml(trud)) => Some(trud_source(trud, pipeline)),
+        _ => None,
+    }
 }
 
 pub(crate) fn display_path(path: &Path) -> String {

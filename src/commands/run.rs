@@ -1,6 +1,6 @@
 //! `odsync run <pipeline>`: the scheduled job.
 
-use super::{Globals, build_source, display_path};
+use super::{Globals, build_baseline, build_source, display_path};
 use crate::cli::RunArgs;
 use crate::pipeline::runner::{RunOptions, RunSummary, Runner};
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
         pipeline: &pipeline,
         warehouse: globals.warehouse(Some(&pipeline)),
         source,
+        baseline_source: build_baseline(&pipeline),
         clock: globals.clock,
         csv_layout,
     };

@@ -6,6 +6,18 @@ use crate::server::OrdServer;
 use std::process::ExitCode;
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.write_trud {
+        let state = crate::server::fixtures::load_state(&args.states, &args.state).map_err(UserError)?;
+        let published = args.published.unwrap_or(state.config.served_on);
+        crate::server::trud::write_release_zip(&state, published, path).map_err(UserError)?;
+        eprintln!(
+            "wrote state `{}` ({} organisations) as a TRUD XML release published {published} to {}",
+            args.state,
+            state.records.len(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let server = OrdServer::start(&args.states, &args.state, args.port).map_err(UserError)?;
     eprintln!(
         "serving state `{}` at {} (Ctrl-C to stop)",

@@ -11,6 +11,7 @@
 pub mod csv_row;
 pub mod fhir_json;
 pub mod ord_json;
+pub mod ord_xml;
 pub mod tables;
 
 use chrono::NaiveDate;
@@ -118,6 +119,8 @@ pub enum RawFormat {
     Csv,
     /// An ODS FHIR R4 `Organization` resource.
     FhirJson,
+    /// One `<Organisation>` element of a TRUD HSCOrgRefData XML release.
+    OrdXml,
 }
 
 impl RawFormat {
@@ -126,6 +129,7 @@ impl RawFormat {
             RawFormat::OrdJson => "ord_json",
             RawFormat::Csv => "csv",
             RawFormat::FhirJson => "fhir_json",
+            RawFormat::OrdXml => "ord_xml",
         }
     }
 
@@ -134,6 +138,7 @@ impl RawFormat {
             "ord_json" => Some(RawFormat::OrdJson),
             "csv" => Some(RawFormat::Csv),
             "fhir_json" => Some(RawFormat::FhirJson),
+            "ord_xml" => Some(RawFormat::OrdXml),
             _ => None,
         }
     }
@@ -185,6 +190,7 @@ pub fn parse_raw(raw: &RawRecord, ctx: &ParseContext) -> Result<OrgRecord, Strin
     match raw.format {
         RawFormat::OrdJson => ord_json::parse_organisation(&raw.payload),
         RawFormat::FhirJson => fhir_json::parse_organization(&raw.payload),
+        RawFormat::OrdXml => ord_xml::parse_organisation(&raw.payload),
         RawFormat::Csv => match &ctx.csv {
             Some(layout) => csv_row::parse_line(&raw.payload, layout, ctx.today),
             None => Err("a CSV record, but the pipeline has no CSV source to say which file kind it is".into()),

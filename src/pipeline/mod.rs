@@ -39,6 +39,11 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub warehouse: Option<PathBuf>,
     pub source: SourceConfig,
+    /// Where baselines come from when not from `source` (the first run, `--full`, a watermark
+    /// older than `/sync` reaches): a TRUD XML release, while `source` (ORD or FHIR) brings the
+    /// daily deltas from the release's publication date on.
+    #[serde(default)]
+    pub baseline: Option<SourceConfig>,
     #[serde(default)]
     pub scope: ScopeConfig,
     #[serde(default)]
@@ -128,6 +133,8 @@ pub enum SourceConfig {
     Ord(OrdSourceConfig),
     Csv(CsvSourceConfig),
     Fhir(FhirSourceConfig),
+    #[serde(rename = "trud_xml")]
+    TrudXml(TrudSourceConfig),
 }
 
 impl SourceConfig {
@@ -136,6 +143,7 @@ impl SourceConfig {
             SourceConfig::Ord(_) => "ord",
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Fhir(_) => "fhir",
+            SourceConfig::TrudXml(_) => "trud_xml",
         }
     }
 }
@@ -203,6 +211,20 @@ impl FhirSourceConfig {
     }
 }
 
+/// The TRUD XML release (item 341): a local path, since downloading needs a TRUD account.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrudSourceConfig {
+    /// The release zip, an extracted `HSCOrgRefData_Full_*.xml` (or `_Archive_`), or a folder.
+    pub location: PathBuf,
+    /// The release zip's sha256 as TRUD publishes it (`archiveFileSha256`): checked when given.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Also read the archive file (organisations closed on or before 2017-03-31).
+    #[serde(default = "yes")]
+    pub archive: bool,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSourceConfig {
@@ -231,6 +253,9 @@ pub struct ScopeConfig {
     /// `Active` or `Inactive`; absent means both.
     #[serde(default)]
     pub status: Option<String>,
+    /// Record classes kept (`RC1` organisations, `RC2` sites); empty means both.
+    #[serde(default)]
+    pub record_classes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -420,6 +445,22 @@ pub fn parse(text: &str, path: &Path) -> Result<PipelineConfig, PipelineError> {
     })
 }
 
+fn validate_trud(trud: &TrudSourceConfig, section: &str, problems: &mut Vec<String>) {
+    let text = trud.location.to_string_lossy();
+    if text.trim().is_empty() {
+        problems.push(format!("`{section}.location` is empty"));
+    } else if text.starts_with("http://") || text.starts_with("https://") {
+        problems.push(format!(
+            "`{section}.location`: TRUD downloads need an account, so odsync reads a local copy: download the release and give its path"
+        ));
+    }
+    if let Some(sha) = &trud.sha256
+        && (sha.trim().len() != 64 || !sha.trim().chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        problems.push(format!("`{section}.sha256`: `{sha}` is not 64 hex digits"));
+    }
+}
+
 /// Every semantic problem in a parsed pipeline, each naming its key.
 pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
     let mut problems = Vec::new();
@@ -464,7 +505,31 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
     {
         problems.push(format!("`scope.status`: `{status}` must be `Active` or `Inactive`"));
     }
+    for rc in &config.scope.record_classes {
+        if rc != "RC1" && rc != "RC2" {
+            problems.push(format!(
+                "`scope.record_classes`: `{rc}` must be `RC1` (organisation) or `RC2` (site)"
+            ));
+        }
+    }
+    match &config.baseline {
+        None => {}
+        Some(SourceConfig::TrudXml(trud)) => {
+            validate_trud(trud, "baseline", &mut problems);
+            if !matches!(config.source, SourceConfig::Ord(_) | SourceConfig::Fhir(_)) {
+                problems.push(format!(
+                    "`baseline` is for a pipeline whose `source` brings deltas (ord or fhir); `source.type` is `{}`, which is whole already",
+                    config.source.kind()
+                ));
+            }
+        }
+        Some(other) => problems.push(format!(
+            "`baseline.type` is `{}`: only `trud_xml` can be a baseline source",
+            other.kind()
+        )),
+    }
     match &config.source {
+        SourceConfig::TrudXml(trud) => validate_trud(trud, "source", &mut problems),
         SourceConfig::Ord(ord) => {
             if let Err(e) = reqwest::Url::parse(&ord.base_url) {
                 problems.push(format!("`source.base_url`: `{}` is not a URL ({e})", ord.base_url));

@@ -119,6 +119,8 @@ pub struct RunError {
 #[derive(Clone, Copy)]
 struct Step<'a> {
     store: &'a SnapshotStore,
+    /// The source this run fetches from: `source`, or the baseline source for a baseline.
+    source: &'a dyn Source,
     previous: Option<&'a Manifest>,
     mode: &'a FetchMode,
     run_id: &'a str,
@@ -133,6 +135,8 @@ pub struct Runner<'a> {
     pub pipeline: &'a Pipeline,
     pub warehouse: PathBuf,
     pub source: Box<dyn Source>,
+    /// The pipeline's `[baseline]` source (a TRUD release), used whenever the run is a baseline.
+    pub baseline_source: Option<Box<dyn Source>>,
     pub clock: Clock,
     pub csv_layout: Option<CsvLayout>,
 }
@@ -153,7 +157,13 @@ impl ScopeConfig {
                 .as_ref()
                 .is_some_and(|o| o.eq_ignore_ascii_case(s))
         });
-        by_role && by_status
+        let by_class = self.record_classes.is_empty()
+            || rec
+                .organisation
+                .record_class
+                .as_ref()
+                .is_some_and(|c| self.record_classes.contains(c));
+        by_role && by_status && by_class
     }
 }
 
@@ -228,7 +238,7 @@ impl Runner<'_> {
         };
         let overlap = match &self.pipeline.config.source {
             super::SourceConfig::Ord(o) => o.overlap_days,
-            super::SourceConfig::Csv(_) => 0,
+            super::SourceConfig::Csv(_) | super::SourceConfig::TrudXml(_) => 0,
             super::SourceConfig::Fhir(f) => f.overlap_days,
         };
         let mode = choose_mode(
@@ -241,8 +251,12 @@ impl Runner<'_> {
         );
         // A different source kind than the previous snapshot's: its records cannot be patched
         // with deltas in another format, so the new source's full scope replaces them.
+        // (A snapshot from the pipeline's own baseline source is the start its deltas build on.)
+        let baseline_kind = self.baseline_source.as_ref().map(|b| b.kind());
         let mode = match (previous.as_ref().map(|p| p.source.kind.as_str()), mode) {
-            (Some(old), FetchMode::Incremental { .. } | FetchMode::Codes { .. }) if old != self.source.kind() => {
+            (Some(old), FetchMode::Incremental { .. } | FetchMode::Codes { .. })
+                if old != self.source.kind() && Some(old) != baseline_kind =>
+            {
                 FetchMode::Baseline {
                     reason: format!(
                         "the source changed from {old} to {}: a baseline replaces the previous records",
@@ -252,7 +266,14 @@ impl Runner<'_> {
             }
             (_, mode) => mode,
         };
+        let active: &dyn Source = match (&mode, &self.baseline_source) {
+            (FetchMode::Baseline { .. }, Some(b)) => b.as_ref(),
+            _ => self.source.as_ref(),
+        };
         let mode_reason = match &mode {
+            FetchMode::Baseline { reason } if self.baseline_source.is_some() => {
+                format!("{reason}; from the [baseline] source ({})", active.kind())
+            }
             FetchMode::Baseline { reason } => reason.clone(),
             FetchMode::Incremental { since } => format!("/sync from {since} (watermark minus {overlap} days)"),
             FetchMode::Codes { codes } => format!("refresh of {} given codes", codes.len()),
@@ -263,7 +284,7 @@ impl Runner<'_> {
             run_number,
             mode: mode.name().to_owned(),
             mode_reason: Some(mode_reason.clone()),
-            source: self.source.kind().to_owned(),
+            source: active.kind().to_owned(),
             source_location: None,
             started_at: now.to_rfc3339(),
             finished_at: None,
@@ -288,6 +309,7 @@ impl Runner<'_> {
         let mut txn = crate::warehouse::Txn::new(&self.warehouse, &name, &run_id);
         let step = Step {
             store: &store,
+            source: active,
             previous: previous.as_ref(),
             mode: &mode,
             run_id: &run_id,
@@ -347,6 +369,7 @@ impl Runner<'_> {
     fn work(&self, step: Step<'_>, txn: &mut crate::warehouse::Txn) -> WorkResult {
         let Step {
             store,
+            source,
             previous,
             mode,
             run_id,
@@ -384,7 +407,7 @@ impl Runner<'_> {
         // Codes earlier runs could not fetch (quarantined with a code by an API source): every
         // later delta asks for them again until they succeed.
         let retry_codes: Vec<String> = match previous {
-            Some(m) if m.source.kind == self.source.kind() && self.source.supports_deltas() => previous_quarantine
+            Some(m) if m.source.kind == source.kind() && source.supports_deltas() => previous_quarantine
                 .iter()
                 .filter_map(|q| q.code.clone())
                 .collect::<BTreeSet<_>>()
@@ -392,7 +415,10 @@ impl Runner<'_> {
                 .collect(),
             _ => Vec::new(),
         };
-        let mut fetched = self.source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
+        let mut fetched = source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
+        if !std::ptr::addr_eq(source, self.source.as_ref()) {
+            self.check_baseline_date(&fetched).map_err(|e| ("fetch", e.into()))?;
+        }
 
         // A baseline needs the previous records only to keep the previous copy of a record that
         // fails; a delta is applied to them.
@@ -449,8 +475,17 @@ impl Runner<'_> {
         let mut parsed: BTreeMap<String, OrgRecord> = BTreeMap::new();
         let fetched_records = std::mem::take(&mut fetched.records);
         let records_len = fetched_records.len();
-        for raw in fetched_records {
-            match parse_raw(&raw, &ctx) {
+        counts.out_of_scope += fetched.out_of_scope;
+        // Parsing is the costly part of a large fetch: it runs on every core (a source that
+        // parsed already hands its records over instead).
+        let results: Vec<Result<OrgRecord, String>> = if fetched.parsed.len() == records_len && records_len > 0 {
+            std::mem::take(&mut fetched.parsed).into_iter().map(Ok).collect()
+        } else {
+            use rayon::prelude::*;
+            fetched_records.par_iter().map(|raw| parse_raw(raw, &ctx)).collect()
+        };
+        for (raw, result) in fetched_records.into_iter().zip(results) {
+            match result {
                 Ok(rec) if rec.organisation.code != raw.code => failed.push(Quarantined {
                     code: Some(raw.code.clone()),
                     source: raw.origin.clone(),
@@ -473,14 +508,14 @@ impl Runner<'_> {
                 }),
             }
         }
-        self.check_completeness(mode, &fetched, records_len, &failed, parsed.len())
+        self.check_completeness(source, mode, &fetched, records_len, &failed, parsed.len())
             .map_err(|e| ("completeness", e.into()))?;
         // A record that failed keeps its previous copy: a failure is never a deletion. (A delta
         // already holds it; a baseline or a bulk file takes it back from the previous snapshot.)
         let mut pending: BTreeSet<String> = BTreeSet::new();
         for q in &failed {
             if let Some(code) = &q.code {
-                if self.source.supports_deltas() {
+                if source.supports_deltas() {
                     pending.insert(code.clone());
                 }
                 if !current.contains_key(code)
@@ -501,9 +536,12 @@ impl Runner<'_> {
         // Records carried forward from the previous snapshot are parsed again: the tables are
         // always derived from the raw set as a whole.
         let carried: Vec<String> = current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
-        for code in carried {
-            let raw = &current[&code];
-            match parse_raw(raw, &ctx) {
+        let carried_results: Vec<Result<OrgRecord, String>> = {
+            use rayon::prelude::*;
+            carried.par_iter().map(|code| parse_raw(&current[code], &ctx)).collect()
+        };
+        for (code, result) in carried.into_iter().zip(carried_results) {
+            match result {
                 Ok(rec) => {
                     parsed.insert(code, rec);
                 }
@@ -592,7 +630,9 @@ impl Runner<'_> {
         let watermark_after = match mode {
             FetchMode::Codes { .. } => watermark_before,
             _ if !pending.is_empty() => watermark_before,
-            _ if self.source.supports_deltas() => Some(self.clock.today()),
+            // A baseline from a dated release (TRUD) is as of its publication date: the deltas
+            // start there, so nothing ODS changed since is missed.
+            _ if self.source.supports_deltas() => fetched.as_of.or(Some(self.clock.today())),
             _ => None,
         };
         counts.pending = pending.iter().cloned().collect();
@@ -615,7 +655,7 @@ impl Runner<'_> {
             created_at: self.clock.now(),
             mode: mode.name().to_owned(),
             source: SourceInfo {
-                kind: self.source.kind().to_owned(),
+                kind: source.kind().to_owned(),
                 location: fetched.location.clone(),
                 parameters: fetched.parameters.clone(),
             },
@@ -640,7 +680,7 @@ impl Runner<'_> {
                     prev.version,
                     new.version,
                     self.clock.today(),
-                    [prev.source.kind.as_str(), self.source.kind()],
+                    [prev.source.kind.as_str(), source.kind()],
                 )
                 .map_err(|e| ("diff", e.into()))?;
                 let mut diff = diff;
@@ -758,8 +798,33 @@ impl Runner<'_> {
 impl Runner<'_> {
     /// What the run must show before it may commit: failures within the `[quality]` limits, and
     /// a baseline that found something (and, from FHIR, some relationships).
+    /// A baseline from a dated release must leave the deltas a watermark `/sync` still reaches.
+    fn check_baseline_date(&self, fetched: &crate::sources::Fetched) -> Result<(), CompletenessError> {
+        let Some(as_of) = fetched.as_of else {
+            return Ok(());
+        };
+        let overlap = match &self.pipeline.config.source {
+            super::SourceConfig::Ord(o) => o.overlap_days,
+            super::SourceConfig::Fhir(f) => f.overlap_days,
+            _ => 0,
+        };
+        let age = (self.clock.today() - as_of).num_days();
+        if age + i64::from(overlap) + 1 > SYNC_MAX_DAYS {
+            return Err(CompletenessError {
+                message: format!(
+                    "the baseline release at {} was published on {as_of}, {age} days ago: the deltas from {} cannot reach back that far ({SYNC_MAX_DAYS} days), so the changes since would be missed",
+                    fetched.location,
+                    self.source.kind()
+                ),
+                help: "download the latest monthly release from TRUD and point `baseline.location` at it, or remove `[baseline]` to baseline from the API. Nothing was committed".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn check_completeness(
         &self,
+        source: &dyn Source,
         mode: &FetchMode,
         fetched: &crate::sources::Fetched,
         records_len: usize,
@@ -786,7 +851,7 @@ impl Runner<'_> {
             }
             text.join("\n")
         };
-        if self.source.supports_deltas() {
+        if source.supports_deltas() {
             let listed = fetched.metrics.listed.max(records_len as u64);
             let allowed = quality.allowed_failed_records(listed);
             if failed.len() as u64 > allowed {

@@ -12,6 +12,7 @@
 
 pub mod fhir;
 pub mod fixtures;
+pub mod trud;
 
 use fixtures::{OffsetMode, ServedState, load_state};
 use serde::{Deserialize, Serialize};

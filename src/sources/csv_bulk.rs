@@ -269,6 +269,9 @@ impl Source for CsvSource {
             relationships: None,
         };
         Ok(Fetched {
+            parsed: Vec::new(),
+            as_of: None,
+            out_of_scope: 0,
             records,
             failures,
             complete: true,

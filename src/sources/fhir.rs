@@ -646,6 +646,9 @@ impl Source for FhirSource {
             _ => Vec::new(),
         };
         Ok(Fetched {
+            parsed: Vec::new(),
+            as_of: None,
+            out_of_scope: 0,
             metrics: FetchMetrics {
                 listed: records.len() as u64,
                 total_count_header: None,

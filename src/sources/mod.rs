@@ -6,6 +6,7 @@ pub mod csv_bulk;
 pub mod fhir;
 pub mod http;
 pub mod ord;
+pub mod trud_xml;
 
 use crate::model::tables::CodeSystemRole;
 use crate::model::{Quarantined, RawRecord};
@@ -66,6 +67,15 @@ pub struct Fetched {
     pub location: String,
     /// Request parameters worth recording in the manifest (scope, since date, …).
     pub parameters: serde_json::Value,
+    /// The parsed form of `records`, index for index, when the source had to parse them anyway
+    /// (TRUD XML resolves duplicates and applies the scope while reading): the runner then does
+    /// not parse them again. Empty when the source leaves parsing to the runner.
+    pub parsed: Vec<crate::model::OrgRecord>,
+    /// The date the data describes, when the source states it (a TRUD release's publication
+    /// date): a baseline from it puts the watermark there, so API deltas start from that day.
+    pub as_of: Option<NaiveDate>,
+    /// Records the source read and left out because the pipeline scope excludes them.
+    pub out_of_scope: u64,
 }
 
 /// `odsync check` results.
@@ -102,6 +112,12 @@ pub enum SourceError {
     },
     #[error("`{location}`: {message}")]
     Csv { location: String, message: String },
+    #[error("`{location}`: {message}\nHelp: {help}")]
+    Trud {
+        location: String,
+        message: String,
+        help: String,
+    },
     #[error("cannot read `{path}`: {source}\nHelp: check `source.location` in the pipeline file")]
     Io { path: String, source: std::io::Error },
 }

@@ -376,6 +376,9 @@ impl Source for OrdSource {
         metrics.http = self.http.metrics();
         metrics.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(Fetched {
+            parsed: Vec::new(),
+            as_of: None,
+            out_of_scope: 0,
             records,
             failures,
             complete,
