@@ -11,4 +11,5 @@ mod fault_matrix;
 mod fhir_source;
 mod merge;
 mod ord_source;
+mod trud;
 mod trust;
