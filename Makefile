@@ -110,7 +110,8 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM latest_trusts WHERE pipeline = 'demo'\""
 	echo "  python3 -c \"import duckdb; print(duckdb.connect('$(DEMO_WAREHOUSE)/catalog.duckdb').sql('SELECT * FROM runs'))\""
 
-bench: build ## Benchmark snapshot write, diff and merge on synthetic 250k and 1M organisations
+bench: build ## Benchmark whole `odsync run`s (csv nightly, TRUD national, ORD deltas) beside a hand-written DuckDB job, then the diff and merge stages
+	python3 bench/whole_runs.py "$(ODSYNC)" "$(CARGO_TARGET_DIR)/bench-runs"
 	$(ODSYNC) bench --rows $${BENCH_ROWS:-250000,1000000} --work "$(CARGO_TARGET_DIR)/bench" $${BENCH_PAIR:+--write-pair "$$BENCH_PAIR"}
 
 sync: build ## Run the nhs_trusts pipeline against the live public ORD API

@@ -59,6 +59,8 @@ fn human(s: &RunSummary) -> String {
         s.duration_ms
     ));
     out.push_str(&format!("  snapshot: {}\n", display_path(&s.snapshot_path)));
+    let stages: Vec<String> = s.stages.iter().map(|t| format!("{} {} ms", t.stage, t.ms)).collect();
+    out.push_str(&format!("  stages: {}\n", stages.join(", ")));
     if let Some(d) = &s.diff {
         let kinds: Vec<String> = d.by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!(

@@ -5,7 +5,7 @@
 //! the batch are both derived from that declaration so they cannot drift apart.
 
 use super::{Deletion, OrgRecord, Organisation, Quarantined, RawRecord, Relationship, Role, Successor};
-use arrow::array::{ArrayRef, BinaryArray, BooleanArray, Date32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Date32Array, RecordBatch, StringBuilder, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -97,17 +97,30 @@ fn schema_of<T>(columns: &[Column<T>]) -> SchemaRef {
     ))
 }
 
-fn batch_of<T>(columns: &[Column<T>], rows: &[T]) -> RecordBatch {
+/// Builds every column of a table, columns in parallel, each string column in one allocation
+/// (its byte size is summed first: growing a builder row by row copies the data over and over).
+fn batch_of<T: Sync>(columns: &[Column<T>], rows: &[T]) -> RecordBatch {
+    use rayon::prelude::*;
     let arrays: Vec<ArrayRef> = columns
-        .iter()
+        .par_iter()
         .map(|c| -> ArrayRef {
             match c.kind {
-                Kind::Str(f) => Arc::new(rows.iter().map(f).collect::<StringArray>()),
+                Kind::Str(f) => {
+                    let bytes: usize = rows.iter().map(|r| f(r).map_or(0, str::len)).sum();
+                    let mut b = StringBuilder::with_capacity(rows.len(), bytes);
+                    rows.iter().for_each(|r| b.append_option(f(r)));
+                    Arc::new(b.finish())
+                }
                 Kind::U64(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<UInt64Array>()),
                 Kind::Date(f) => Arc::new(rows.iter().map(|r| f(r).map(days)).collect::<Date32Array>()),
                 Kind::Bool(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BooleanArray>()),
                 Kind::OptBool(f) => Arc::new(rows.iter().map(f).collect::<BooleanArray>()),
-                Kind::Bin(f) => Arc::new(rows.iter().map(|r| Some(f(r))).collect::<BinaryArray>()),
+                Kind::Bin(f) => {
+                    let bytes: usize = rows.iter().map(|r| f(r).len()).sum();
+                    let mut b = BinaryBuilder::with_capacity(rows.len(), bytes);
+                    rows.iter().for_each(|r| b.append_value(f(r)));
+                    Arc::new(b.finish())
+                }
             }
         })
         .collect();
@@ -135,23 +148,57 @@ struct ChildRow<T> {
 }
 
 impl<T: Serialize> ChildRow<T> {
+    /// The hash is set later, with every row of the table at once (see [`hash_rows`]).
     fn new(code: &str, row: T, unique_id: Option<&str>, fallback: &str) -> Self {
         let row_key = unique_id.map_or_else(|| format!("{code}/{fallback}"), str::to_owned);
-        let row_hash = row_hash(&(code, &row));
         ChildRow {
             code: code.to_owned(),
             row_key,
-            row_hash,
+            row_hash: 0,
             row,
         }
     }
 }
 
-/// The first 64 bits of the sha256 of a row's canonical JSON: what the diff compares (a number,
-/// so the diff joins and compares 8 bytes per row rather than text).
-fn row_hash(row: &impl Serialize) -> u64 {
-    let digest = Sha256::digest(serde_json::to_vec(row).expect("model types serialise"));
-    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+/// Rows serialised and hashed per parallel task; their JSON is fed to the content hash in order
+/// window by window, so memory holds one window's JSON, not the table's.
+const HASH_CHUNK: usize = 8192;
+const HASH_WINDOW: usize = 32 * HASH_CHUNK;
+
+/// Each row's hash, and every row's JSON line fed to `content` in row order.
+///
+/// The row hash is the first 64 bits of the sha256 of the row's canonical JSON: what the diff
+/// compares (a number, so the diff joins and compares 8 bytes per row rather than text). The
+/// content hash covers the same JSON lines, so each row is serialised once, on every core.
+fn hash_rows<T: Sync>(rows: &[T], json: impl Fn(&T, &mut Vec<u8>) + Sync, content: &mut Sha256) -> Vec<u64> {
+    use rayon::prelude::*;
+    let mut hashes = Vec::with_capacity(rows.len());
+    for window in rows.chunks(HASH_WINDOW) {
+        let parts: Vec<(Vec<u64>, Vec<u8>)> = window
+            .par_chunks(HASH_CHUNK)
+            .map(|chunk| {
+                let mut hashes = Vec::with_capacity(chunk.len());
+                let mut lines = Vec::with_capacity(chunk.len() * 256);
+                for row in chunk {
+                    let start = lines.len();
+                    json(row, &mut lines);
+                    let digest = Sha256::digest(&lines[start..]);
+                    hashes.push(u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")));
+                    lines.push(b'\n');
+                }
+                (hashes, lines)
+            })
+            .collect();
+        for (h, lines) in parts {
+            hashes.extend(h);
+            content.update(&lines);
+        }
+    }
+    hashes
+}
+
+fn to_json(out: &mut Vec<u8>, value: &impl Serialize) {
+    serde_json::to_writer(out, value).expect("model types serialise");
 }
 
 fn organisation_columns() -> Vec<Column<OrgRow>> {
@@ -331,10 +378,9 @@ pub fn build(
     let mut succs = Vec::new();
     for rec in records {
         let code = rec.organisation.code.clone();
-        let hash = row_hash(&rec.organisation);
         orgs.push(OrgRow {
             org: rec.organisation,
-            row_hash: hash,
+            row_hash: 0,
         });
         for r in rec.roles {
             let fallback = r.role_id.clone();
@@ -353,26 +399,36 @@ pub fn build(
         }
     }
     // Child tables are sorted by their diff key, so both sides of a diff list rows in one order.
-    roles.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
-    rels.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
-    succs.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
-    let raw_rows: Vec<RawRow> = raw
-        .into_iter()
-        .map(|r| RawRow {
-            sha256: sha256_hex(&r.payload),
-            raw: r,
-        })
-        .collect();
+    // (Stable, so rows with one key keep their record order; on every core.)
+    {
+        use rayon::prelude::*;
+        roles.par_sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
+        rels.par_sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
+        succs.par_sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
+    }
+    let raw_rows: Vec<RawRow> = {
+        use rayon::prelude::*;
+        raw.into_par_iter()
+            .map(|r| RawRow {
+                sha256: sha256_hex(&r.payload),
+                raw: r,
+            })
+            .collect()
+    };
 
     let mut hasher = Sha256::new();
     hasher.update(format!("odsync-schema-{}\n", super::SCHEMA_VERSION));
-    orgs.iter().for_each(|r| json_line(&mut hasher, &r.org));
+    let hashes = hash_rows(&orgs, |r, out| to_json(out, &r.org), &mut hasher);
+    orgs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
     hasher.update(b"#roles\n");
-    roles.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
+    let hashes = hash_rows(&roles, |r, out| to_json(out, &(&r.code, &r.row)), &mut hasher);
+    roles.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
     hasher.update(b"#relationships\n");
-    rels.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
+    let hashes = hash_rows(&rels, |r, out| to_json(out, &(&r.code, &r.row)), &mut hasher);
+    rels.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
     hasher.update(b"#successors\n");
-    succs.iter().for_each(|r| json_line(&mut hasher, &(&r.code, &r.row)));
+    let hashes = hash_rows(&succs, |r, out| to_json(out, &(&r.code, &r.row)), &mut hasher);
+    succs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
     hasher.update(b"#code_system_roles\n");
     code_system.iter().for_each(|r| json_line(&mut hasher, r));
     hasher.update(b"#deletions\n");

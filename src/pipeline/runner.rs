@@ -14,7 +14,7 @@ use super::{Pipeline, ScopeConfig};
 use crate::catalog::{Catalog, RunRecord};
 use crate::clock::Clock;
 use crate::model::csv_row::CsvLayout;
-use crate::model::tables::{self, sha256_hex};
+use crate::model::tables;
 use crate::model::{OrgRecord, ParseContext, Quarantined, RawRecord, parse_raw};
 use crate::snapshot::{CommitOutcome, Manifest, SnapshotStore, SourceInfo, Staged};
 use crate::sources::{FetchMetrics, FetchMode, Source};
@@ -85,7 +85,30 @@ pub struct RunSummary {
     pub unmapped_roles: Vec<super::roles::UnmappedRole>,
     /// Role codes removed, renamed or added in ORD's `/roles` since the previous snapshot.
     pub code_system_changes: Vec<super::roles::CodeSystemChange>,
+    /// Wall time of each stage, in the order they ran (not in the manifest: timings are not data).
+    pub stages: Vec<StageTime>,
     pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    pub stage: &'static str,
+    pub ms: u64,
+}
+
+/// Laps of one run's stages, for the summary and the logs.
+struct StageTimes(Vec<StageTime>, Instant);
+
+impl StageTimes {
+    fn start() -> Self {
+        StageTimes(Vec::new(), Instant::now())
+    }
+    fn lap(&mut self, stage: &'static str) {
+        let ms = self.1.elapsed().as_millis() as u64;
+        tracing::debug!(stage, ms, "stage done");
+        self.0.push(StageTime { stage, ms });
+        self.1 = Instant::now();
+    }
 }
 
 /// The publication-shift guard stopped a run.
@@ -415,7 +438,9 @@ impl Runner<'_> {
                 .collect(),
             _ => Vec::new(),
         };
+        let mut laps = StageTimes::start();
         let mut fetched = source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
+        laps.lap("fetch");
         if !std::ptr::addr_eq(source, self.source.as_ref()) {
             self.check_baseline_date(&fetched).map_err(|e| ("fetch", e.into()))?;
         }
@@ -430,9 +455,11 @@ impl Runner<'_> {
             }
             None => Vec::new(),
         };
-        let previous_sha: BTreeMap<&str, String> = previous_raw
+        laps.lap("read previous");
+        // Byte-identical to the previous copy (a map of borrowed payloads: no hashing needed).
+        let previous_payload: std::collections::HashMap<&str, &[u8]> = previous_raw
             .iter()
-            .map(|r| (r.code.as_str(), sha256_hex(&r.payload)))
+            .map(|r| (r.code.as_str(), r.payload.as_slice()))
             .collect();
         let mut counts = RecordCounts {
             fetched: fetched.records.len() as u64,
@@ -441,8 +468,9 @@ impl Runner<'_> {
         counts.unchanged = fetched
             .records
             .iter()
-            .filter(|r| previous_sha.get(r.code.as_str()) == Some(&sha256_hex(&r.payload)))
+            .filter(|r| previous_payload.get(r.code.as_str()) == Some(&r.payload.as_slice()))
             .count() as u64;
+        drop(previous_payload);
 
         let ctx = ParseContext {
             today: self.clock.today(),
@@ -557,7 +585,9 @@ impl Runner<'_> {
             }
         }
         // Derived columns: the parent from the hierarchy rules, the type from the role mapping.
+        laps.lap("parse");
         parsed.values_mut().for_each(super::hierarchy::apply);
+        laps.lap("hierarchy");
         let mut unmapped_roles = Vec::new();
         let mut mapped_roles: Vec<String> = Vec::new();
         if let Some(path) = self.pipeline.role_mapping_path() {
@@ -618,6 +648,7 @@ impl Runner<'_> {
                 "the ODS role code system changed"
             );
         }
+        laps.lap("roles");
         let built = tables::build(
             parsed.into_values().collect(),
             current.into_values().collect(),
@@ -666,7 +697,9 @@ impl Runner<'_> {
             tables: BTreeMap::new(),
             summary: fetch_summary,
         };
+        laps.lap("build tables");
         let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        laps.lap("write snapshot");
         // The diff reads the staged version before it is published: if it (or the shift guard)
         // fails, the run fails with nothing committed.
         let mut accepted_shift = Vec::new();
@@ -714,6 +747,7 @@ impl Runner<'_> {
             }
             _ => None,
         };
+        laps.lap("diff");
         if let Staged::New(new) = &staged {
             let changes = changes_dir.as_ref().map(|d| d.join("changes.parquet"));
             crate::history::update(
@@ -731,6 +765,7 @@ impl Runner<'_> {
             )
             .map_err(|e| ("history", e.into()))?;
         }
+        laps.lap("history");
         // Merge before publishing too: a merge failure fails the run with nothing committed.
         let ods_input = match &staged {
             Staged::New(new) => crate::merge::OdsInput {
@@ -755,6 +790,7 @@ impl Runner<'_> {
             txn,
         )
         .map_err(|e| ("merge", e.into()))?;
+        laps.lap("merge");
         let outcome = match staged {
             Staged::Unchanged { version } => CommitOutcome::Unchanged { version },
             Staged::New(new) => CommitOutcome::Committed {
@@ -789,6 +825,7 @@ impl Runner<'_> {
             accepted_shift,
             unmapped_roles,
             code_system_changes,
+            stages: laps.0,
             duration_ms: 0,
         };
         Ok((summary, fetched.location))

@@ -44,6 +44,13 @@ pub struct StateConfig {
     /// This many generated RO198 trust sites (codes `GS0001` …), for volume.
     #[serde(default)]
     pub generated_sites: u32,
+    /// The first this many generated sites are renamed in this state (LastChangeDate
+    /// `data_date`); the others keep `generated_unchanged_since` as their LastChangeDate, so
+    /// `/sync` returns only the changed ones (for delta volume tests and `make bench`).
+    #[serde(default)]
+    pub generated_changed: u32,
+    #[serde(default)]
+    pub generated_unchanged_since: Option<NaiveDate>,
     /// How the server reads `Offset`: `skip` (rows skipped) or `start_row` (1-based first row);
     /// ORD's real behaviour is unverified and the client must cope with either.
     #[serde(default)]
@@ -139,7 +146,15 @@ pub fn load_state(states_dir: &Path, name: &str) -> Result<ServedState, String> 
         records.insert(parsed.organisation.code.clone(), ServedRecord { body, parsed });
     }
     for n in 1..=config.generated_sites {
-        let doc = generated_site(n, config.data_date);
+        let changed = n <= config.generated_changed;
+        let lcd = match config.generated_unchanged_since {
+            Some(date) if !changed => date,
+            _ => config.data_date,
+        };
+        let mut doc = generated_site(n, lcd);
+        if changed {
+            doc["Organisation"]["Name"] = json!(format!("GENERATED SITE {n} (RENAMED)"));
+        }
         let body = serde_json::to_vec(&doc).expect("serialises");
         let parsed = ord_json::parse_organisation(&body)?;
         records.insert(parsed.organisation.code.clone(), ServedRecord { body, parsed });

@@ -414,32 +414,38 @@ impl SnapshotStore {
         manifest: &mut Manifest,
         version: u64,
     ) -> Result<(), SnapshotError> {
-        for (name, batch) in &tables.batches {
-            let file = format!("{name}.parquet");
-            let path = dir.join(&file);
-            write_parquet(
-                &path,
-                batch,
-                &[
-                    ("odsync.pipeline", &self.pipeline),
-                    ("odsync.table", name),
-                    ("odsync.snapshot_version", &version.to_string()),
-                    ("odsync.run_id", &manifest.run_id),
-                    ("odsync.schema_version", &manifest.schema_version.to_string()),
-                    ("odsync.version", env!("CARGO_PKG_VERSION")),
-                ],
-            )?;
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            manifest.tables.insert(
-                (*name).to_owned(),
-                TableInfo {
+        // The tables are independent files: they are encoded and written on every core.
+        use rayon::prelude::*;
+        let version_text = version.to_string();
+        let schema_text = manifest.schema_version.to_string();
+        let written: Vec<(String, TableInfo)> = tables
+            .batches
+            .par_iter()
+            .map(|(name, batch)| {
+                let file = format!("{name}.parquet");
+                let path = dir.join(&file);
+                let (bytes, sha256) = write_parquet_hashed(
+                    &path,
+                    batch,
+                    &[
+                        ("odsync.pipeline", &self.pipeline),
+                        ("odsync.table", name),
+                        ("odsync.snapshot_version", &version_text),
+                        ("odsync.run_id", &manifest.run_id),
+                        ("odsync.schema_version", &schema_text),
+                        ("odsync.version", env!("CARGO_PKG_VERSION")),
+                    ],
+                )?;
+                let info = TableInfo {
                     file,
                     rows: batch.num_rows() as u64,
-                    bytes: bytes.len() as u64,
-                    sha256: sha256_hex(&bytes),
-                },
-            );
-        }
+                    bytes,
+                    sha256,
+                };
+                Ok(((*name).to_owned(), info))
+            })
+            .collect::<Result<_, SnapshotError>>()?;
+        manifest.tables.extend(written);
         debug_assert_eq!(manifest.tables.len(), TABLE_NAMES.len());
         let path = dir.join("manifest.json");
         let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
@@ -505,6 +511,16 @@ pub fn stage_output(
 
 /// zstd, page statistics, 128k-row row groups and odsync's own key-value metadata; rows arrive sorted by key.
 pub fn write_parquet(path: &Path, batch: &RecordBatch, metadata: &[(&str, &str)]) -> Result<(), SnapshotError> {
+    write_parquet_hashed(path, batch, metadata).map(|_| ())
+}
+
+/// As [`write_parquet`], returning the file's size and sha256 (from the bytes written, so the
+/// file is not read back).
+pub fn write_parquet_hashed(
+    path: &Path,
+    batch: &RecordBatch,
+    metadata: &[(&str, &str)],
+) -> Result<(u64, String), SnapshotError> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -526,7 +542,8 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch, metadata: &[(&str, &str)]
     let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props)).map_err(perr)?;
     writer.write(batch).map_err(perr)?;
     writer.close().map_err(perr)?;
-    write_synced(path, &buffer)
+    write_synced(path, &buffer)?;
+    Ok((buffer.len() as u64, sha256_hex(&buffer)))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
