@@ -56,7 +56,7 @@ test: $(LIBDUCKDB) ## Run every test, then validate every pipeline file
 	cargo test $(CARGO_FEATURES)
 	$(ODSYNC) validate
 
-demo: build ## Offline demo: local ORD server, baseline, state change, incremental, unchanged re-run
+demo: build ## Offline demo: local ORD server, baseline, state change, incremental, merge, FHIR, TRUD baseline
 	@tmp=$$(mktemp -d)
 	$(ODSYNC) serve --states $(DEMO_STATES) --state demo-2021 --port-file "$$tmp/port" 2>"$$tmp/serve.log" &
 	server=$$!
@@ -100,6 +100,14 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	$(ODSYNC) query "$$(for t in organisations roles relationships successors; do printf "SELECT '%s' AS table_name, (SELECT count(*) FROM latest_%s WHERE pipeline = 'demo') AS ord_rows, (SELECT count(*) FROM latest_%s WHERE pipeline = 'demo_fhir') AS fhir_rows, (SELECT count(*) FROM (SELECT * EXCLUDE (pipeline, version) FROM latest_%s WHERE pipeline = 'demo_fhir' EXCEPT ALL SELECT * EXCLUDE (pipeline, version) FROM latest_%s WHERE pipeline = 'demo')) AS fhir_rows_not_in_ord UNION ALL " $$t $$t $$t $$t $$t; done | sed 's/ UNION ALL $$//')"
 	echo "Every FHIR row is identical in the ORD pipeline. The ORD pipeline has more organisations: its 2021 baseline had them and /sync, a delta, never lists a record that left the scope (a --full run would drop them)."
 	echo "FHIR documents no succession resource, so a FHIR pipeline has no successors; the diff of a pipeline moved from ORD to FHIR says 'not compared' for them instead of reporting deletions."
+	echo; echo "== 14. large scopes: baseline from a TRUD XML release, deltas from the API (a release written from state demo-2021, published 2025-07-10)"
+	$(ODSYNC) serve --states $(DEMO_STATES) --state demo-2021 --write-trud "$$tmp/hscorgrefdataxml_data_demo.zip" --published 2025-07-10
+	printf 'name = "demo_trud"\n[source]\ntype = "ord"\n[baseline]\ntype = "trud_xml"\nlocation = "%s"\n[scope]\nprimary_roles = ["RO197", "RO198"]\n[roles]\nmapping = "pipelines/role_mapping.toml"\n[http]\nrequests_per_second = 200.0\n' "$$tmp/hscorgrefdataxml_data_demo.zip" > "$$tmp/demo_trud.toml"
+	ODSYNC_NOW=2025-07-12T02:00:00Z $(ODSYNC) run "$$tmp/demo_trud.toml"
+	echo "-- the deltas since the release's publication date, from the local ORD server (now serving demo-2025-07):"
+	ODSYNC_NOW=2025-07-16T06:00:00Z $(ODSYNC) run "$$tmp/demo_trud.toml"
+	$(ODSYNC) query "SELECT (SELECT count(*) FROM latest_organisations WHERE pipeline = 'demo_trud') AS trud_then_ord, (SELECT count(*) FROM latest_organisations WHERE pipeline = 'demo') AS ord_only, (SELECT count(*) FROM (SELECT * EXCLUDE (pipeline, version) FROM latest_organisations WHERE pipeline = 'demo_trud' EXCEPT ALL SELECT * EXCLUDE (pipeline, version) FROM latest_organisations WHERE pipeline = 'demo')) AS rows_that_differ"
+	echo "The TRUD baseline plus two days of /sync gives the same organisations as the ORD pipeline's API baseline plus the same deltas."
 	echo
 	echo "Look at it yourself (DuckDB CLI or Python, no odsync needed):"
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT code, name, status FROM latest_organisations WHERE pipeline = 'demo' LIMIT 10\""
