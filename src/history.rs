@@ -6,7 +6,7 @@ use crate::catalog::sql::quote_path;
 use crate::merge::ODS_FIELDS;
 use crate::snapshot::version_dir_name;
 use chrono::NaiveDate;
-use duckdb::{Connection, params};
+use duckdb::params;
 use std::path::Path;
 
 pub const SQL_UPDATE_HISTORY: &str = include_str!("../sql/history/update_history.sql");
@@ -53,7 +53,7 @@ pub fn update(
             message: e.to_string(),
         }
     };
-    let conn = Connection::open_in_memory().map_err(err("open"))?;
+    let (conn, _spill) = crate::engine::session(warehouse, pipeline, "history", run_id).map_err(err("open"))?;
     let fields: String = ODS_FIELDS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
     let root = warehouse.join(pipeline).join("history");
     let mut sql = format!(

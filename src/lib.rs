@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod diff;
+pub mod engine;
 pub mod env_vars;
 pub mod error;
 pub mod history;

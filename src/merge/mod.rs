@@ -286,7 +286,7 @@ pub fn merge(
     }
     let merged_version = previous.map_or(1, |v| v + 1);
     let base_version = prev_report.as_ref().map(|r| r.ods_version);
-    let conn = Connection::open_in_memory().map_err(sql_err("open"))?;
+    let (conn, _spill) = crate::engine::session(warehouse, pipeline, "merge", run_id).map_err(sql_err("open"))?;
 
     // --- inputs ---
     let ods_cols: String = ODS_FIELDS

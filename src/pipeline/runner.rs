@@ -699,6 +699,15 @@ impl Runner<'_> {
         };
         laps.lap("build tables");
         let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        // The tables are on disk now; the later stages read the files, so the batches go (at
+        // national scale they are gigabytes the merge would otherwise sit beside).
+        let table_rows: BTreeMap<String, u64> = built
+            .batches
+            .iter()
+            .map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64))
+            .collect();
+        let content_hash = built.content_hash;
+        drop(built.batches);
         laps.lap("write snapshot");
         // The diff reads the staged version before it is published: if it (or the shift guard)
         // fails, the run fails with nothing committed.
@@ -771,7 +780,7 @@ impl Runner<'_> {
             Staged::New(new) => crate::merge::OdsInput {
                 version: new.version,
                 dir: new.dir.clone(),
-                content_hash: built.content_hash.clone(),
+                content_hash: content_hash.clone(),
                 changed: None,
             }
             .with_changed(changed_rows),
@@ -813,13 +822,9 @@ impl Runner<'_> {
             watermark_before,
             watermark_after,
             records: counts,
-            tables: built
-                .batches
-                .iter()
-                .map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64))
-                .collect(),
+            tables: table_rows,
             fetch: fetched.metrics,
-            content_hash: built.content_hash,
+            content_hash,
             diff,
             merge: Some(merge),
             accepted_shift,

@@ -51,6 +51,9 @@ pub struct StateConfig {
     pub generated_changed: u32,
     #[serde(default)]
     pub generated_unchanged_since: Option<NaiveDate>,
+    /// The first generated site's number (default 1): a later state that starts lower adds sites.
+    #[serde(default)]
+    pub generated_first: Option<u32>,
     /// How the server reads `Offset`: `skip` (rows skipped) or `start_row` (1-based first row);
     /// ORD's real behaviour is unverified and the client must cope with either.
     #[serde(default)]
@@ -145,7 +148,7 @@ pub fn load_state(states_dir: &Path, name: &str) -> Result<ServedState, String> 
         let parsed = ord_json::parse_organisation(&body).map_err(|e| format!("{}: {e}", rel.display()))?;
         records.insert(parsed.organisation.code.clone(), ServedRecord { body, parsed });
     }
-    for n in 1..=config.generated_sites {
+    for n in config.generated_first.unwrap_or(1)..=config.generated_sites {
         let changed = n <= config.generated_changed;
         let lcd = match config.generated_unchanged_since {
             Some(date) if !changed => date,
