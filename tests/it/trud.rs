@@ -641,6 +641,8 @@ fn delta_states(dir: &Path, total: u32, new: u32, changed: u32) {
     );
 }
 
+use proptest::prelude::Strategy as _;
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 6, ..proptest::prelude::ProptestConfig::default() })]
 
