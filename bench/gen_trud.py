@@ -100,7 +100,7 @@ def new_org(rng, n, archived):
     o.uprn = str(rng.randint(10_000_000, 999_999_999)) if rng.random() < 0.3 else None
     o.tel = f"0{rng.randint(1000, 2999)} {rng.randint(100000, 999999)}" if rng.random() < 0.7 else None
     o.web = f"https://www.{o.code.lower()}.nhs.uk" if rng.random() < 0.1 else None
-    o.rid = rng.randint(1, 999_999)
+    o.rid = 10 * n + 1
     o.extra_role = rng.choice(EXTRA_ROLES)[0] if rng.random() < 0.1 else None
     o.rels = []
     if not o.stub:
@@ -108,10 +108,10 @@ def new_org(rng, n, archived):
             kind = "RE6" if role[3] == "RC2" and k == 0 else rng.choice(("RE4", "RE5", "RE4"))
             target = f"T{rng.randint(0, 400):07d}" if kind == "RE6" else f"Q{rng.randint(1, 99):02d}"
             end = ymd(rng, 2001, 2020) if k > 0 and rng.random() < 0.6 else None
-            o.rels.append((kind, target, rng.choice(("RO197", "RO98", "RO261", "RO209")), ymd(rng, 1990, 2019), end, rng.randint(1, 9_999_999)))
+            o.rels.append((kind, target, rng.choice(("RO197", "RO98", "RO261", "RO209")), ymd(rng, 1990, 2019), end, 10 * n + k + 2_000_000_000))
     o.succs = []
     if rng.random() < 0.04:
-        o.succs.append(("Successor" if o.op_end else "Predecessor", f"N{rng.randint(0, 9_999_999):07d}", o.role, ymd(rng, 2000, 2024), rng.randint(1, 999_999), rng.random() < 0.3))
+        o.succs.append(("Successor" if o.op_end else "Predecessor", f"N{rng.randint(0, 9_999_999):07d}", o.role, ymd(rng, 2000, 2024), n + 3_000_000_000, rng.random() < 0.3))
     return o
 
 
@@ -146,7 +146,7 @@ def org_xml(o):
     out.append(date_el("Operational", o.op_start, o.op_end, "        "))
     out.append(f'        <Status value="{status}"/>\n      </Role>\n')
     if o.extra_role:
-        out.append(f'      <Role id="{o.extra_role}" uniqueRoleId="{o.rid + 1_000_000}">\n')
+        out.append(f'      <Role id="{o.extra_role}" uniqueRoleId="{o.rid + 5}">\n')
         out.append(date_el("Operational", o.op_start, None, "        "))
         out.append('        <Status value="Active"/>\n      </Role>\n')
     out.append("    </Roles>\n")
@@ -215,7 +215,7 @@ def mutate(rng, orgs, next_n, archived):
         elif what < 0.85:
             o.tel = f"0{rng.randint(1000, 2999)} {rng.randint(100000, 999999)}"
         else:
-            o.rels = o.rels + [("RE4", f"Q{rng.randint(1, 99):02d}", "RO261", "2026-09-01", None, rng.randint(10_000_000, 19_999_999))]
+            o.rels = o.rels + [("RE4", f"Q{rng.randint(1, 99):02d}", "RO261", "2026-09-01", None, 4_000_000_000 + i)]
         o.lcd = "2026-09-15"
     added = [new_org(rng, next_n + k, archived) for k in range(int(n * 0.005))]
     return kept + added

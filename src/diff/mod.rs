@@ -298,6 +298,24 @@ fn read_keys(path: &Path, key: &str, side: &str) -> Result<DataFrame, DiffError>
         }))
         .finish()
         .map_err(|e| err(e.to_string()))?;
+    // Keys are unique in every table odsync writes (its rows are sorted by key, so a repeat is
+    // next to its twin); a repeated key would pair rows twice. Refused here, named, not a panic.
+    {
+        let keys = df
+            .column(key)
+            .and_then(|c| c.str().cloned())
+            .map_err(|e| err(e.to_string()))?;
+        let mut previous: Option<&str> = None;
+        for k in keys.iter() {
+            if k.is_some() && k == previous {
+                return Err(err(format!(
+                    "the key `{key}` = `{}` appears twice: this version was written by an older odsync from records that repeat an id\nHelp: run the pipeline with --full to write a version without it, then diff from that version",
+                    k.unwrap_or_default()
+                )));
+            }
+            previous = k;
+        }
+    }
     df.rename(key, format!("key_{side}").into())
         .map_err(|e| err(e.to_string()))?;
     df.rename("row_hash", format!("hash_{side}").into())

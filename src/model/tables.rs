@@ -160,6 +160,39 @@ impl<T: Serialize> ChildRow<T> {
     }
 }
 
+/// Makes the diff keys of a sorted child table unique. ODS ids (`uniqueRoleId`, …) are unique in
+/// ODS, but a source that repeats one (two organisations, or one record listing a row twice)
+/// must not give the diff two rows under one key: the colliding rows are keyed
+/// `<id>@<code>` (then `#<n>` in record order), deterministically, and the table is sorted again.
+fn unique_keys<T>(rows: &mut [ChildRow<T>]) {
+    let mut changed = false;
+    let mut i = 0;
+    while i < rows.len() {
+        let mut j = i + 1;
+        while j < rows.len() && rows[j].row_key == rows[i].row_key {
+            j += 1;
+        }
+        if j - i > 1 {
+            changed = true;
+            let mut last_code = String::new();
+            let mut n = 0;
+            for row in &mut rows[i..j] {
+                n = if row.code == last_code { n + 1 } else { 0 };
+                last_code.clone_from(&row.code);
+                row.row_key = if n == 0 {
+                    format!("{}@{}", row.row_key, row.code)
+                } else {
+                    format!("{}@{}#{n}", row.row_key, row.code)
+                };
+            }
+        }
+        i = j;
+    }
+    if changed {
+        rows.sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
+    }
+}
+
 /// Rows serialised and hashed per parallel task; their JSON is fed to the content hash in order
 /// window by window, so memory holds one window's JSON, not the table's.
 const HASH_CHUNK: usize = 8192;
@@ -406,6 +439,9 @@ pub fn build(
         rels.par_sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
         succs.par_sort_by(|a, b| (&a.row_key, &a.code).cmp(&(&b.row_key, &b.code)));
     }
+    unique_keys(&mut roles);
+    unique_keys(&mut rels);
+    unique_keys(&mut succs);
     let raw_rows: Vec<RawRow> = {
         use rayon::prelude::*;
         raw.into_par_iter()

@@ -315,6 +315,34 @@ fn full_and_archive_files_resolve_stubs_and_duplicates_deterministically_and_rep
     let raw = ctx.cells("SELECT count(*) FROM latest_organisations WHERE pipeline = 't' AND record_class = 'RC1'");
     assert_eq!(raw, [["5"]]);
 
+    // Every record here repeats uniqueRoleId 1: the role keys are made unique per organisation
+    // (`1@AAA`, …), so the next release diffs cleanly instead of pairing rows twice.
+    let keys = ctx.cells("SELECT row_key FROM latest_roles WHERE pipeline = 't' ORDER BY row_key");
+    assert_eq!(keys, [["1@AAA"], ["1@BBB"], ["1@CCC"], ["1@DDD"], ["1@EEE"]]);
+    write_release(
+        &dir,
+        "Full",
+        &[
+            element("AAA", "STUB IN FULL", "2001-01-01", "RO197", true),
+            element("BBB", "B RENAMED", "2010-01-01", "RO198", false),
+            element("EEE", "E EARLIER", "2001-01-01", "RO197", false),
+            element("EEE", "E LATER", "2005-01-01", "RO197", false),
+            element("CCC", "C ONLY", "2003-01-01", "RO197", false),
+        ],
+    );
+    let next = ctx.run_ok("2025-07-12", "t", &["--accept-shift"]);
+    let changed = ctx.cells(
+        "SELECT code, \"table\", field, old_value, new_value FROM changes_latest WHERE pipeline = 't' AND field IN ('name', 'role_id') ORDER BY 1, 2",
+    );
+    assert_eq!(
+        changed,
+        [
+            ["BBB", "organisations", "name", "B FROM FULL", "B RENAMED"],
+            ["BBB", "roles", "role_id", "RO197", "RO198"],
+        ],
+        "{next}"
+    );
+
     // `archive = false`: the archive is not read, so its complete records are not there.
     trud_pipeline(&ctx, "t2", &dir, "archive = false\n");
     let s = ctx.run_ok("2025-07-11", "t2", &[]);
