@@ -18,7 +18,7 @@ pub const ODSYNC_LOG: &str = "ODSYNC_LOG";
 
 /// The ODS FHIR API key (the default `source.api_key_env` of a `fhir` pipeline). Never logged.
 pub const ODSYNC_FHIR_API_KEY: &str = "ODSYNC_FHIR_API_KEY";
-/// DuckDB memory limit of the merge and history stages (default 1GB; they spill beyond it).
+/// DuckDB memory limit of the merge and history stages (default half the machine's memory, at least 2 GB; they spill beyond it).
 pub const ODSYNC_DUCKDB_MEMORY: &str = "ODSYNC_DUCKDB_MEMORY";
 /// Seconds a command waits for another process to let go of `catalog.duckdb` (default 30). A run
 /// that has committed never fails for it: its row waits in `<pipeline>/.pending-runs/`.

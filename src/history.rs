@@ -50,7 +50,7 @@ pub fn update(
     let err = |step: &'static str| {
         move |e: duckdb::Error| HistoryError {
             step,
-            message: e.to_string(),
+            message: crate::engine::explain(e),
         }
     };
     let (conn, _spill) = crate::engine::session(warehouse, pipeline, "history", run_id).map_err(err("open"))?;

@@ -100,7 +100,7 @@ fn run_step(conn: &Connection, step: &str, sql: &str) -> Result<(), MergeError> 
 fn sql_err(step: &str) -> impl Fn(duckdb::Error) -> MergeError + '_ {
     move |e| MergeError::Sql {
         step: step.to_owned(),
-        message: e.to_string(),
+        message: crate::engine::explain(e),
     }
 }
 

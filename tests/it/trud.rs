@@ -713,3 +713,20 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_sql_stage_out_of_memory_fails_cleanly_and_names_the_setting() {
+    let ctx = TestContext::new();
+    let path = write_release(ctx.path(), "Full", &real_elements());
+    trud_pipeline(&ctx, "t", &path, "");
+    let out = ctx.odsync_env("2025-07-11", &["run", "t"], &[("ODSYNC_DUCKDB_MEMORY", "1MB")]);
+    assert_failed_cleanly(&ctx, "t", &out, "ODSYNC_DUCKDB_MEMORY");
+    assert!(out.stderr.contains("Out of Memory"), "{}", out.stderr);
+    let spill: Vec<_> = crate::common::walk(&ctx.warehouse())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".tmp-spill"))
+        .collect();
+    assert!(spill.is_empty(), "{spill:?}");
+    // The default limit (half the machine) runs it.
+    ctx.run_ok("2025-07-11", "t", &[]);
+}
