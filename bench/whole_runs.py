@@ -155,7 +155,7 @@ def ord_incremental(odsync, work, sites):
         os.makedirs(os.path.join(states, name), exist_ok=True)
         with open(os.path.join(states, name, "state.toml"), "w") as f:
             f.write(body + f'roles = "{roles}"\n')
-    release = os.path.join(work, "vol-1-release.zip")
+    release = os.path.join(work, f"vol-1-release-{sites}.zip")
     if not os.path.exists(release):
         run([odsync, "serve", "--states", states, "--state", "vol-1", "--write-trud", release, "--published", "2026-09-01"])
     port_file = os.path.join(work, "port")

@@ -144,6 +144,8 @@ struct Step<'a> {
     store: &'a SnapshotStore,
     /// The source this run fetches from: `source`, or the baseline source for a baseline.
     source: &'a dyn Source,
+    /// Whether `source` is the pipeline's `[baseline]` source.
+    from_baseline_source: bool,
     previous: Option<&'a Manifest>,
     mode: &'a FetchMode,
     run_id: &'a str,
@@ -289,9 +291,9 @@ impl Runner<'_> {
             }
             (_, mode) => mode,
         };
-        let active: &dyn Source = match (&mode, &self.baseline_source) {
-            (FetchMode::Baseline { .. }, Some(b)) => b.as_ref(),
-            _ => self.source.as_ref(),
+        let (active, from_baseline_source): (&dyn Source, bool) = match (&mode, &self.baseline_source) {
+            (FetchMode::Baseline { .. }, Some(b)) => (b.as_ref(), true),
+            _ => (self.source.as_ref(), false),
         };
         let mode_reason = match &mode {
             FetchMode::Baseline { reason } if self.baseline_source.is_some() => {
@@ -333,6 +335,7 @@ impl Runner<'_> {
         let step = Step {
             store: &store,
             source: active,
+            from_baseline_source,
             previous: previous.as_ref(),
             mode: &mode,
             run_id: &run_id,
@@ -393,6 +396,7 @@ impl Runner<'_> {
         let Step {
             store,
             source,
+            from_baseline_source,
             previous,
             mode,
             run_id,
@@ -441,7 +445,7 @@ impl Runner<'_> {
         let mut laps = StageTimes::start();
         let mut fetched = source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
         laps.lap("fetch");
-        if !std::ptr::addr_eq(source, self.source.as_ref()) {
+        if from_baseline_source {
             self.check_baseline_date(&fetched).map_err(|e| ("fetch", e.into()))?;
         }
 

@@ -133,7 +133,8 @@ fn looks_like_html(bytes: &[u8]) -> bool {
     start.starts_with("<!doctype html") || start.starts_with("<html") || start.starts_with("<?xml")
 }
 
-fn describe_start(bytes: &[u8]) -> String {
+/// The first bytes of a file, printable, for an error that says what the file really is.
+pub(crate) fn describe_start(bytes: &[u8]) -> String {
     let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -396,7 +396,7 @@ pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError>
             } else if looks_like_release(&buf) {
                 damaged("the file ends before its <Organisations> element".into())
             } else {
-                not_release(&format!("it starts with {}", describe(&buf)))
+                not_release(&format!("it starts with {}", super::csv_bulk::describe_start(&buf)))
             });
         }
         if buf.len() > MAX_HEADER {
@@ -522,14 +522,6 @@ fn count_opens(bytes: &[u8], open: &memchr::memmem::Finder<'_>) -> u64 {
 
 fn looks_like_release(buf: &[u8]) -> bool {
     memchr::memmem::find(&buf[..buf.len().min(4096)], b"OrgRefData").is_some()
-}
-
-fn describe(buf: &[u8]) -> String {
-    let text: String = String::from_utf8_lossy(&buf[..buf.len().min(40)])
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    format!("`{}`", text.trim())
 }
 
 /// The `Manifest` and `CodeSystems` before `<Organisations>`.
