@@ -197,6 +197,7 @@ fn commit(store: &SnapshotStore, records: Vec<OrgRecord>, run_id: &str, clock: &
         },
         watermark: None,
         schema_version: crate::model::SCHEMA_VERSION,
+        derivation: None,
         odsync_version: env!("CARGO_PKG_VERSION").into(),
         content_hash: String::new(),
         tables: BTreeMap::new(),

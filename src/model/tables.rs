@@ -41,6 +41,15 @@ pub struct SnapshotTables {
 }
 
 impl SnapshotTables {
+    /// A table's batch (every table is always there).
+    pub fn batch(&self, table: &str) -> &RecordBatch {
+        self.batches
+            .iter()
+            .find(|(name, _)| *name == table)
+            .map(|(_, b)| b)
+            .expect("every snapshot table is built")
+    }
+
     pub fn rows(&self, table: &str) -> usize {
         self.batches
             .iter()
@@ -193,41 +202,25 @@ fn unique_keys<T>(rows: &mut [ChildRow<T>]) {
     }
 }
 
-/// Rows serialised and hashed per parallel task; their JSON is fed to the content hash in order
-/// window by window, so memory holds one window's JSON, not the table's.
-const HASH_CHUNK: usize = 8192;
-const HASH_WINDOW: usize = 32 * HASH_CHUNK;
-
-/// Each row's hash, and every row's JSON line fed to `content` in row order.
-///
-/// The row hash is the first 64 bits of the sha256 of the row's canonical JSON: what the diff
-/// compares (a number, so the diff joins and compares 8 bytes per row rather than text). The
-/// content hash covers the same JSON lines, so each row is serialised once, on every core.
-fn hash_rows<T: Sync>(rows: &[T], json: impl Fn(&T, &mut Vec<u8>) + Sync, content: &mut Sha256) -> Vec<u64> {
+/// Each row's hash: the first 64 bits of the sha256 of the row's canonical JSON, what the diff
+/// compares (a number, so the diff joins and compares 8 bytes per row rather than text) and what
+/// the content hash is made of. Rows are serialised and hashed on every core.
+fn hash_rows<T: Sync>(rows: &[T], json: impl Fn(&T, &mut Vec<u8>) + Sync) -> Vec<u64> {
     use rayon::prelude::*;
-    let mut hashes = Vec::with_capacity(rows.len());
-    for window in rows.chunks(HASH_WINDOW) {
-        let parts: Vec<(Vec<u64>, Vec<u8>)> = window
-            .par_chunks(HASH_CHUNK)
-            .map(|chunk| {
-                let mut hashes = Vec::with_capacity(chunk.len());
-                let mut lines = Vec::with_capacity(chunk.len() * 256);
-                for row in chunk {
-                    let start = lines.len();
-                    json(row, &mut lines);
-                    let digest = Sha256::digest(&lines[start..]);
-                    hashes.push(u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")));
-                    lines.push(b'\n');
-                }
-                (hashes, lines)
-            })
-            .collect();
-        for (h, lines) in parts {
-            hashes.extend(h);
-            content.update(&lines);
-        }
-    }
-    hashes
+    rows.par_chunks(8192)
+        .flat_map_iter(|chunk| {
+            let mut line = Vec::with_capacity(512);
+            chunk
+                .iter()
+                .map(|row| {
+                    line.clear();
+                    json(row, &mut line);
+                    let digest = Sha256::digest(&line);
+                    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn to_json(out: &mut Vec<u8>, value: &impl Serialize) {
@@ -387,17 +380,44 @@ fn json_line(hasher: &mut Sha256, row: &impl Serialize) {
     hasher.update(b"\n");
 }
 
+/// Rows a delta carries forward from the previous snapshot, column-wise: every table's rows of
+/// the organisations the delta did not touch, as read from its Parquet files (not parsed again).
+pub struct Carried {
+    pub organisations: RecordBatch,
+    pub roles: RecordBatch,
+    pub relationships: RecordBatch,
+    pub successors: RecordBatch,
+    pub raw: RecordBatch,
+}
+
 /// Builds every snapshot table. Inputs may come in any order; each table is sorted by its key.
 ///
-/// The content hash covers the parsed tables and the quarantine, not the `raw` bytes: a source
-/// that re-serialises an unchanged record differently (key order, whitespace) is not a change.
+/// The content hash covers the parsed tables (through every row's 64-bit row hash, in key order)
+/// and the small tables and the quarantine (as JSON), not the `raw` bytes: a source that
+/// re-serialises an unchanged record differently (key order, whitespace) is not a change.
 pub fn build(
+    records: Vec<OrgRecord>,
+    raw: Vec<RawRecord>,
+    quarantine: Vec<Quarantined>,
+    code_system: Vec<CodeSystemRole>,
+    deletions: Vec<Deletion>,
+) -> SnapshotTables {
+    build_carried(None, records, raw, quarantine, code_system, deletions).expect("keys are unique without carried rows")
+}
+
+/// [`build`] on top of rows carried forward from the previous snapshot: the new records' rows
+/// are built and hashed, then merged with the carried ones in key order, so the result is the
+/// table a baseline of the same records builds (the carried rows were built the same way).
+/// `None` when a new child row's key collides with a carried one (a source repeating an id
+/// across organisations): the caller then builds from every record instead.
+pub fn build_carried(
+    carried: Option<Carried>,
     mut records: Vec<OrgRecord>,
     mut raw: Vec<RawRecord>,
     mut quarantine: Vec<Quarantined>,
     mut code_system: Vec<CodeSystemRole>,
     mut deletions: Vec<Deletion>,
-) -> SnapshotTables {
+) -> Option<SnapshotTables> {
     deletions.sort_by(|a, b| a.code.cmp(&b.code));
     deletions.dedup_by(|a, b| a.code == b.code);
     records.sort_by(|a, b| a.organisation.code.cmp(&b.organisation.code));
@@ -451,20 +471,47 @@ pub fn build(
             })
             .collect()
     };
+    let hashes = hash_rows(&orgs, |r, out| to_json(out, &r.org));
+    orgs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
+    let hashes = hash_rows(&roles, |r, out| to_json(out, &(&r.code, &r.row)));
+    roles.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
+    let hashes = hash_rows(&rels, |r, out| to_json(out, &(&r.code, &r.row)));
+    rels.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
+    let hashes = hash_rows(&succs, |r, out| to_json(out, &(&r.code, &r.row)));
+    succs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
+
+    let mut organisations = batch_of(&organisation_columns(), &orgs);
+    drop(orgs);
+    let mut role_batch = batch_of(&role_columns(), &roles);
+    let mut rel_batch = batch_of(&relationship_columns(), &rels);
+    let mut succ_batch = batch_of(&successor_columns(), &succs);
+    let mut raw_batch = batch_of(&raw_columns(), &raw_rows);
+    drop((roles, rels, succs, raw_rows));
+    if let Some(c) = carried {
+        organisations = merge_sorted(&c.organisations, &organisations, "code", None)?;
+        role_batch = merge_sorted(&c.roles, &role_batch, "row_key", Some("code"))?;
+        rel_batch = merge_sorted(&c.relationships, &rel_batch, "row_key", Some("code"))?;
+        succ_batch = merge_sorted(&c.successors, &succ_batch, "row_key", Some("code"))?;
+        raw_batch = merge_sorted(&c.raw, &raw_batch, "code", None)?;
+    }
 
     let mut hasher = Sha256::new();
     hasher.update(format!("odsync-schema-{}\n", super::SCHEMA_VERSION));
-    let hashes = hash_rows(&orgs, |r, out| to_json(out, &r.org), &mut hasher);
-    orgs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
-    hasher.update(b"#roles\n");
-    let hashes = hash_rows(&roles, |r, out| to_json(out, &(&r.code, &r.row)), &mut hasher);
-    roles.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
-    hasher.update(b"#relationships\n");
-    let hashes = hash_rows(&rels, |r, out| to_json(out, &(&r.code, &r.row)), &mut hasher);
-    rels.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
-    hasher.update(b"#successors\n");
-    let hashes = hash_rows(&succs, |r, out| to_json(out, &(&r.code, &r.row)), &mut hasher);
-    succs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
+    for (name, batch) in [
+        ("organisations", &organisations),
+        ("roles", &role_batch),
+        ("relationships", &rel_batch),
+        ("successors", &succ_batch),
+    ] {
+        hasher.update(format!("#{name}\n"));
+        let hashes = batch
+            .column_by_name("row_hash")
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .expect("every parsed table has its row hash");
+        for h in hashes.values() {
+            hasher.update(h.to_be_bytes());
+        }
+    }
     hasher.update(b"#code_system_roles\n");
     code_system.iter().for_each(|r| json_line(&mut hasher, r));
     hasher.update(b"#deletions\n");
@@ -475,17 +522,50 @@ pub fn build(
         hasher.update(sha256_hex(&q.raw));
     }
 
-    SnapshotTables {
+    Some(SnapshotTables {
         batches: vec![
-            ("organisations", batch_of(&organisation_columns(), &orgs)),
-            ("roles", batch_of(&role_columns(), &roles)),
-            ("relationships", batch_of(&relationship_columns(), &rels)),
-            ("successors", batch_of(&successor_columns(), &succs)),
+            ("organisations", organisations),
+            ("roles", role_batch),
+            ("relationships", rel_batch),
+            ("successors", succ_batch),
             ("code_system_roles", batch_of(&code_system_columns(), &code_system)),
             ("quarantine", batch_of(&quarantine_columns(), &quarantine)),
             ("deletions", batch_of(&deletion_columns(), &deletions)),
-            ("raw", batch_of(&raw_columns(), &raw_rows)),
+            ("raw", raw_batch),
         ],
         content_hash: format!("{:x}", hasher.finalize()),
+    })
+}
+
+/// Two tables of one schema, each sorted by (`key`, `then`), as one sorted table; `None` when a
+/// key appears in both (the caller rebuilds from every record).
+fn merge_sorted(carried: &RecordBatch, new: &RecordBatch, key: &str, then: Option<&str>) -> Option<RecordBatch> {
+    use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+    if carried.num_rows() == 0 {
+        return Some(new.clone());
     }
+    let schema = new.schema();
+    // The carried rows were read back from Parquet: same columns, same order, same types.
+    let carried = RecordBatch::try_new(schema.clone(), carried.columns().to_vec()).ok()?;
+    let both = concat_batches(&schema, [&carried, new]).ok()?;
+    let mut columns = vec![SortColumn {
+        values: both.column_by_name(key)?.clone(),
+        options: None,
+    }];
+    if let Some(then) = then {
+        columns.push(SortColumn {
+            values: both.column_by_name(then)?.clone(),
+            options: None,
+        });
+    }
+    let order = lexsort_to_indices(&columns, None).ok()?;
+    let sorted = take_record_batch(&both, &order).ok()?;
+    let keys = sorted
+        .column_by_name(key)?
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()?;
+    if (1..sorted.num_rows()).any(|i| keys.value(i) == keys.value(i - 1)) {
+        return None;
+    }
+    Some(sorted)
 }

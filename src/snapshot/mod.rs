@@ -85,6 +85,10 @@ pub struct Manifest {
     /// The date the next incremental run syncs from (before the overlap is subtracted).
     pub watermark: Option<NaiveDate>,
     pub schema_version: u32,
+    /// What the derived columns depend on besides the raw records (the role mapping's sha256):
+    /// a delta carries rows forward only from a snapshot derived the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<String>,
     pub odsync_version: String,
     pub content_hash: String,
     pub tables: BTreeMap<String, TableInfo>,
@@ -236,6 +240,26 @@ impl SnapshotStore {
             Some(v) => self.manifest(*v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// One table of a version as one batch, with the schema the table is declared with.
+    pub fn read_table(&self, version: u64, table: &str) -> Result<RecordBatch, SnapshotError> {
+        let path = self.version_dir(version).join(format!("{table}.parquet"));
+        let schema = crate::model::tables::schema(table).ok_or_else(|| SnapshotError::Parquet {
+            path: path.clone(),
+            message: format!("`{table}` is not a snapshot table"),
+        })?;
+        let err = |e: arrow::error::ArrowError| SnapshotError::Parquet {
+            path: path.clone(),
+            message: format!("its columns are not those of `{table}`: {e}"),
+        };
+        let batches = self
+            .read_batches(version, table)?
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        arrow::compute::concat_batches(&schema, &batches).map_err(err)
     }
 
     fn read_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
