@@ -381,13 +381,15 @@ fn json_line(hasher: &mut Sha256, row: &impl Serialize) {
 }
 
 /// Rows a delta carries forward from the previous snapshot, column-wise: every table's rows of
-/// the organisations the delta did not touch, as read from its Parquet files (not parsed again).
+/// the organisations in `keep` (those the delta did not touch), read from its Parquet files as
+/// they are (not parsed again). The batches of each table are in key order, as written.
 pub struct Carried {
-    pub organisations: RecordBatch,
-    pub roles: RecordBatch,
-    pub relationships: RecordBatch,
-    pub successors: RecordBatch,
-    pub raw: RecordBatch,
+    pub organisations: Vec<RecordBatch>,
+    pub roles: Vec<RecordBatch>,
+    pub relationships: Vec<RecordBatch>,
+    pub successors: Vec<RecordBatch>,
+    pub raw: Vec<RecordBatch>,
+    pub keep: std::collections::HashSet<String>,
 }
 
 /// Builds every snapshot table. Inputs may come in any order; each table is sorted by its key.
@@ -488,11 +490,13 @@ pub fn build_carried(
     let mut raw_batch = batch_of(&raw_columns(), &raw_rows);
     drop((roles, rels, succs, raw_rows));
     if let Some(c) = carried {
-        organisations = merge_sorted(&c.organisations, &organisations, "code", None)?;
-        role_batch = merge_sorted(&c.roles, &role_batch, "row_key", Some("code"))?;
-        rel_batch = merge_sorted(&c.relationships, &rel_batch, "row_key", Some("code"))?;
-        succ_batch = merge_sorted(&c.successors, &succ_batch, "row_key", Some("code"))?;
-        raw_batch = merge_sorted(&c.raw, &raw_batch, "code", None)?;
+        // (Child keys are unique per table after `unique_keys`, so the key alone orders them.)
+        let keep = |code: &str| c.keep.contains(code);
+        organisations = merge_sorted(&c.organisations, &keep, &organisations, "code")?;
+        role_batch = merge_sorted(&c.roles, &keep, &role_batch, "row_key")?;
+        rel_batch = merge_sorted(&c.relationships, &keep, &rel_batch, "row_key")?;
+        succ_batch = merge_sorted(&c.successors, &keep, &succ_batch, "row_key")?;
+        raw_batch = merge_sorted(&c.raw, &keep, &raw_batch, "code")?;
     }
 
     let mut hasher = Sha256::new();
@@ -537,35 +541,63 @@ pub fn build_carried(
     })
 }
 
-/// Two tables of one schema, each sorted by (`key`, `then`), as one sorted table; `None` when a
-/// key appears in both (the caller rebuilds from every record).
-fn merge_sorted(carried: &RecordBatch, new: &RecordBatch, key: &str, then: Option<&str>) -> Option<RecordBatch> {
-    use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
-    if carried.num_rows() == 0 {
-        return Some(new.clone());
-    }
+/// The carried rows whose organisation `keep`s them and the new rows, each run sorted by its
+/// unique `key`, as one sorted table: a linear merge of the two runs, gathered in one copy
+/// straight from the batches read (no filtering or concatenating copy first). `None` when a key
+/// appears on both sides (the caller rebuilds from every record).
+fn merge_sorted(
+    carried: &[RecordBatch],
+    keep: &dyn Fn(&str) -> bool,
+    new: &RecordBatch,
+    key: &str,
+) -> Option<RecordBatch> {
+    use arrow::array::StringArray;
+    use std::cmp::Ordering;
     let schema = new.schema();
     // The carried rows were read back from Parquet: same columns, same order, same types.
-    let carried = RecordBatch::try_new(schema.clone(), carried.columns().to_vec()).ok()?;
-    let both = concat_batches(&schema, [&carried, new]).ok()?;
-    let mut columns = vec![SortColumn {
-        values: both.column_by_name(key)?.clone(),
-        options: None,
-    }];
-    if let Some(then) = then {
-        columns.push(SortColumn {
-            values: both.column_by_name(then)?.clone(),
-            options: None,
-        });
+    let mut sources: Vec<RecordBatch> = carried
+        .iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let text = |b: &RecordBatch, name: &str| -> Option<StringArray> {
+        b.column_by_name(name)?.as_any().downcast_ref::<StringArray>().cloned()
+    };
+    // The carried rows that stay, in order: (batch, row, key).
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut keys: Vec<StringArray> = Vec::with_capacity(sources.len());
+    for (bi, b) in sources.iter().enumerate() {
+        let (k, codes) = (text(b, key)?, text(b, "code")?);
+        kept.extend((0..b.num_rows()).filter(|&r| keep(codes.value(r))).map(|r| (bi, r)));
+        keys.push(k);
     }
-    let order = lexsort_to_indices(&columns, None).ok()?;
-    let sorted = take_record_batch(&both, &order).ok()?;
-    let keys = sorted
-        .column_by_name(key)?
-        .as_any()
-        .downcast_ref::<arrow::array::StringArray>()?;
-    if (1..sorted.num_rows()).any(|i| keys.value(i) == keys.value(i - 1)) {
-        return None;
+    let new_keys = text(new, key)?;
+    let new_index = sources.len();
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(kept.len() + new.num_rows());
+    let (mut i, mut j) = (0, 0);
+    while i < kept.len() || j < new.num_rows() {
+        let take_carried = if i == kept.len() {
+            false
+        } else if j == new.num_rows() {
+            true
+        } else {
+            let (bi, r) = kept[i];
+            match keys[bi].value(r).cmp(new_keys.value(j)) {
+                Ordering::Less => true,
+                Ordering::Greater => false,
+                // One key on both sides: two rows would share a diff key.
+                Ordering::Equal => return None,
+            }
+        };
+        if take_carried {
+            order.push(kept[i]);
+            i += 1;
+        } else {
+            order.push((new_index, j));
+            j += 1;
+        }
     }
-    Some(sorted)
+    sources.push(new.clone());
+    let refs: Vec<&RecordBatch> = sources.iter().collect();
+    arrow::compute::interleave_record_batch(&refs, &order).ok()
 }

@@ -648,12 +648,9 @@ impl Runner<'_> {
         laps.lap("roles");
         let carried = match carry_from {
             Some(m) => {
-                let keep: std::collections::HashSet<&str> = current
-                    .keys()
-                    .filter(|c| !parsed.contains_key(*c))
-                    .map(String::as_str)
-                    .collect();
-                Some(read_carried(store, m.version, &keep).map_err(|e| ("read previous snapshot", previous_hint(e)))?)
+                let keep: std::collections::HashSet<String> =
+                    current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
+                Some(read_carried(store, m.version, keep).map_err(|e| ("read previous snapshot", previous_hint(e)))?)
             }
             None => None,
         };
@@ -932,34 +929,20 @@ fn parse_carried(
     }
 }
 
-/// The previous snapshot's rows of the organisations in `keep`, every table read column-wise.
+/// The previous snapshot's tables, read column-wise, for the rows of the organisations in `keep`.
 fn read_carried(
     store: &SnapshotStore,
     version: u64,
-    keep: &std::collections::HashSet<&str>,
+    keep: std::collections::HashSet<String>,
 ) -> Result<tables::Carried, crate::snapshot::SnapshotError> {
-    let read = |table: &str| -> Result<arrow::array::RecordBatch, crate::snapshot::SnapshotError> {
-        let batch = store.read_table(version, table)?;
-        let err = |message: String| crate::snapshot::SnapshotError::Parquet {
-            path: store.version_dir(version).join(format!("{table}.parquet")),
-            message,
-        };
-        let codes = batch
-            .column_by_name("code")
-            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
-            .ok_or_else(|| err("no text column `code`".into()))?;
-        let mask: arrow::array::BooleanArray = codes
-            .iter()
-            .map(|c| Some(c.is_some_and(|c| keep.contains(c))))
-            .collect();
-        arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| err(e.to_string()))
-    };
+    let read = |table: &str| store.read_table_batches(version, table);
     Ok(tables::Carried {
         organisations: read("organisations")?,
         roles: read("roles")?,
         relationships: read("relationships")?,
         successors: read("successors")?,
         raw: read("raw")?,
+        keep,
     })
 }
 

@@ -242,24 +242,22 @@ impl SnapshotStore {
         }
     }
 
-    /// One table of a version as one batch, with the schema the table is declared with.
-    pub fn read_table(&self, version: u64, table: &str) -> Result<RecordBatch, SnapshotError> {
+    /// One table of a version, batch by batch in file order, checked against the columns the
+    /// table is declared with.
+    pub fn read_table_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
         let path = self.version_dir(version).join(format!("{table}.parquet"));
         let schema = crate::model::tables::schema(table).ok_or_else(|| SnapshotError::Parquet {
             path: path.clone(),
             message: format!("`{table}` is not a snapshot table"),
         })?;
-        let err = |e: arrow::error::ArrowError| SnapshotError::Parquet {
-            path: path.clone(),
-            message: format!("its columns are not those of `{table}`: {e}"),
-        };
-        let batches = self
-            .read_batches(version, table)?
+        self.read_batches(version, table)?
             .into_iter()
             .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        arrow::compute::concat_batches(&schema, &batches).map_err(err)
+            .map_err(|e| SnapshotError::Parquet {
+                path: path.clone(),
+                message: format!("its columns are not those of `{table}`: {e}"),
+            })
     }
 
     fn read_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
