@@ -154,27 +154,6 @@ impl RoleMapping {
         org.health_system = health_system;
         org.foundation_trust = foundation_trust;
     }
-
-    /// Primary roles in `records` that no type rule maps.
-    #[cfg(test)]
-    pub fn unmapped<'a>(&self, records: impl Iterator<Item = &'a OrgRecord>) -> Vec<UnmappedRole> {
-        let mut seen: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
-        for rec in records.filter(|r| r.organisation.org_type.is_none()) {
-            let role = rec.organisation.primary_role.clone().unwrap_or_else(|| "(none)".into());
-            let entry = seen.entry(role).or_default();
-            entry.0 += 1;
-            if entry.1.len() < 5 {
-                entry.1.push(rec.organisation.code.clone());
-            }
-        }
-        seen.into_iter()
-            .map(|(role_id, (organisations, examples))| UnmappedRole {
-                role_id,
-                organisations,
-                examples,
-            })
-            .collect()
-    }
 }
 
 /// Primary roles of organisations the mapping gave no type (counts, up to five example codes in
