@@ -309,24 +309,6 @@ pub fn trust_rows(conn: &Connection, kept: Kept, shape: &SchemaRef) -> Result<(O
     ))
 }
 
-/// The rows of a query, in the order it gives them.
-pub fn query_rows(conn: &Connection, step: &str, sql: &str) -> Result<Ordered, MergeError> {
-    let mut stmt = conn.prepare(sql).map_err(sql_err(step))?;
-    let arrow = stmt.query_arrow([]).map_err(sql_err(step))?;
-    let schema = arrow.get_schema();
-    let batches: Vec<RecordBatch> = arrow.filter(|b| b.num_rows() > 0).collect();
-    let runs = batches
-        .iter()
-        .enumerate()
-        .map(|(batch, b)| Run {
-            batch,
-            start: 0,
-            len: b.num_rows(),
-        })
-        .collect();
-    Ok(Ordered { batches, runs, schema })
-}
-
 /// Splits `runs` into row groups of `size` rows.
 fn row_groups(runs: &[Run], size: usize) -> Vec<Vec<Run>> {
     let mut groups = Vec::new();
