@@ -434,12 +434,19 @@ impl Runner<'_> {
         // Codes earlier runs could not fetch (quarantined with a code by an API source): every
         // later delta asks for them again until they succeed.
         let retry_codes: Vec<String> = match previous {
-            Some(m) if m.source.kind == source.kind() && source.supports_deltas() => previous_quarantine
-                .iter()
-                .filter_map(|q| q.code.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            // (Records a TRUD baseline quarantined are asked of the API by the deltas after it.)
+            Some(m)
+                if source.supports_deltas()
+                    && (m.source.kind == source.kind()
+                        || self.baseline_source.as_ref().is_some_and(|b| b.kind() == m.source.kind)) =>
+            {
+                previous_quarantine
+                    .iter()
+                    .filter_map(|q| q.code.clone())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let mut laps = StageTimes::start();

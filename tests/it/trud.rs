@@ -730,3 +730,39 @@ fn a_sql_stage_out_of_memory_fails_cleanly_and_names_the_setting() {
     // The default limit (half the machine) runs it.
     ctx.run_ok("2025-07-11", "t", &[]);
 }
+
+#[test]
+fn a_record_the_trud_baseline_could_not_read_is_asked_of_the_api_by_the_next_delta() {
+    let ctx = TestContext::with_server("demo-2021");
+    let state = odsync::server::fixtures::load_state(&crate::common::states(), "demo-2021").unwrap();
+    let docs: Vec<serde_json::Value> = state
+        .records
+        .values()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let refs: Vec<&serde_json::Value> = docs.iter().collect();
+    let published = chrono::NaiveDate::from_ymd_opt(2025, 7, 10).unwrap();
+    let xml = odsync::server::trud::release_file(&state, "Full", published, &refs);
+    // RWR's element is damaged in the release.
+    let damaged = xml.replacen("<Name>HERTFORDSHIRE PARTNERSHIP", "<Nme>HERTFORDSHIRE PARTNERSHIP", 1);
+    assert_ne!(damaged, xml);
+    let dir = ctx.path().join("release");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("HSCOrgRefData_Full_20250710.xml"), damaged).unwrap();
+    ctx.write_pipeline(
+        "b",
+        &format!(
+            "name = \"b\"\n[source]\ntype = \"ord\"\n[baseline]\ntype = \"trud_xml\"\nlocation = \"{}\"\n[scope]\nprimary_roles = [\"RO197\", \"RO198\"]\n[http]\nrequests_per_second = 1000.0\nconcurrency = 4\n",
+            dir.display()
+        ),
+    );
+    let first = ctx.run_ok("2025-07-12", "b", &[]);
+    assert_eq!(first["records"]["quarantined"], 1, "{first}");
+    let q = ctx.cells("SELECT code FROM latest_quarantine WHERE pipeline = 'b'");
+    assert_eq!(q, [["RWR"]]);
+    // The next delta asks ORD for it, and it arrives.
+    let next = ctx.run_ok("2025-07-13", "b", &[]);
+    assert_eq!(next["records"]["quarantined"], 0, "{next}");
+    let rwr = ctx.cells("SELECT name FROM latest_organisations WHERE pipeline = 'b' AND code = 'RWR'");
+    assert_eq!(rwr, [["HERTFORDSHIRE PARTNERSHIP UNIVERSITY NHS FOUNDATION TRUST"]]);
+}
