@@ -202,19 +202,14 @@ pub fn parse_organisation(payload: &[u8]) -> Result<OrgRecord, String> {
             let depth = stack.len();
             match (t, parent) {
                 (Tag::Date, _) => date = Some(DateBuild::default()),
-                (Tag::Type, Some(Tag::Date)) => {
+                (Tag::Type | Tag::Start | Tag::End, Some(Tag::Date)) => {
                     if let Some(d) = date.as_mut() {
-                        d.kind = attr(e, b"value")?;
-                    }
-                }
-                (Tag::Start, Some(Tag::Date)) => {
-                    if let Some(d) = date.as_mut() {
-                        d.start = attr(e, b"value")?;
-                    }
-                }
-                (Tag::End, Some(Tag::Date)) => {
-                    if let Some(d) = date.as_mut() {
-                        d.end = attr(e, b"value")?;
+                        let slot = match t {
+                            Tag::Type => &mut d.kind,
+                            Tag::Start => &mut d.start,
+                            _ => &mut d.end,
+                        };
+                        *slot = attr(e, b"value")?;
                     }
                 }
                 (Tag::OrgId, Some(Tag::Organisation)) => org.code = attr(e, b"extension")?,
