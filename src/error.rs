@@ -31,7 +31,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<SourceError>()
             || e.is::<HttpError>()
             || e.is::<CatalogError>()
-            || e.is::<crate::pipeline::runner::ShiftError>()
+            || e.is::<crate::pipeline::guard::ShiftError>()
             || matches!(e.downcast_ref::<DiffError>(), Some(DiffError::NotEnoughVersions { .. }))
             || matches!(
                 e.downcast_ref::<MergeError>(),

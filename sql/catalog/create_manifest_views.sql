@@ -25,3 +25,11 @@ CREATE OR REPLACE VIEW latest_snapshots AS
 SELECT pipeline, max(version) AS version
 FROM snapshot_manifests
 GROUP BY pipeline;
+
+-- The day of each pipeline's latest snapshot, on the run's clock (`ODSYNC_NOW` when set): what
+-- "today" means for the views that judge dates (future_dated, mergers), so a view shows what
+-- the snapshot knew, not what the machine's clock says when someone queries it.
+CREATE OR REPLACE VIEW snapshot_dates AS
+SELECT m.pipeline, CAST(m.created_at AS DATE) AS snapshot_date
+FROM snapshot_manifests AS m
+JOIN latest_snapshots AS l USING (pipeline, version);

@@ -44,7 +44,7 @@ SELECT
     e.from_code AS old_code,
     e.to_code AS new_code,
     e.legal_start AS effective_date,
-    e.legal_start > current_date AS future_dated,
+    e.legal_start > (SELECT d.snapshot_date FROM snapshot_dates AS d WHERE d.pipeline = e.pipeline) AS future_dated,
     a.active_successor_code,
     (SELECT count(*) FROM latest_organisations AS c
      WHERE c.pipeline = e.pipeline AND c.parent_code = e.to_code

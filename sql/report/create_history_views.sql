@@ -14,18 +14,19 @@ FROM latest_history
 WHERE valid_from <= d AND (valid_to IS NULL OR valid_to > d) AND change_kind <> 'deleted'
   AND NOT coalesce(coalesce(legal_start, operational_start) > d, false);
 
--- What ODS has announced for a later date: organisations that open or close after today and
--- successions whose legal start is still to come. They are kept in the snapshots as ODS sends
--- them and marked here (and in `mergers.future_dated`) with the date they take effect.
+-- What ODS has announced for a later date: organisations that open or close after the day of
+-- their pipeline's latest snapshot (the run's clock, `ODSYNC_NOW` when set, not the machine's)
+-- and successions whose legal start is still to come. They are kept in the snapshots as ODS
+-- sends them and marked here (and in `mergers.future_dated`) with the date they take effect.
 CREATE OR REPLACE VIEW future_dated AS
-SELECT pipeline, code, 'opens' AS event, coalesce(legal_start, operational_start) AS effective_date, NULL AS other_code
-FROM latest_organisations
-WHERE coalesce(legal_start, operational_start) > current_date
+SELECT o.pipeline, o.code, 'opens' AS event, coalesce(o.legal_start, o.operational_start) AS effective_date, NULL AS other_code
+FROM latest_organisations AS o JOIN snapshot_dates AS d USING (pipeline)
+WHERE coalesce(o.legal_start, o.operational_start) > d.snapshot_date
 UNION ALL
-SELECT pipeline, code, 'closes', coalesce(legal_end, operational_end), NULL
-FROM latest_organisations
-WHERE coalesce(legal_end, operational_end) > current_date
+SELECT o.pipeline, o.code, 'closes', coalesce(o.legal_end, o.operational_end), NULL
+FROM latest_organisations AS o JOIN snapshot_dates AS d USING (pipeline)
+WHERE coalesce(o.legal_end, o.operational_end) > d.snapshot_date
 UNION ALL
-SELECT pipeline, from_code, 'succeeded', legal_start, to_code
-FROM successor_edges
-WHERE legal_start > current_date;
+SELECT e.pipeline, e.from_code, 'succeeded', e.legal_start, e.to_code
+FROM successor_edges AS e JOIN snapshot_dates AS d USING (pipeline)
+WHERE e.legal_start > d.snapshot_date;

@@ -12,6 +12,10 @@
 //! Engines: this module is Polars' job in odsync (the in-memory columnar diff); DuckDB defines the
 //! merge, views and reports in `sql/` and never recomputes a diff.
 
+mod kinds;
+
+pub use kinds::{RECODING_MIN_ORGS, Recoding, label_shift};
+
 use crate::model::tables::TABLE_NAMES;
 use crate::snapshot::SnapshotStore;
 use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, UInt32Array};
@@ -54,6 +58,11 @@ pub const PARENT_REL_TYPES: [&str; 8] = [
     "COMMISSIONER",
 ];
 
+/// Fields that describe a release rather than the organisation (the bulk files' Amended Record
+/// Indicator flips on most rows between releases): diffed as kind `metadata`, never counted as
+/// a publication shift.
+pub const METADATA_FIELDS: [&str; 1] = ["amended_record"];
+
 /// Which tables are diffed, by which key, comparing which fields.
 struct TableSpec {
     table: &'static str,
@@ -94,6 +103,9 @@ pub struct DiffSummary {
     pub future_dated: u64,
     /// What the publication-shift guard looks at.
     pub shift: ShiftStats,
+    /// Parent recodings: many organisations moved from one code to another in this diff.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recodings: Vec<Recoding>,
     /// Tables left out because one side's source does not supply them (e.g. `successors` when
     /// either snapshot came from FHIR), with the reason.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -199,6 +211,9 @@ pub struct Diff {
     /// The organisation rows the diff read (every column), handed to the merge so it does not
     /// find and read them again. `None` when more than [`HANDOFF_MAX_ROWS`] rows moved.
     pub org_rows: Option<ChangedRows>,
+    /// Each change row's qualifier (a relationship row's type, else null), in `changes` order:
+    /// what [`label_shift`] matches `relationships.target_code[TYPE]` keys on.
+    pub qualifiers: ArrayRef,
 }
 
 /// Organisation rows that differ between two snapshot versions, as read by the diff.
@@ -245,14 +260,21 @@ pub fn changes_schema() -> SchemaRef {
         Field::new("publication_shift", DataType::Boolean, false),
         Field::new("from_version", DataType::UInt32, false),
         Field::new("to_version", DataType::UInt32, false),
+        // The recoding event (`<old>><new>`) the row belongs to, see `diff::kinds`.
+        Field::new("event", DataType::Utf8, true),
     ]))
 }
 
 /// Accumulates change rows as Arrow arrays, one chunk per (table, field) comparison.
 #[derive(Default)]
 struct Changes {
-    chunks: Vec<[ArrayRef; 8]>,
+    /// The eight columns of `changes` that vary per row, then the row's qualifier (the
+    /// relationship type of a relationship row, else null), which the shift labels match on.
+    chunks: Vec<[ArrayRef; 9]>,
     shift: ShiftStats,
+    /// `table.field` columns only the new side has (a snapshot written by an older odsync):
+    /// not compared, and said so.
+    one_sided: std::collections::BTreeSet<String>,
     org_rows: Option<(RecordBatch, RecordBatch)>,
 }
 
@@ -268,14 +290,25 @@ impl Changes {
         new: ArrayRef,
         kind: ArrayRef,
         effective: ArrayRef,
+        qualifier: Option<ArrayRef>,
     ) {
         let n = code.len();
         if n == 0 {
             return;
         }
         let repeat = |v: Option<&str>| -> ArrayRef { Arc::new(StringArray::from(vec![v; n])) };
-        self.chunks
-            .push([code, repeat(Some(table)), key, repeat(field), old, new, kind, effective]);
+        let qualifier = qualifier.map_or_else(|| null_strings(n), |q| text(&q));
+        self.chunks.push([
+            code,
+            repeat(Some(table)),
+            key,
+            repeat(field),
+            old,
+            new,
+            kind,
+            effective,
+            qualifier,
+        ]);
     }
 }
 
@@ -595,6 +628,12 @@ pub fn diff_dirs(
             "diffed"
         );
     }
+    not_compared.extend(
+        changes
+            .one_sided
+            .iter()
+            .map(|f| format!("{f}: only version {to} has this column (version {from} was written by an older odsync)")),
+    );
     let mut diff = finish(changes, from, to, today)?;
     diff.summary.not_compared = not_compared;
     Ok(diff)
@@ -755,6 +794,7 @@ fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Changes) {
                 f(&values),
                 constant("added", n),
                 f(&effective),
+                None,
             );
         }
     } else {
@@ -769,6 +809,7 @@ fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Changes) {
             child_label(spec.table, batch),
             kind,
             null_dates(n),
+            qualifier_of(spec.table, batch),
         );
     }
 }
@@ -801,8 +842,15 @@ fn emit_deleted(spec: &TableSpec, batch: &RecordBatch, new_path: &Path, out: &mu
         new,
         kind,
         null_dates(n),
+        qualifier_of(spec.table, batch),
     );
     Ok(())
+}
+
+/// The relationship type of each row of a relationships batch (what the shift guard counts
+/// relationship changes by); `None` for other tables.
+fn qualifier_of(table: &str, batch: &RecordBatch) -> Option<ArrayRef> {
+    (table == "relationships").then(|| col(batch, "rel_type").clone())
 }
 
 /// The same diff for a shift-sized change (most rows moved): changed rows are read in chunks so
@@ -934,6 +982,7 @@ fn field_names(batch: &RecordBatch, spec: &TableSpec) -> Vec<String> {
 /// One field's changes within a batch of changed rows.
 struct FieldChanges {
     field: String,
+    qualifier: Option<ArrayRef>,
     mask: BooleanArray,
     code: ArrayRef,
     key: ArrayRef,
@@ -955,7 +1004,11 @@ fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveD
     };
     // Fields are independent: compared on every core, then pushed in column order so the output
     // does not depend on scheduling.
-    let fields = field_names(new, spec);
+    let (fields, one_sided): (Vec<String>, Vec<String>) = field_names(new, spec)
+        .into_iter()
+        .partition(|f| old.schema().index_of(f).is_ok());
+    out.one_sided
+        .extend(one_sided.into_iter().map(|f| format!("{}.{f}", spec.table)));
     let found: Vec<FieldChanges> = fields
         .into_par_iter()
         .filter_map(|field| {
@@ -967,6 +1020,7 @@ fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveD
             }
             let f = |x: &ArrayRef| filter(x, &mask).expect("same length");
             let (old_values, new_values) = (text(&f(a)), text(&f(b)));
+            let qualifier = (spec.table == "relationships").then(|| f(col(new, "rel_type")));
             let (kind, effective): (ArrayRef, ArrayRef) = if is_org {
                 org_kind(&field, &old_values, &new_values, &f(new_end.as_ref().expect("org")))
             } else {
@@ -974,6 +1028,7 @@ fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveD
                 (child_kind(spec.table, &changed, false), null_dates(n))
             };
             Some(FieldChanges {
+                qualifier,
                 code: f(code),
                 key: f(key),
                 field,
@@ -996,43 +1051,10 @@ fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, today: NaiveD
             c.new_values,
             c.kind,
             c.effective,
+            c.qualifier,
         );
     }
     let _ = today;
-}
-
-/// Marks the changes an accepted publication shift explains (`publication_shift = true`), so
-/// reports can tell recoding from organisational change. `fields` are the guard's `table.field`
-/// keys; `organisations.*` marks added and deleted organisations.
-pub fn label_shift(diff: &mut Diff, fields: &[String]) {
-    let s = |name: &str| {
-        col(&diff.changes, name)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("text")
-            .clone()
-    };
-    let (table, field, kind) = (s("table"), s("field"), s("change_kind"));
-    let plain: Vec<String> = fields
-        .iter()
-        .map(|f| f.split('[').next().unwrap_or(f).to_owned())
-        .collect();
-    let marks: BooleanArray = (0..diff.changes.num_rows())
-        .map(|i| {
-            let key = format!(
-                "{}.{}",
-                table.value(i),
-                if field.is_valid(i) { field.value(i) } else { "*" }
-            );
-            let row_level = table.value(i) == "organisations" && matches!(kind.value(i), "added" | "deleted");
-            Some(plain.contains(&key) || (row_level && plain.iter().any(|p| p == "organisations.*")))
-        })
-        .collect();
-    let schema = diff.changes.schema();
-    let index = schema.index_of("publication_shift").expect("column exists");
-    let mut columns = diff.changes.columns().to_vec();
-    columns[index] = Arc::new(marks);
-    diff.changes = RecordBatch::try_new(schema, columns).expect("same shape");
 }
 
 /// Counts changed values per field for the shift guard; relationships per relationship type.
@@ -1043,7 +1065,7 @@ fn count_field_changes(table: &str, field: &str, new: &RecordBatch, mask: &Boole
         for t in types.iter().flatten() {
             *shift.field_changes.entry(format!("{table}.{field}[{t}]")).or_default() += 1;
         }
-    } else {
+    } else if !METADATA_FIELDS.contains(&field) {
         *shift.field_changes.entry(format!("{table}.{field}")).or_default() += mask.true_count() as u64;
     }
 }
@@ -1073,12 +1095,22 @@ fn org_kind(field: &str, old: &ArrayRef, new: &ArrayRef, new_end: &ArrayRef) -> 
             (Some("Inactive"), _) => "reopened",
             _ => "changed",
         }),
+        // The finer status (Active, Dormant, Proposed, Closed): a move between the open states
+        // (a practice going dormant) is `changed`, with its true old and new values.
+        "status_detail" => per_row(&|o, v| match (o, v) {
+            (_, Some("Closed")) => "closed",
+            (Some("Closed"), _) => "reopened",
+            (Some("Proposed"), _) => "opened",
+            _ => "changed",
+        }),
+        // A flag about the release, not the organisation (see `Organisation::amended_record`).
+        "amended_record" => constant("metadata", n),
         "operational_end" => per_row(&|_, v| if v.is_some() { "closed" } else { "reopened" }),
         _ => constant("changed", n),
     };
     // A close takes effect on the (new) operational end date, which may lie in the future.
     let effective: ArrayRef = match field {
-        "status" | "operational_end" => new_end.clone(),
+        "status" | "status_detail" | "operational_end" => new_end.clone(),
         _ => null_dates(n),
     };
     (kinds, effective)
@@ -1092,11 +1124,30 @@ fn finish(mut changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<
     let column = |i: usize| -> ArrayRef {
         let parts: Vec<&dyn Array> = changes.chunks.iter().map(|c| c[i].as_ref()).collect();
         if parts.is_empty() {
-            arrow::array::new_empty_array(&types[i])
+            arrow::array::new_empty_array(if i == 8 { &DataType::Utf8 } else { &types[i] })
         } else {
             concat(&parts).expect("same types")
         }
     };
+    let strings = |a: ArrayRef| a.as_any().downcast_ref::<StringArray>().expect("text").clone();
+    let (code, table, field) = (strings(column(0)), strings(column(1)), strings(column(3)));
+    let (old, new, kind, qualifier) = (
+        strings(column(4)),
+        strings(column(5)),
+        strings(column(6)),
+        strings(column(8)),
+    );
+    let rows = kinds::Rows {
+        code: &code,
+        table: &table,
+        field: &field,
+        old: &old,
+        new: &new,
+        kind: &kind,
+        qualifier: &qualifier,
+    };
+    let kind = kinds::relabel(&rows);
+    let (recodings, events) = kinds::recodings(&rows);
     let effective = column(7);
     let effective = effective.as_any().downcast_ref::<Date32Array>().expect("dates").clone();
     let today_days = (today - NaiveDate::from_ymd_opt(1970, 1, 1).expect("date")).num_days() as i32;
@@ -1104,26 +1155,33 @@ fn finish(mut changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<
         .iter()
         .map(|d| Some(d.is_some_and(|d| d > today_days)))
         .collect();
+    // The qualifier rides along as a last column through the sort, then leaves the table.
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("qualifier", DataType::Utf8, true));
     let batch = RecordBatch::try_new(
-        schema,
+        Arc::new(Schema::new(fields)),
         vec![
-            column(0),
-            column(1),
+            Arc::new(code),
+            Arc::new(table),
             column(2),
-            column(3),
-            column(4),
-            column(5),
-            column(6),
+            Arc::new(field),
+            Arc::new(old),
+            Arc::new(new),
+            kind,
             Arc::new(effective),
             Arc::new(future),
             Arc::new(BooleanArray::from(vec![false; n])),
             Arc::new(UInt32Array::from(vec![from as u32; n])),
             Arc::new(UInt32Array::from(vec![to as u32; n])),
+            events,
+            Arc::new(qualifier),
         ],
     )
     .expect("columns match the schema");
     let t = std::time::Instant::now();
-    let batch = sort_changes(&batch);
+    let mut batch = sort_changes(&batch);
+    let qualifiers = batch.remove_column(batch.num_columns() - 1);
+    let batch = RecordBatch::try_new(schema, batch.columns().to_vec()).expect("columns match the schema");
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         rows = batch.num_rows(),
@@ -1131,6 +1189,7 @@ fn finish(mut changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<
     );
     let mut summary = summarise(&batch, &changes.chunks, from, to);
     summary.shift = changes.shift;
+    summary.recodings = recodings;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "summarised");
     Ok(Diff {
         changes: batch,
@@ -1141,6 +1200,7 @@ fn finish(mut changes: Changes, from: u64, to: u64, today: NaiveDate) -> Result<
             new,
             old,
         }),
+        qualifiers,
     })
 }
 
@@ -1164,7 +1224,7 @@ fn sort_changes(batch: &RecordBatch) -> RecordBatch {
     RecordBatch::try_new(batch.schema(), columns).expect("same shape")
 }
 
-fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 8]], from: u64, to: u64) -> DiffSummary {
+fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 9]], from: u64, to: u64) -> DiffSummary {
     // Per field: each chunk holds one (table, field).
     let mut by_field: BTreeMap<String, u64> = BTreeMap::new();
     for chunk in chunks {
@@ -1234,6 +1294,7 @@ fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 8]], from: u64, to: u64) 
         by_field,
         future_dated,
         shift: ShiftStats::default(),
+        recodings: Vec::new(),
         not_compared: Vec::new(),
     }
 }

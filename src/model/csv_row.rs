@@ -220,16 +220,30 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
     let close = csv_date(&f[11], 12)?;
     let kind = layout.kind;
 
-    let status = if kind == CsvKind::Epraccur {
-        // epraccur has its own status code: A active, C closed, D dormant, P proposed.
-        match f[12].as_str() {
-            "C" => "Inactive",
-            _ => "Active",
-        }
-    } else if close.is_some_and(|c| c <= today) {
-        "Inactive"
+    // epraccur has its own status column (legacy letters, DSE words); other files have none, so a
+    // close date on or before today means closed. An unknown value of that closed vocabulary is
+    // refused (the line is quarantined with the value): it is never guessed to be Active.
+    // Files without a status column: an open date after today means not yet open (`Proposed`,
+    // the epraccur word for it), so a trust announced for June is not shown as open in April.
+    let detail = if kind == CsvKind::Epraccur {
+        Some(epraccur_status(&f[12])?)
+    } else if open.is_some_and(|o| o > today) {
+        Some("Proposed")
     } else {
-        "Active"
+        None
+    };
+    let status = match detail {
+        Some(d) if d == "Closed" => "Inactive",
+        Some(_) => "Active",
+        None if close.is_some_and(|c| c <= today) => "Inactive",
+        None => "Active",
+    };
+    // Field 26: a numeric prescribing setting (legacy) or role codes (DSE, `RO80|RO87`); both
+    // become the same non-primary roles, and the setting column says the same in both profiles.
+    let (setting, setting_roles) = if kind == CsvKind::Epraccur {
+        prescribing_setting(&f[25])?
+    } else {
+        (None, Vec::new())
     };
     let operational = Period {
         start: open,
@@ -256,8 +270,9 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
         });
     };
     match kind {
-        // Prescribing setting 4 = GP practice, the CSV equivalent of ORD role RO76.
-        CsvKind::Epraccur if f[25] == "4" => extra_role("RO76"),
+        // Prescribing setting 4 = GP practice, the CSV equivalent of ORD role RO76; the other
+        // settings have their own prescribing-cost-centre roles (see SETTING_ROLES).
+        CsvKind::Epraccur => setting_roles.iter().for_each(|r| extra_role(r)),
         // Since late 2025, eccg field 14 carries pipe-separated non-primary role ids.
         CsvKind::Eccg => f[13]
             .split('|')
@@ -302,6 +317,7 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
             code,
             name,
             status: Some(status.to_owned()),
+            status_detail: detail.map(str::to_owned),
             record_class: Some(kind.record_class().to_owned()),
             primary_role: Some(layout.primary_role.clone()),
             operational,
@@ -323,11 +339,124 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
             foundation_trust: None,
             parent_code: None,
             parent_relationship: None,
+            prescribing_setting: setting,
+            provider_purchaser: if kind == CsvKind::Epraccur { field(24) } else { None },
+            amended_record: field(22),
         },
         roles,
         relationships,
         successors: Vec::new(),
     })
+}
+
+/// epraccur field 13 in either profile → the detailed status: legacy `A`/`C`/`D`/`P`, DSE
+/// `ACTIVE`/`INACTIVE`/`DORMANT`/`PROPOSED` (REFERENCE.md 4.4, 4.10).
+pub fn epraccur_status(text: &str) -> Result<&'static str, String> {
+    Ok(match text {
+        "A" | "ACTIVE" => "Active",
+        "C" | "INACTIVE" | "CLOSED" => "Closed",
+        "D" | "DORMANT" => "Dormant",
+        "P" | "PROPOSED" => "Proposed",
+        "" => return Err("field 13 (Status Code) is empty: epraccur rows always carry one".into()),
+        other => {
+            return Err(format!(
+                "field 13 (Status Code): `{other}` is not an ODS practice status (A/C/D/P, or ACTIVE/INACTIVE/DORMANT/PROPOSED in DSE files): a new value in ODS's vocabulary or a damaged line; it is not guessed"
+            ));
+        }
+    })
+}
+
+/// Prescribing settings (epraccur field 26, legacy profile) and the ODS roles that name the same
+/// kind of prescribing cost centre (2022 `/roles`; settings with no such role have none).
+pub const SETTING_ROLES: [(&str, &[&str]); 18] = [
+    ("0", &["RO72"]),
+    ("1", &["RO87"]),
+    ("2", &["RO80"]),
+    ("3", &["RO80", "RO87"]),
+    ("4", &["RO76"]),
+    ("8", &["RO255"]),
+    ("9", &["RO247"]),
+    ("10", &["RO250"]),
+    ("11", &["RO252"]),
+    ("12", &["RO259"]),
+    ("13", &["RO249"]),
+    ("14", &["RO246"]),
+    ("16", &["RO260"]),
+    ("17", &["RO257"]),
+    ("18", &["RO256"]),
+    ("19", &["RO251"]),
+    ("22", &["RO258"]),
+    ("25", &["RO82"]),
+];
+
+/// Known settings without an ODS role of their own (kept as the setting only).
+const SETTINGS_WITHOUT_ROLE: [&str; 4] = ["15", "20", "21", "24"];
+
+/// epraccur field 26 → (setting, roles). Legacy files give a setting number; DSE files give role
+/// codes, `|`-separated, which map back to the setting whose roles they are (other roles, such as
+/// RO268 medicine supplier, are kept as roles). An empty field gives neither.
+pub fn prescribing_setting(text: &str) -> Result<(Option<String>, Vec<String>), String> {
+    if text.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        let roles = SETTING_ROLES
+            .iter()
+            .find(|(s, _)| *s == text)
+            .map(|(_, r)| r.iter().map(|r| (*r).to_owned()).collect());
+        return match roles {
+            Some(roles) => Ok((Some(text.to_owned()), roles)),
+            None if SETTINGS_WITHOUT_ROLE.contains(&text) => Ok((Some(text.to_owned()), Vec::new())),
+            None => Err(format!(
+                "field 26 (Prescribing Setting): `{text}` is not a known setting (0-4, 8-22, 24, 25): a new value in ODS's vocabulary or a damaged line"
+            )),
+        };
+    }
+    let mut roles: Vec<String> = Vec::new();
+    for part in text.split('|') {
+        let part = part.trim();
+        let ok = part.len() > 2 && part.starts_with("RO") && part[2..].bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            return Err(format!(
+                "field 26: `{text}` is neither a prescribing setting number nor ODS role codes (`RO76`, `RO80|RO87`)"
+            ));
+        }
+        if !roles.iter().any(|r| r == part) {
+            roles.push(part.to_owned());
+        }
+    }
+    roles.sort();
+    let is_setting_role = |r: &str| SETTING_ROLES.iter().any(|(_, rs)| rs.contains(&r));
+    let mut setting_roles: Vec<&str> = roles
+        .iter()
+        .map(String::as_str)
+        .filter(|r| is_setting_role(r))
+        .collect();
+    setting_roles.sort_unstable();
+    let setting = SETTING_ROLES
+        .iter()
+        .find(|(_, rs)| {
+            let mut rs = rs.to_vec();
+            rs.sort_unstable();
+            rs == setting_roles
+        })
+        .map(|(s, _)| (*s).to_owned());
+    Ok((setting, roles))
+}
+
+/// Which publication profile a bulk file line shows (REFERENCE.md 4.10): `Some("dse")` for the
+/// Data Search and Export reports (status words, role codes in field 26), `Some("legacy")` for
+/// the retired CSV files (status letters, setting numbers), `None` when the line does not say.
+pub fn line_profile(fields: &[String]) -> Option<&'static str> {
+    let status = fields.get(12).map_or("", String::as_str);
+    let setting = fields.get(25).map_or("", String::as_str);
+    if status.len() > 1 || setting.starts_with("RO") {
+        Some("dse")
+    } else if status.len() == 1 || (!setting.is_empty() && setting.bytes().all(|b| b.is_ascii_digit())) {
+        Some("legacy")
+    } else {
+        None
+    }
 }
 
 fn csv_date(text: &str, field: usize) -> Result<Option<NaiveDate>, String> {

@@ -18,7 +18,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 /// Bumped whenever a table's columns or their derivation change; recorded in every manifest.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A dated span (ODS `Date[]` entries of one `Type`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -31,7 +31,14 @@ pub struct Period {
 pub struct Organisation {
     pub code: String,
     pub name: String,
+    /// `Active` or `Inactive`, as ORD has it (bulk files: from their status column or close date).
     pub status: Option<String>,
+    /// The source's own, finer status where it has one (epraccur: `Active`, `Closed`, `Dormant`,
+    /// `Proposed`, from legacy letters or DSE words alike); absent elsewhere. Optional fields
+    /// that only bulk files fill are left out of the row hash's JSON when empty, so records from
+    /// the APIs hash as they did before these fields existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_detail: Option<String>,
     pub record_class: Option<String>,
     pub primary_role: Option<String>,
     pub operational: Period,
@@ -57,6 +64,17 @@ pub struct Organisation {
     pub parent_code: Option<String>,
     /// Which relationship gave the parent (`RE6`, `RE5→RO261`, `csv:15 COMMISSIONER`, …).
     pub parent_relationship: Option<String>,
+    /// epraccur field 26: the prescribing setting (`4` GP practice, `2` out of hours, …); for a
+    /// DSE-profile file (role codes there) the setting those roles stand for, when one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prescribing_setting: Option<String>,
+    /// epraccur field 24: the provider/purchaser organisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_purchaser: Option<String>,
+    /// Field 22 of the bulk files, the Amended Record Indicator (`1` amended, `0` not): a fact
+    /// about the release, not the organisation, so its changes have their own kind (`metadata`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amended_record: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

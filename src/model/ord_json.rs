@@ -122,6 +122,7 @@ pub fn parse_organisation(payload: &[u8]) -> Result<OrgRecord, String> {
             foundation_trust: None,
             parent_code: None,
             parent_relationship: None,
+            ..Default::default()
         },
         roles,
         relationships,

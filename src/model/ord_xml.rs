@@ -425,6 +425,7 @@ fn finish(org: OrgBuild) -> Result<OrgRecord, String> {
             foundation_trust: None,
             parent_code: None,
             parent_relationship: None,
+            ..Default::default()
         },
         roles: org.roles,
         relationships: org.relationships,

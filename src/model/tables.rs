@@ -233,6 +233,7 @@ fn organisation_columns() -> Vec<Column<OrgRow>> {
         req("code", Str(|r| Some(&r.org.code))),
         req("name", Str(|r| Some(&r.org.name))),
         opt("status", Str(|r| r.org.status.as_deref())),
+        opt("status_detail", Str(|r| r.org.status_detail.as_deref())),
         opt("record_class", Str(|r| r.org.record_class.as_deref())),
         opt("primary_role", Str(|r| r.org.primary_role.as_deref())),
         opt("operational_start", Date(|r| r.org.operational.start)),
@@ -256,6 +257,9 @@ fn organisation_columns() -> Vec<Column<OrgRow>> {
         opt("foundation_trust", OptBool(|r| r.org.foundation_trust)),
         opt("parent_code", Str(|r| r.org.parent_code.as_deref())),
         opt("parent_relationship", Str(|r| r.org.parent_relationship.as_deref())),
+        opt("prescribing_setting", Str(|r| r.org.prescribing_setting.as_deref())),
+        opt("provider_purchaser", Str(|r| r.org.provider_purchaser.as_deref())),
+        opt("amended_record", Str(|r| r.org.amended_record.as_deref())),
         req("row_hash", U64(|r| r.row_hash)),
     ]
 }

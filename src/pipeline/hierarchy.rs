@@ -20,12 +20,25 @@ fn active(rel: &Relationship) -> bool {
 }
 
 /// Sets `parent_code` and `parent_relationship` on one record.
+///
+/// A closed organisation keeps the parent it had when it closed: its relationships end with it
+/// (ORD) or carry its Inactive status (bulk files), so for it the rules look at the links that
+/// ended last. Otherwise every closure would also read as a move to no parent, and a trust closed
+/// and recoded in one release would lose its new parent.
 pub fn apply(rec: &mut OrgRecord) {
+    let closed = rec.organisation.status.as_deref() == Some("Inactive");
     let rels = &rec.relationships;
     let find = |pred: &dyn Fn(&Relationship) -> bool| {
-        rels.iter()
-            .filter(|r| active(r) && pred(r))
-            .max_by_key(|r| r.operational.start)
+        if closed {
+            // Latest end first (an open end is latest), then latest start.
+            rels.iter()
+                .filter(|r| pred(r))
+                .max_by_key(|r| (r.operational.end.is_none(), r.operational.end, r.operational.start))
+        } else {
+            rels.iter()
+                .filter(|r| active(r) && pred(r))
+                .max_by_key(|r| r.operational.start)
+        }
     };
     let target_role = |r: &Relationship, role: &str| r.target_primary_role.as_deref() == Some(role);
     let choice: Option<(&Relationship, String)> = [

@@ -1,9 +1,11 @@
 //! Pipeline definitions: `pipelines/<name>.toml`, parsed strictly (unknown keys are errors) and
 //! validated as a whole so that every problem in a file is reported at once.
 
+pub mod guard;
 pub mod hierarchy;
 pub mod roles;
 pub mod runner;
+pub mod window;
 
 use crate::model::csv_row::CsvKind;
 use crate::sources::http::HttpSettings;

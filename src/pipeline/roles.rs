@@ -29,6 +29,10 @@ pub struct TypeRule {
     /// Only records in this country (e.g. `WALES` for Welsh trusts).
     #[serde(default)]
     pub country: Option<String>,
+    /// Only codes starting with this (e.g. `W` for Welsh GP practices, whose bulk-file rows carry
+    /// no country).
+    #[serde(default)]
+    pub code_prefix: Option<String>,
     pub org_type: String,
     pub health_system: String,
 }
@@ -132,18 +136,31 @@ pub fn load(path: &Path) -> Result<RoleMapping, String> {
 }
 
 impl RoleMapping {
-    /// Sets the derived columns of one record. Only active roles count.
+    /// Sets the derived columns of one record. Only active roles count; for a closed
+    /// organisation, the roles it held when it closed (ending no earlier than it did), so a
+    /// closed GP practice stays a GP practice instead of losing its type.
     pub fn apply(&self, rec: &mut OrgRecord) {
+        let org_closed = rec.organisation.status.as_deref() == Some("Inactive");
+        let org_end = rec.organisation.operational.end;
         let active = |id: &str| {
-            rec.roles
-                .iter()
-                .any(|r| r.role_id == id && r.status.as_deref() != Some("Inactive"))
+            rec.roles.iter().any(|r| {
+                r.role_id == id
+                    && if org_closed {
+                        match (r.operational.end, org_end) {
+                            (Some(role_end), Some(end)) => role_end >= end,
+                            _ => true,
+                        }
+                    } else {
+                        r.status.as_deref() != Some("Inactive")
+                    }
+            })
         };
         let org = &rec.organisation;
         let rule = self.types.iter().find(|t| {
             org.primary_role.as_deref() == Some(t.primary_role.as_str())
                 && t.with_role.as_deref().is_none_or(&active)
                 && t.country.as_deref().is_none_or(|c| org.country.as_deref() == Some(c))
+                && t.code_prefix.as_deref().is_none_or(|p| org.code.starts_with(p))
         });
         let (org_type, health_system) = rule.map_or((None, None), |t| {
             (Some(t.org_type.clone()), Some(t.health_system.clone()))

@@ -55,6 +55,12 @@ pub struct RecordCounts {
     /// Codes whose new version could not be fetched or parsed (within `[quality]` limits): they
     /// keep their previous version, the watermark stays, and every later run asks for them.
     pub pending: Vec<String>,
+    /// Closed organisations a bulk file no longer lists (aged out of its publication window):
+    /// kept as last published, not deleted (see `pipeline::window`).
+    pub left_window: u64,
+    /// Up to ten of their codes, in code order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_window_examples: Vec<String>,
 }
 
 /// The typed result of `odsync run`: printed, written to `--json`, checked by tests.
@@ -111,12 +117,7 @@ impl StageTimes {
     }
 }
 
-/// The publication-shift guard stopped a run.
-#[derive(Debug, thiserror::Error)]
-#[error("this snapshot moves more than a normal day of ODS changes, which usually means the publication changed (recoding, a new file profile), not the organisations:\n{}\nHelp: check what moved. If many organisations vanished, the source may be incomplete (a file cut off at a line end, a partial download): fetch it again. If the shift is real, run again with --accept-shift: it is recorded in the run and the manifest, and the changes it explains are marked publication_shift", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
-pub struct ShiftError {
-    pub reasons: Vec<String>,
-}
+pub use super::guard::ShiftError;
 
 /// The run could not show that what it fetched is complete; nothing was committed.
 #[derive(Debug, thiserror::Error)]
@@ -564,6 +565,14 @@ impl Runner<'_> {
                 }
             }
         }
+        // A closed organisation that left a bulk file's publication window is kept, not deleted.
+        if fetched.complete && source.kind() == "csv" && previous.is_some_and(|m| m.source.kind == "csv") {
+            let kept = super::window::keep_closed(&previous_by_code, &mut current, &mut parsed, &ctx, &|rec| {
+                config.scope.matches(rec)
+            });
+            counts.left_window = kept.len() as u64;
+            counts.left_window_examples = kept.into_iter().take(10).collect();
+        }
         if !failed.is_empty() {
             tracing::warn!(
                 failed = failed.len(),
@@ -777,14 +786,32 @@ impl Runner<'_> {
                 )
                 .map_err(|e| ("diff", e.into()))?;
                 let mut diff = diff;
-                let reasons = crate::diff::check_shift(&diff.summary.shift, &config.guard);
-                if !reasons.is_empty() {
-                    let texts: Vec<String> = reasons.iter().map(|(_, text)| text.clone()).collect();
+                let history = self
+                    .warehouse
+                    .join(&config.name)
+                    .join("history")
+                    .join(crate::snapshot::version_dir_name(prev.version))
+                    .join("history.parquet");
+                let verdict = super::guard::assess(
+                    &diff,
+                    &config.guard,
+                    prev,
+                    &fetched.parameters,
+                    &store.version_dir(prev.version),
+                    Some(&history),
+                    counts.left_window,
+                );
+                if !verdict.reasons.is_empty() {
                     if !accept_shift {
-                        return Err(("shift guard", ShiftError { reasons: texts }.into()));
+                        return Err(("shift guard", verdict.error().into()));
                     }
-                    let keys: Vec<String> = reasons.iter().map(|(key, _)| key.clone()).collect();
-                    crate::diff::label_shift(&mut diff, &keys);
+                    let texts: Vec<String> = verdict
+                        .reasons
+                        .iter()
+                        .map(|(_, text)| text.clone())
+                        .chain(verdict.explanation.iter().cloned())
+                        .collect();
+                    crate::diff::label_shift(&mut diff, &verdict.label_keys);
                     new.annotate("accepted_shift", serde_json::json!(texts))
                         .map_err(|e| ("shift guard", e.into()))?;
                     accepted_shift = texts;

@@ -148,6 +148,97 @@ pub(crate) fn describe_start(bytes: &[u8]) -> String {
 /// inside a quoted field, so a line that does not make 24-27 fields is quarantined with its
 /// number rather than joined to the next.
 pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>) {
+    let (records, failures, _) = split_file_profiled(bytes, name);
+    (records, failures)
+}
+
+/// What a file's rows say about its publication profile (REFERENCE.md 4.8, 4.10), tallied while
+/// the lines are split.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProfileTally {
+    pub rows: u64,
+    /// Rows whose status or field 26 is in the DSE form (status words, role codes).
+    pub dse_rows: u64,
+    /// Rows whose status or field 26 is in the legacy form (status letters, setting numbers).
+    pub legacy_rows: u64,
+    /// Rows with the Amended Record Indicator set (`1`).
+    pub amended_rows: u64,
+    /// Rows with an address line 5 (county).
+    pub county_rows: u64,
+}
+
+impl ProfileTally {
+    fn add(&mut self, fields: &[String]) {
+        self.rows += 1;
+        match crate::model::csv_row::line_profile(fields) {
+            Some("dse") => self.dse_rows += 1,
+            Some(_) => self.legacy_rows += 1,
+            None => {}
+        }
+        self.amended_rows += u64::from(fields[21] == "1");
+        self.county_rows += u64::from(!fields[8].is_empty());
+    }
+
+    /// The file's profile and the evidence for it: `dse` when its rows use the DSE vocabulary, or
+    /// (files with no status column) when every row is marked amended and none has a county,
+    /// which is how the DSE reports replicate the legacy files; else `legacy`. `mixed` when rows
+    /// of both vocabularies occur: one file is one publication, so that looks like a damaged or
+    /// hand-assembled file.
+    pub fn profile(&self) -> (&'static str, String) {
+        let pct = |n: u64| {
+            if self.rows == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / self.rows as f64
+            }
+        };
+        if self.dse_rows > 0 && self.legacy_rows > 0 {
+            return (
+                "mixed",
+                format!(
+                    "{} rows in the DSE vocabulary and {} in the legacy one",
+                    self.dse_rows, self.legacy_rows
+                ),
+            );
+        }
+        if self.dse_rows > 0 {
+            return (
+                "dse",
+                format!(
+                    "{} of {} rows use DSE status words or role codes",
+                    self.dse_rows, self.rows
+                ),
+            );
+        }
+        if self.legacy_rows > 0 {
+            return (
+                "legacy",
+                format!(
+                    "{} of {} rows use legacy status letters or setting numbers",
+                    self.legacy_rows, self.rows
+                ),
+            );
+        }
+        if self.rows >= 20 && self.amended_rows == self.rows && self.county_rows == 0 {
+            return (
+                "dse",
+                format!("all {} rows marked amended and none with a county", self.rows),
+            );
+        }
+        (
+            "legacy",
+            format!(
+                "{:.0}% of rows marked amended, {:.0}% with a county",
+                pct(self.amended_rows),
+                pct(self.county_rows)
+            ),
+        )
+    }
+}
+
+/// [`split_file`], also tallying the file's publication profile.
+pub fn split_file_profiled(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>, ProfileTally) {
+    let mut tally = ProfileTally::default();
     let mut records = Vec::new();
     let mut failures = Vec::new();
     let mut first_line: HashMap<String, usize> = HashMap::new();
@@ -191,6 +282,7 @@ pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>
             continue;
         }
         first_line.insert(code.clone(), line_no);
+        tally.add(&fields);
         records.push(RawRecord {
             code,
             format: RawFormat::Csv,
@@ -198,7 +290,7 @@ pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>
             payload: payload.to_vec(),
         });
     }
-    (records, failures)
+    (records, failures, tally)
 }
 
 /// When the file does not end with a line break and its last line is not a whole row, the file
@@ -245,7 +337,8 @@ impl Source for CsvSource {
                 ),
             });
         }
-        let (records, failures) = split_file(&bytes, &name);
+        let (records, failures, tally) = split_file_profiled(&bytes, &name);
+        let (profile, profile_evidence) = tally.profile();
         if records.is_empty() {
             let example = failures
                 .first()
@@ -284,6 +377,8 @@ impl Source for CsvSource {
                 "kind": self.layout.kind,
                 "primary_role": self.layout.primary_role,
                 "entry": name,
+                "profile": profile,
+                "profile_evidence": profile_evidence,
             }),
         })
     }

@@ -26,7 +26,7 @@ fn the_real_etr_2018_to_2021_diff_finds_exactly_the_known_changes() {
     assert_eq!(stopped.code, 1, "{}", stopped.stderr);
     assert!(
         stopped.stderr.contains(
-            "relationships.target_code[HIGH_LEVEL_HEALTH_GEOGRAPHY] changed on 213 of 216 shared organisations"
+            "relationships.target_code[HIGH_LEVEL_HEALTH_GEOGRAPHY] changed on 213 of 221 shared organisations"
         ),
         "{}",
         stopped.stderr
@@ -77,11 +77,26 @@ fn the_real_etr_2018_to_2021_diff_finds_exactly_the_known_changes() {
         set(&ctx.query(&format!("SELECT DISTINCT code FROM changes_latest WHERE pipeline = 'etr' AND \"table\" = 'organisations' AND change_kind = '{k}'")), 0)
     };
     assert_eq!(kind("added"), BTreeSet::from(["R0B".to_owned(), "R0D".to_owned()]));
-    let gone: BTreeSet<String> = "R1E R1J RA3 RBA RC1 RDD RE9 RGQ RJD RJF RLN RM2 RNL RQ6 RQ8 RR1 RW3 RY1"
+    // Of the 18 codes the 2021 file no longer lists, 13 were open in 2018: deleted. The other
+    // five had closed (RGQ, RJF 2018-06-30; RM2, RW3 2017-09-30; RR1 2018-04-01): they aged out
+    // of the file's publication window and are kept, closed, as last published.
+    let gone: BTreeSet<String> = "R1E R1J RA3 RBA RC1 RDD RE9 RJD RLN RNL RQ6 RQ8 RY1"
         .split(' ')
         .map(str::to_owned)
         .collect();
     assert_eq!(kind("deleted"), gone);
+    assert_eq!(run["records"]["left_window"], 5, "{run}");
+    assert_eq!(
+        run["records"]["left_window_examples"],
+        serde_json::json!(["RGQ", "RJF", "RM2", "RR1", "RW3"])
+    );
+    let kept = ctx.cells(
+        "SELECT code, status FROM latest_organisations WHERE pipeline = 'etr' AND code IN ('RGQ', 'RW3') ORDER BY code",
+    );
+    assert_eq!(kept, [vec!["RGQ", "Inactive"], vec!["RW3", "Inactive"]]);
+    let history_kinds = ctx
+        .cells("SELECT code, change_kind FROM latest_history WHERE pipeline = 'etr' AND code = 'RGQ' AND is_current");
+    assert_eq!(history_kinds, [vec!["RGQ", "added"]], "not a deletion in the history");
     let renames = ctx.query(
         "SELECT code, old_value, new_value FROM changes_latest WHERE pipeline = 'etr' AND \"table\" = 'organisations' AND change_kind = 'renamed' ORDER BY code",
     );
@@ -148,7 +163,7 @@ fn the_real_etr_2018_to_2021_diff_finds_exactly_the_known_changes() {
 
     let summary = ctx.odsync("2025-07-17", &["diff", "etr", "--json"]).ok().json();
     assert_eq!(summary["by_kind"]["added"], 2);
-    assert_eq!(summary["by_kind"]["deleted"], 18);
+    assert_eq!(summary["by_kind"]["deleted"], 13);
     assert_eq!(summary["by_kind"]["renamed"], 23);
 }
 

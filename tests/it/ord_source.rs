@@ -387,12 +387,23 @@ fn the_role_mapping_derives_org_type_and_the_foundation_trust_flag_and_reports_u
         ctx.path().join("pipelines/role_mapping.toml"),
     )
     .unwrap();
+    // The shipped mapping types every role of this scope. Without its RO98 rules, 97T (a
+    // commissioning hub: primary RO98 with RO218) is reported unmapped on every run.
+    let shipped = std::fs::read_to_string(ctx.path().join("pipelines/role_mapping.toml")).unwrap();
+    let without_ro98: String = shipped
+        .split("\n\n")
+        .filter(|rule| !rule.contains("primary_role = \"RO98\""))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    std::fs::write(ctx.path().join("pipelines/role_mapping.toml"), without_ro98).unwrap();
     let s = ctx.run_ok(T0, "trusts", &[]);
-    // 97T is a commissioning hub: primary RO98 without RO319, which no rule maps.
     let unmapped = s["unmapped_roles"].as_array().unwrap();
     assert_eq!(unmapped.len(), 1, "{unmapped:?}");
     assert_eq!(unmapped[0]["role_id"], "RO98");
     assert_eq!(unmapped[0]["examples"][0], "97T");
+    std::fs::write(ctx.path().join("pipelines/role_mapping.toml"), shipped).unwrap();
+    let s = ctx.run_ok(T0, "trusts", &["--full"]);
+    assert_eq!(s["unmapped_roles"], serde_json::json!([]), "{s}");
     let rows = ctx.cells(
         "SELECT code, org_type, health_system, CAST(foundation_trust AS VARCHAR) FROM latest_trusts
          WHERE pipeline = 'trusts' AND code IN ('RWR', 'RVVKC', 'RJY', '97T') ORDER BY code",
@@ -400,7 +411,7 @@ fn the_role_mapping_derives_org_type_and_the_foundation_trust_flag_and_reports_u
     assert_eq!(
         rows,
         [
-            vec!["97T", "∅", "∅", "false"],
+            vec!["97T", "Commissioning Hub", "NHS England", "false"],
             // RJY's roles are inactive: it is still a trust, never a foundation trust.
             vec!["RJY", "NHS Trust", "NHS England", "false"],
             vec!["RVVKC", "Trust Site", "NHS England", "false"],
