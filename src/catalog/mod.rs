@@ -556,6 +556,9 @@ impl Catalog {
         if any_output(&self.warehouse, "history", "history.parquet") {
             script.push_str(sql::CREATE_HISTORY_VIEWS);
         }
+        if any_output(&self.warehouse, "changes", "changes.parquet") {
+            script.push_str(sql::CREATE_RECODING_VIEWS);
+        }
         self.exec(&script)?;
         Ok(true)
     }

@@ -10,9 +10,11 @@ pub const CREATE_MERGE_VIEWS: &str = include_str!("../../sql/report/create_merge
 pub const CREATE_HISTORY_VIEWS: &str = include_str!("../../sql/report/create_history_views.sql");
 pub const CREATE_SUCCESSOR_VIEWS: &str = include_str!("../../sql/report/create_successor_views.sql");
 pub const CREATE_HIERARCHY_VIEWS: &str = include_str!("../../sql/report/create_hierarchy_views.sql");
+pub const CREATE_RECODING_VIEWS: &str = include_str!("../../sql/report/create_recoding_views.sql");
 
 /// Every embedded file with its path under `sql/`.
-pub const ALL: [(&str, &str); 16] = [
+pub const ALL: [(&str, &str); 17] = [
+    ("report/create_recoding_views.sql", CREATE_RECODING_VIEWS),
     ("report/create_hierarchy_views.sql", CREATE_HIERARCHY_VIEWS),
     ("report/create_successor_views.sql", CREATE_SUCCESSOR_VIEWS),
     ("history/update_history.sql", crate::history::SQL_UPDATE_HISTORY),

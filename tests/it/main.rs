@@ -10,6 +10,7 @@ mod diff;
 mod fault_matrix;
 mod fhir_source;
 mod merge;
+mod ods_truth;
 mod ord_source;
 mod trud;
 mod trust;
