@@ -33,21 +33,7 @@ pub fn run(globals: &Globals, args: &DiffArgs) -> anyhow::Result<ExitCode> {
             "{name}: version {} → {}: {} changes\n",
             s.from_version, s.to_version, s.changes
         );
-        let kinds: Vec<String> = s.by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        out.push_str(&format!(
-            "  organisations by kind: {}\n",
-            if kinds.is_empty() {
-                "none".into()
-            } else {
-                kinds.join(", ")
-            }
-        ));
-        if s.future_dated > 0 {
-            out.push_str(&format!("  future-dated: {}\n", s.future_dated));
-        }
-        for n in &s.not_compared {
-            out.push_str(&format!("  not compared: {n}\n"));
-        }
+        out.push_str(&summary_text(s));
         let col = |n: &str| {
             batch
                 .column_by_name(n)
@@ -90,4 +76,49 @@ pub fn run(globals: &Globals, args: &DiffArgs) -> anyhow::Result<ExitCode> {
         out
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The counts of a diff as people read them (shared by `odsync diff` and `odsync run`).
+pub fn summary_text(s: &DiffSummary) -> String {
+    let list = |m: &std::collections::BTreeMap<String, u64>| -> String {
+        if m.is_empty() {
+            "none".into()
+        } else {
+            m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let mut out = format!(
+        "  organisations by kind (each once per kind it has): {}\n",
+        list(&s.by_kind)
+    );
+    if !s.by_kind_publication_shift.is_empty() {
+        out.push_str(&format!(
+            "    of which a publication shift explains: {}\n",
+            list(&s.by_kind_publication_shift)
+        ));
+    }
+    if !s.recodings.is_empty() {
+        let events: Vec<String> = s
+            .recodings
+            .iter()
+            .take(8)
+            .map(|r| format!("{} → {} ({})", r.old_code, r.new_code, r.organisations))
+            .collect();
+        out.push_str(&format!(
+            "  recodings: {}{} (view `recodings`)\n",
+            events.join(", "),
+            if s.recodings.len() > 8 {
+                format!(", and {} more", s.recodings.len() - 8)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if s.future_dated > 0 {
+        out.push_str(&format!("  future-dated: {}\n", s.future_dated));
+    }
+    for n in &s.not_compared {
+        out.push_str(&format!("  not compared: {n}\n"));
+    }
+    out
 }

@@ -61,21 +61,19 @@ fn human(s: &RunSummary) -> String {
     out.push_str(&format!("  snapshot: {}\n", display_path(&s.snapshot_path)));
     let stages: Vec<String> = s.stages.iter().map(|t| format!("{} {} ms", t.stage, t.ms)).collect();
     out.push_str(&format!("  stages: {}\n", stages.join(", ")));
-    if let Some(d) = &s.diff {
-        let kinds: Vec<String> = d.by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if s.records.left_window > 0 {
         out.push_str(&format!(
-            "  changes from version {}: {} rows; organisations by kind: {}\n",
-            d.from_version,
-            d.changes,
-            if kinds.is_empty() {
-                "none".into()
-            } else {
-                kinds.join(", ")
-            }
+            "  left the file's publication window: {} closed organisations, kept as last published (e.g. {})\n",
+            s.records.left_window,
+            s.records.left_window_examples.join(", ")
         ));
-        for n in &d.not_compared {
-            out.push_str(&format!("  not compared: {n}\n"));
-        }
+    }
+    if let Some(d) = &s.diff {
+        out.push_str(&format!(
+            "  changes from version {}: {} rows\n",
+            d.from_version, d.changes
+        ));
+        out.push_str(&super::diff::summary_text(d));
     }
     for u in &s.unmapped_roles {
         out.push_str(&format!(

@@ -142,7 +142,9 @@ pub(super) fn recodings(rows: &Rows<'_>) -> (Vec<Recoding>, ArrayRef) {
         };
         Some((rows.old.value(i), rows.new.value(i), label))
     };
-    let mut groups: BTreeMap<(&str, &str), (BTreeSet<&str>, BTreeSet<String>)> = BTreeMap::new();
+    // (old, new) → (organisations moved, columns that moved).
+    type Moves<'a> = BTreeMap<(&'a str, &'a str), (BTreeSet<&'a str>, BTreeSet<String>)>;
+    let mut groups: Moves<'_> = BTreeMap::new();
     for i in 0..n {
         if let Some((old, new, label)) = moved(i) {
             let entry = groups.entry((old, new)).or_default();
@@ -209,6 +211,20 @@ pub fn label_shift(diff: &mut Diff, keys: &[String]) {
             Some(hit)
         })
         .collect();
+    // Per kind, organisations all of whose rows of that kind are marked.
+    let code = strings(super::col(&diff.changes, "code"));
+    let mut per: BTreeMap<(&str, &str), bool> = BTreeMap::new();
+    for i in 0..diff.changes.num_rows() {
+        let all = per.entry((kind.value(i), code.value(i))).or_insert(true);
+        *all &= marks.value(i);
+    }
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for ((k, _), all) in per {
+        if all {
+            *counts.entry(k.to_owned()).or_default() += 1;
+        }
+    }
+    diff.summary.by_kind_publication_shift = counts;
     let schema = diff.changes.schema();
     let index = schema.index_of("publication_shift").expect("column exists");
     let mut columns = diff.changes.columns().to_vec();

@@ -95,8 +95,14 @@ pub struct DiffSummary {
     pub to_version: u64,
     /// Rows of `changes`.
     pub changes: u64,
-    /// Distinct organisations per change kind.
+    /// Distinct organisations per change kind: an organisation counts once in each kind it has
+    /// (a renamed and reparented trust is one `renamed` and one `reparented`); the rows of an
+    /// added or deleted organisation count only as that.
     pub by_kind: BTreeMap<String, u64>,
+    /// Of `by_kind`, the organisations whose changes of that kind an accepted publication shift
+    /// explains (every row marked `publication_shift`): the rest is organisational change.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_kind_publication_shift: BTreeMap<String, u64>,
     /// Changed values per `table.field` (row-level added/deleted rows count under `table.*`).
     pub by_field: BTreeMap<String, u64>,
     /// Organisations whose change takes effect after the diff's date.
@@ -1293,6 +1299,7 @@ fn summarise(batch: &RecordBatch, chunks: &[[ArrayRef; 9]], from: u64, to: u64) 
             .collect(),
         by_field,
         future_dated,
+        by_kind_publication_shift: BTreeMap::new(),
         shift: ShiftStats::default(),
         recodings: Vec::new(),
         not_compared: Vec::new(),

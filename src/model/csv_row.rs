@@ -233,7 +233,7 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
         None
     };
     let status = match detail {
-        Some(d) if d == "Closed" => "Inactive",
+        Some("Closed") => "Inactive",
         Some(_) => "Active",
         None if close.is_some_and(|c| c <= today) => "Inactive",
         None => "Active",
@@ -534,6 +534,91 @@ mod tests {
                 .unwrap_err()
                 .contains("field 4")
         );
+    }
+
+    // The real legacy and DSE lines of A81003 (REFERENCE.md 4.10): the same closed GP practice.
+    const A81003_LEGACY: &[u8] = b"\"A81003\",\"VICTORIA MEDICAL PRACTICE\",\"Y54\",\"Q74\",\"THE HEALTH CENTRE\",\"VICTORIA ROAD\",\"HARTLEPOOL\",\"CLEVELAND\",\"\",\"TS26 8DB\",\"19740401\",\"20171031\",\"C\",\"B\",\"00K\",\"20130401\",\"20171031\",\"01429 272945\",\"\",\"\",\"\",\"0\",\"\",\"00K\",\"\",\"4\",\"\"\r\n";
+    const A81003_DSE: &[u8] = b"\"A81003\",\"VICTORIA MEDICAL PRACTICE\",\"Y63\",\"QHM\",\"HEALTH CENTRE\",\"VICTORIA ROAD\",\"\",\"HARTLEPOOL\",\"\",\"TS26 8DB\",\"19740401\",\"20171031\",\"INACTIVE\",\"B\",\"00K\",\"20130401\",\"20171031\",\"01429 272945\",\"\",\"\",\"\",\"1\",\"\",\"00K\",\"\",\"RO76\",\"\"\r\n";
+
+    #[test]
+    fn legacy_letters_and_dse_words_read_as_the_same_status_setting_and_roles() {
+        let layout = CsvLayout::new(CsvKind::Epraccur, None);
+        let legacy = parse_line(A81003_LEGACY, &layout, today()).unwrap();
+        let dse = parse_line(A81003_DSE, &layout, today()).unwrap();
+        for rec in [&legacy, &dse] {
+            assert_eq!(rec.organisation.status.as_deref(), Some("Inactive"));
+            assert_eq!(rec.organisation.status_detail.as_deref(), Some("Closed"));
+            assert_eq!(rec.organisation.prescribing_setting.as_deref(), Some("4"));
+            assert_eq!(rec.organisation.provider_purchaser.as_deref(), Some("00K"));
+            let roles: Vec<&str> = rec.role_ids().collect();
+            assert_eq!(roles, ["RO177", "RO76"]);
+        }
+        assert_eq!(legacy.organisation.amended_record.as_deref(), Some("0"));
+        assert_eq!(dse.organisation.amended_record.as_deref(), Some("1"));
+        let fields = |line: &[u8]| split_fields(line).unwrap();
+        assert_eq!(line_profile(&fields(A81003_LEGACY)), Some("legacy"));
+        assert_eq!(line_profile(&fields(A81003_DSE)), Some("dse"));
+        // Dormant and proposed practices are open, with their own detail.
+        for (letter, word, detail) in [("D", "DORMANT", "Dormant"), ("P", "PROPOSED", "Proposed")] {
+            for code in [letter, word] {
+                let line = String::from_utf8_lossy(A81003_DSE).replace("\"INACTIVE\"", &format!("\"{code}\""));
+                let rec = parse_line(line.as_bytes(), &layout, today()).unwrap();
+                assert_eq!(rec.organisation.status.as_deref(), Some("Active"), "{code}");
+                assert_eq!(rec.organisation.status_detail.as_deref(), Some(detail), "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_statuses_and_settings_are_refused_and_role_lists_map_back_to_settings() {
+        let layout = CsvLayout::new(CsvKind::Epraccur, None);
+        for bad in ["\"SUSPENDED\"", "\"X\"", "\"\""] {
+            let line = String::from_utf8_lossy(A81003_DSE).replace("\"INACTIVE\"", bad);
+            let err = parse_line(line.as_bytes(), &layout, today()).unwrap_err();
+            assert!(err.contains("field 13"), "{err}");
+        }
+        let line = String::from_utf8_lossy(A81003_LEGACY).replace(",\"4\",", ",\"7\",");
+        assert!(
+            parse_line(line.as_bytes(), &layout, today())
+                .unwrap_err()
+                .contains("field 26")
+        );
+        let line = String::from_utf8_lossy(A81003_DSE).replace("\"RO76\"", "\"GP\"");
+        assert!(
+            parse_line(line.as_bytes(), &layout, today())
+                .unwrap_err()
+                .contains("field 26")
+        );
+        assert_eq!(
+            prescribing_setting("RO87|RO80").unwrap(),
+            (Some("3".into()), vec!["RO80".into(), "RO87".into()])
+        );
+        assert_eq!(
+            prescribing_setting("RO76|RO268").unwrap(),
+            (Some("4".into()), vec!["RO268".into(), "RO76".into()])
+        );
+        assert_eq!(prescribing_setting("20").unwrap(), (Some("20".into()), vec![]));
+        assert_eq!(prescribing_setting("").unwrap(), (None, vec![]));
+    }
+
+    #[test]
+    fn a_trust_closed_and_recoded_at_once_keeps_its_new_parent_and_its_type() {
+        let layout = CsvLayout::new(CsvKind::Etr, None);
+        let line = String::from_utf8_lossy(RM3).replace("\"Q83\"", "\"Z9B2Z\"");
+        let mut rec = parse_line(line.as_bytes(), &layout, today()).unwrap();
+        assert_eq!(rec.organisation.status.as_deref(), Some("Inactive"));
+        crate::pipeline::hierarchy::apply(&mut rec);
+        assert_eq!(rec.organisation.parent_code.as_deref(), Some("Z9B2Z"));
+        let mapping: crate::pipeline::roles::RoleMapping = toml::from_str(
+            "[[type]]\nprimary_role = \"RO197\"\norg_type = \"NHS Trust\"\nhealth_system = \"NHS England\"\n\n[[flag]]\nrole = \"RO57\"\nflag = \"foundation_trust\"\n",
+        )
+        .unwrap();
+        mapping.apply(&mut rec);
+        assert_eq!(rec.organisation.org_type.as_deref(), Some("NHS Trust"));
+        // A trust announced for a later date is not open yet.
+        let future = String::from_utf8_lossy(RM3).replace("\"19930401\",\"20210930\"", "\"20260601\",\"\"");
+        let rec = parse_line(future.as_bytes(), &layout, today()).unwrap();
+        assert_eq!(rec.organisation.status_detail.as_deref(), Some("Proposed"));
     }
 
     #[test]
