@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Fetch a pipeline's scope and commit a new snapshot version (the scheduled job)
     #[command(
-        after_help = "Examples:\n  odsync run nhs_trusts\n  odsync run nhs_trusts --full\n  odsync run nhs_trusts --codes RWR,RVV --json\n\nThe first run, a run with --full, or one whose watermark is more than 185 days old is a baseline\n(search the whole scope); otherwise an ORD pipeline runs incrementally from /sync. A run whose\ncontent equals the latest snapshot records `unchanged` and writes no version. A failed run\ncommits nothing and does not move the watermark."
+        after_help = "Examples:\n  odsync run nhs_trusts\n  odsync run nhs_trusts --full\n  odsync run nhs_trusts --codes RWR,RVV --json\n  odsync run gp_practices --dry-run      # what tonight's run would change, nothing committed\n\nThe first run, a run with --full, or one whose watermark is more than 185 days old is a baseline\n(search the whole scope); otherwise an ORD pipeline runs incrementally from /sync. A run whose\ncontent equals the latest snapshot records `unchanged` and writes no version. A failed run\ncommits nothing and does not move the watermark."
     )]
     Run(RunArgs),
     /// Test the connection: reachability, latency, and that one record parses
@@ -36,7 +36,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Field-level changes between two snapshot versions (default: the latest two)
     #[command(
-        after_help = "Examples:\n  odsync diff nhs_trusts\n  odsync diff nhs_trusts --from 3 --to 7 --json\n\nChange kinds: added, deleted, closed, reopened, renamed, reparented, succeeded, changed.\nEvery run writes the changes into the previous version as <warehouse>/<pipeline>/changes/version=N/;\nquery them with `odsync query \"SELECT * FROM changes_latest\"`."
+        after_help = "Examples:\n  odsync diff nhs_trusts\n  odsync diff nhs_trusts --from 3 --to 7 --json\n\nChange kinds: added, deleted, closed, reopened, opened, renamed, reparented, succeeded, changed,\nmetadata; each organisation counts once per kind. Recoding events: the `recodings` view.\nEvery run writes the changes into the previous version as <warehouse>/<pipeline>/changes/version=N/;\nquery them with `odsync query \"SELECT * FROM changes_latest\"`."
     )]
     Diff(DiffArgs),
     /// Merge the latest snapshot into the trust table now (runs also merge, as their last stage)
@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// publication shift); recorded in the run and the manifest
     #[arg(long)]
     pub accept_shift: bool,
+    /// Fetch, parse, diff and merge in a scratch area and report what would change and which
+    /// conflicts would open; commit nothing, move no watermark, record no run
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

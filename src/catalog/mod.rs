@@ -276,6 +276,18 @@ impl Catalog {
         Ok(Catalog { conn, path, warehouse })
     }
 
+    /// Read-only, without creating or changing anything (a dry run): `None` when the warehouse
+    /// has no catalog yet.
+    pub fn open_existing_read_only(warehouse: &Path) -> Result<Option<Self>, CatalogError> {
+        let warehouse = warehouse.canonicalize().unwrap_or_else(|_| warehouse.to_owned());
+        let path = warehouse.join(CATALOG_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = connect_waiting(&path, true, wait_limit())?;
+        Ok(Some(Catalog { conn, path, warehouse }))
+    }
+
     /// For the start of a run: writable when possible; read-only when another process holds
     /// the catalog (the run's row is then written at its end, or left pending).
     pub fn open_for_run(warehouse: &Path) -> Result<(Self, bool), CatalogError> {

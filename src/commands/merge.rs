@@ -62,7 +62,28 @@ pub fn human(r: &MergeReport) -> String {
         return format!("merge unchanged: same inputs as merged version {}\n", r.merged_version);
     }
     let rules: Vec<String> = r.rules.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    format!(
+    let v = |x: &Option<String>| x.clone().unwrap_or_else(|| "∅".into());
+    let opened: String = r
+        .new_conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "    new conflict {} {} ({}): yours {} / ODS {}\n",
+                c.code,
+                c.field,
+                c.kind,
+                v(&c.local_value),
+                v(&c.ods_value)
+            )
+        })
+        .collect();
+    let more = (r.conflicts_new as usize).saturating_sub(r.new_conflicts.len());
+    let opened = if more > 0 {
+        format!("{opened}    … {more} more (open_conflicts)\n")
+    } else {
+        opened
+    };
+    let head = format!(
         "merged version {} (snapshot {} over base {}): {} rows, {} touched, {} not in ODS\n  rules: {}\n  conflicts: {} open ({} new), {} resolved, {} superseded, {} ignored\n",
         r.merged_version,
         r.ods_version,
@@ -76,5 +97,6 @@ pub fn human(r: &MergeReport) -> String {
         r.conflicts_resolved,
         r.conflicts_superseded,
         r.conflicts_ignored
-    )
+    );
+    head + &opened
 }

@@ -20,6 +20,7 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
         full: args.full,
         codes: args.codes.clone(),
         accept_shift: args.accept_shift,
+        dry_run: args.dry_run,
     };
     let summary = runner.run(&options)?;
     globals.printer.emit(&summary, human)?;
@@ -28,10 +29,10 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 fn human(s: &RunSummary) -> String {
     let mut out = String::new();
-    let verb = if s.status == "unchanged" {
-        "unchanged: same content as"
-    } else {
-        "committed"
+    let verb = match s.status.as_str() {
+        "unchanged" => "unchanged: same content as",
+        "dry_run" => "dry run, nothing committed: would be",
+        _ => "committed",
     };
     out.push_str(&format!(
         "{}: {} run {} — {} version {}\n",

@@ -171,9 +171,25 @@ pub struct MergeReport {
     pub conflicts_resolved: u64,
     pub conflicts_superseded: u64,
     pub conflicts_ignored: u64,
+    /// The first conflicts this merge opened, in code and field order (what a dry run shows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new_conflicts: Vec<NewConflict>,
     /// sha256 over every input; equal hashes mean an identical merge.
     pub inputs_hash: String,
 }
+
+/// A conflict a merge opened: the cell and the two values that disagree.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct NewConflict {
+    pub code: String,
+    pub field: String,
+    pub kind: String,
+    pub local_value: Option<String>,
+    pub ods_value: Option<String>,
+}
+
+/// How many opened conflicts a report lists (the `conflicts` table has them all).
+pub const NEW_CONFLICTS_LISTED: usize = 20;
 
 fn file_sha(path: Option<&Path>) -> Result<String, MergeError> {
     match path {
@@ -602,6 +618,25 @@ fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), Merge
         "SELECT count(*) FROM conflicts c WHERE status = 'superseded' AND conflict_id IN (SELECT conflict_id FROM prev_conflicts WHERE status IN ('open', 'ignored'))",
     )?;
     report.conflicts_ignored = count("SELECT count(*) FROM conflicts WHERE status = 'ignored'")?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT code, field, kind, local_value, ods_value FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params) ORDER BY code, field LIMIT {NEW_CONFLICTS_LISTED}"
+        ))
+        .map_err(sql_err("report"))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(NewConflict {
+                code: r.get(0)?,
+                field: r.get(1)?,
+                kind: r.get(2)?,
+                local_value: r.get(3)?,
+                ods_value: r.get(4)?,
+            })
+        })
+        .map_err(sql_err("report"))?;
+    for row in rows {
+        report.new_conflicts.push(row.map_err(sql_err("report"))?);
+    }
     Ok(())
 }
 

@@ -35,6 +35,10 @@ pub struct RunOptions {
     pub codes: Option<Vec<String>>,
     /// Commit even when the publication-shift guard trips (recorded in the run and manifest).
     pub accept_shift: bool,
+    /// Do everything a run does (fetch, parse, diff, guard, history, merge) in the run's
+    /// scratch area, report what would change, and commit nothing: no version, no watermark, no
+    /// `runs` row, the catalog untouched.
+    pub dry_run: bool,
 }
 
 /// Record counts of one run.
@@ -243,8 +247,16 @@ impl Runner<'_> {
 
         // The catalog is an index, not the commit point: a reader holding it (a notebook, a
         // `duckdb` shell) must not stop a run, so the run reads it read-only when it must.
-        let (catalog, writable) = Catalog::open_for_run(&self.warehouse)?;
-        let run_number = catalog.next_run_number(&name)?;
+        let (catalog, writable) = if options.dry_run {
+            (Catalog::open_existing_read_only(&self.warehouse)?, false)
+        } else {
+            let (catalog, writable) = Catalog::open_for_run(&self.warehouse)?;
+            (Some(catalog), writable)
+        };
+        let run_number = match &catalog {
+            Some(c) => c.next_run_number(&name)?,
+            None => 1,
+        };
         let run_id = format!("{}-{}-{run_number:04}", now.format("%Y%m%dT%H%M%SZ"), name);
         let _lock = crate::warehouse::lock_pipeline(&self.warehouse, &name, &run_id)?;
         crate::warehouse::recover(&self.warehouse, &name)?;
@@ -258,9 +270,11 @@ impl Runner<'_> {
         let committed_state = crate::warehouse::read_state(&self.warehouse, &name);
         let watermark_before = match &committed_state {
             Some(state) => state.watermark,
-            None => catalog
-                .watermark(&name)?
-                .or(previous.as_ref().and_then(|m| m.watermark)),
+            None => match &catalog {
+                Some(c) => c.watermark(&name)?,
+                None => None,
+            }
+            .or(previous.as_ref().and_then(|m| m.watermark)),
         };
         let overlap = match &self.pipeline.config.source {
             super::SourceConfig::Ord(o) => o.overlap_days,
@@ -325,7 +339,10 @@ impl Runner<'_> {
             accepted_shift: None,
             records_pending: None,
         };
-        if writable && let Err(e) = catalog.start_run(&record, &now, committed_state.as_ref()) {
+        if writable
+            && let Some(catalog) = &catalog
+            && let Err(e) = catalog.start_run(&record, &now, committed_state.as_ref())
+        {
             tracing::warn!("could not record the start of the run in the catalog: {e:#}");
         }
         // Released while the run works: see the catalog module docs.
@@ -343,6 +360,37 @@ impl Runner<'_> {
             watermark_before,
             accept_shift: options.accept_shift,
         };
+        if options.dry_run {
+            // Everything staged goes with the uncommitted transaction; nothing is recorded. The
+            // output folders a first diff or merge creates go too, so the warehouse is as before.
+            let root = self.warehouse.join(&name);
+            let folders: Vec<PathBuf> = ["changes", "history", "merged", "ods"]
+                .iter()
+                .map(|f| root.join(f))
+                .filter(|p| !p.exists())
+                .collect();
+            let result = self.work(step, &mut txn);
+            drop(txn);
+            for folder in folders {
+                // Only if empty: `remove_dir` refuses a folder that holds anything.
+                let _ = std::fs::remove_dir(folder);
+            }
+            return match result {
+                Ok((mut summary, _)) => {
+                    summary.mode_reason = mode_reason;
+                    summary.duration_ms = started.elapsed().as_millis() as u64;
+                    summary.status = "dry_run".into();
+                    Ok(summary)
+                }
+                Err((stage, error)) => Err(RunError {
+                    run_id,
+                    pipeline: name,
+                    stage,
+                    source: error,
+                }
+                .into()),
+            };
+        }
         let result = self.work(step, &mut txn).and_then(|(summary, location)| {
             // The committed state moves with the versions, in the same commit.
             txn.stage_state(&crate::warehouse::PipelineState {

@@ -11,6 +11,7 @@ mod fault_matrix;
 mod fhir_source;
 mod merge;
 mod ods_truth;
+mod operations;
 mod ord_source;
 mod trud;
 mod trust;

@@ -1,0 +1,70 @@
+//! Operating odsync from a scheduler: dry runs.
+
+use crate::common::{TestContext, ods_csv, walk};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Every file under `dir` with its bytes' sha256 (directories as entries too).
+fn tree(dir: &Path) -> BTreeMap<String, String> {
+    walk(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let hash = if p.is_file() {
+                odsync::model::tables::sha256_hex(&std::fs::read(&p).unwrap())
+            } else {
+                "dir".into()
+            };
+            (rel, hash)
+        })
+        .collect()
+}
+
+#[test]
+fn a_dry_run_reports_the_changes_and_conflicts_of_the_real_run_and_leaves_the_warehouse_byte_identical() {
+    let ctx = TestContext::new();
+    let local = ctx.path().join("local.csv");
+    // The team renamed RA2 itself; ODS renames it too in the 2025-12 file: a conflict.
+    std::fs::write(&local, "code,name\nRA2,ROYAL SURREY (LOCAL NAME)\n").unwrap();
+    let pipeline = |file: &str| {
+        format!(
+            "name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n[merge]\nlocal_table = \"{}\"\n",
+            ods_csv(file).display(),
+            local.display()
+        )
+    };
+    ctx.write_pipeline("etr", &pipeline("etr-2025-07-folakeobalakun.csv"));
+    ctx.run_ok("2025-07-16", "etr", &[]);
+    ctx.write_pipeline("etr", &pipeline("etr-2025-12-jhau.csv"));
+    let before = tree(&ctx.warehouse());
+
+    let dry = ctx.run_ok("2025-12-30", "etr", &["--accept-shift", "--dry-run"]);
+    assert_eq!(dry["status"], "dry_run", "{dry}");
+    assert_eq!(dry["snapshot_version"], 2);
+    assert!(dry["diff"]["by_kind"]["renamed"].as_u64().unwrap() >= 1, "{dry}");
+    let opened = dry["merge"]["new_conflicts"].as_array().unwrap();
+    assert!(
+        opened.iter().any(|c| c["code"] == "RA2" && c["field"] == "name"),
+        "{opened:?}"
+    );
+    assert_eq!(tree(&ctx.warehouse()), before, "a dry run changes nothing on disk");
+    let text = ctx
+        .odsync("2025-12-30", &["run", "etr", "--accept-shift", "--dry-run"])
+        .ok();
+    assert!(text.stdout.contains("dry run, nothing committed"), "{}", text.stdout);
+    assert!(text.stdout.contains("new conflict RA2 name"), "{}", text.stdout);
+    assert_eq!(tree(&ctx.warehouse()), before);
+    // A guard stop is the same in a dry run: exit 1, nothing written.
+    let stopped = ctx.odsync("2025-12-30", &["run", "etr", "--dry-run"]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert_eq!(tree(&ctx.warehouse()), before);
+    let runs = ctx.cells("SELECT count(*) FROM runs WHERE pipeline = 'etr'");
+    assert_eq!(runs, [vec!["1"]], "a dry run records no run");
+
+    // The real run then does what the dry run said.
+    let real = ctx.run_ok("2025-12-30", "etr", &["--accept-shift"]);
+    assert_eq!(real["status"], "succeeded");
+    assert_eq!(real["diff"], dry["diff"]);
+    assert_eq!(real["merge"]["new_conflicts"], dry["merge"]["new_conflicts"]);
+    assert_eq!(real["records"], dry["records"]);
+}
