@@ -60,6 +60,11 @@ pub enum Command {
     /// List or show snapshot versions
     #[command(subcommand)]
     Snapshots(SnapshotsCommand),
+    /// Is each pipeline healthy? Last run and success, watermark age, pending, quarantine, open conflicts
+    #[command(
+        after_help = "Examples:\n  odsync status                       # every pipeline in the warehouse\n  odsync status nhs_trusts --json\n  odsync status --max-hours-since-success 26 --max-open-conflicts 50   # from cron or a monitor\n\nExit codes: 0 every pipeline healthy, 3 a threshold is crossed (the problems are listed),\n1 a user problem (unknown pipeline), 2 unexpected."
+    )]
+    Status(StatusArgs),
     /// List recorded runs (newest first)
     #[command(after_help = "Examples:\n  odsync runs\n  odsync runs nhs_trusts --limit 5 --json")]
     Runs(RunsArgs),
@@ -260,6 +265,30 @@ pub struct VerifyArgs {
     /// watermark, so the next run rebuilds them as a baseline
     #[arg(long)]
     pub repair: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this pipeline (default: every pipeline in the warehouse)
+    pub pipeline: Option<String>,
+    /// Unhealthy when the last successful run is older than this
+    #[arg(long, default_value_t = 48)]
+    pub max_hours_since_success: u64,
+    /// Unhealthy when fewer days are left before the watermark is beyond /sync's 185-day reach
+    #[arg(long, default_value_t = 30)]
+    pub min_sync_days_left: i64,
+    /// Unhealthy with more pending codes than this
+    #[arg(long, default_value_t = 0)]
+    pub max_pending: u64,
+    /// Unhealthy with more quarantined records than this (default: no limit)
+    #[arg(long)]
+    pub max_quarantined: Option<u64>,
+    /// Unhealthy with more open conflicts than this (default: no limit)
+    #[arg(long)]
+    pub max_open_conflicts: Option<u64>,
+    /// Unhealthy when the oldest open conflict is older than this many days
+    #[arg(long, default_value_t = 30)]
+    pub max_conflict_age_days: i64,
 }
 
 #[derive(Debug, clap::Args)]

@@ -27,6 +27,7 @@ pub mod redact;
 pub mod server;
 pub mod snapshot;
 pub mod sources;
+pub mod status;
 pub mod verify;
 pub mod warehouse;
 

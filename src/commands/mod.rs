@@ -13,6 +13,7 @@ mod run;
 mod runs;
 mod serve;
 mod snapshots;
+mod status;
 mod validate;
 mod verify;
 
@@ -73,6 +74,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(&globals, &args),
         Command::Snapshots(cmd) => snapshots::run(&globals, &cmd),
         Command::Runs(args) => runs::run(&globals, &args),
+        Command::Status(args) => status::run(&globals, &args),
         Command::Verify(args) => verify::run(&globals, &args),
         Command::Gc(args) => gc::run(&globals, &args),
         Command::Query(args) => query::run(&globals, &args),

@@ -68,3 +68,74 @@ fn a_dry_run_reports_the_changes_and_conflicts_of_the_real_run_and_leaves_the_wa
     assert_eq!(real["merge"]["new_conflicts"], dry["merge"]["new_conflicts"]);
     assert_eq!(real["records"], dry["records"]);
 }
+
+#[test]
+fn status_names_each_threshold_crossed_and_exits_3_for_a_monitor() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197"]);
+    // Never run: not healthy.
+    let never = ctx.odsync("2025-07-10T02:00:00Z", &["status", "trusts"]);
+    assert_eq!(never.code, 3, "{}", never.stdout);
+    assert!(never.stdout.contains("no successful run recorded"), "{}", never.stdout);
+
+    ctx.run_ok("2025-07-10T02:00:00Z", "trusts", &[]);
+    let fine = ctx.odsync("2025-07-11T02:00:00Z", &["status", "--json"]).ok().json();
+    assert_eq!(fine[0]["pipeline"], "trusts");
+    assert_eq!(fine[0]["status"], "ok", "{fine}");
+    assert_eq!(fine[0]["hours_since_success"], 24);
+    // Watermark 2025-07-10 minus the 2-day overlap: 185 - 3 days left.
+    assert_eq!(fine[0]["sync_days_left"], 182);
+
+    // Three days later nothing has run: stale.
+    let stale = ctx.odsync("2025-07-13T02:00:00Z", &["status", "trusts"]);
+    assert_eq!(stale.code, 3);
+    assert!(
+        stale.stdout.contains("last successful run 72 hours ago"),
+        "{}",
+        stale.stdout
+    );
+    let relaxed = ctx.odsync(
+        "2025-07-13T02:00:00Z",
+        &["status", "trusts", "--max-hours-since-success", "100"],
+    );
+    assert_eq!(relaxed.code, 0, "{}", relaxed.stdout);
+
+    // Near /sync's 185-day reach: 2025-12-20 is 165 days after 2025-07-08.
+    let late = ctx
+        .odsync(
+            "2025-12-20T02:00:00Z",
+            &["status", "trusts", "--max-hours-since-success", "100000", "--json"],
+        )
+        .json();
+    assert_eq!(late[0]["sync_days_left"], 20);
+    let problems = late[0]["problems"].to_string();
+    assert!(problems.contains("20 days left"), "{problems}");
+    let ok = ctx.odsync(
+        "2025-12-20T02:00:00Z",
+        &[
+            "status",
+            "trusts",
+            "--max-hours-since-success",
+            "100000",
+            "--min-sync-days-left",
+            "10",
+        ],
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+
+    // A failed run is named.
+    ctx.fault(
+        "/sync",
+        100,
+        odsync::server::FaultAction::Status {
+            status: 503,
+            retry_after: None,
+            body: None,
+        },
+    );
+    let failed = ctx.odsync("2025-07-11T02:00:00Z", &["run", "trusts"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let after = ctx.odsync("2025-07-11T03:00:00Z", &["status", "trusts"]);
+    assert_eq!(after.code, 3);
+    assert!(after.stdout.contains("the last run failed"), "{}", after.stdout);
+}
