@@ -36,8 +36,9 @@ pub struct PipelineConfig {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// Warehouse directory (snapshots and catalog); relative paths are relative to the working
-    /// directory. Overridden by `--warehouse` and `ODSYNC_WAREHOUSE`.
+    /// Warehouse directory (snapshots and catalog); a relative path is relative to the pipeline
+    /// file's folder, like every path in the file. Overridden by `--warehouse` and
+    /// `ODSYNC_WAREHOUSE`.
     #[serde(default)]
     pub warehouse: Option<PathBuf>,
     pub source: SourceConfig,
@@ -66,21 +67,94 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolesConfig {
-    /// Path of the mapping file (relative to the working directory); default
-    /// `role_mapping.toml` beside the pipeline file, when it exists.
+    /// Path of the mapping file (relative to the pipeline file's folder); default
+    /// `role_mapping.toml` beside the pipeline file, else the mapping built into odsync (the
+    /// repository's `pipelines/role_mapping.toml`).
     #[serde(default)]
     pub mapping: Option<PathBuf>,
 }
 
+/// The role mapping odsync ships (`pipelines/role_mapping.toml`), used when a pipeline names
+/// none and has none beside it: a pipeline file kept in another folder (a scheduler's DAG
+/// folder, a config repository) gets the same derived columns as one in `pipelines/`, never
+/// silently none.
+pub const BUILTIN_ROLE_MAPPING: &str = include_str!("../../pipelines/role_mapping.toml");
+
+/// Where a pipeline's role mapping comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MappingSource {
+    File(PathBuf),
+    Builtin,
+}
+
+impl MappingSource {
+    /// The mapping file's bytes (the built-in one's for `Builtin`).
+    pub fn bytes(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            MappingSource::File(p) => std::fs::read(p),
+            MappingSource::Builtin => Ok(BUILTIN_ROLE_MAPPING.as_bytes().to_vec()),
+        }
+    }
+
+    pub fn load(&self) -> Result<roles::RoleMapping, String> {
+        match self {
+            MappingSource::File(p) => roles::load(p),
+            MappingSource::Builtin => roles::parse(BUILTIN_ROLE_MAPPING, Path::new("(built-in role_mapping.toml)")),
+        }
+    }
+}
+
 impl Pipeline {
-    /// The role mapping file in force, if any.
-    pub fn role_mapping_path(&self) -> Option<PathBuf> {
-        let default = self.path.with_file_name("role_mapping.toml");
-        self.config
-            .roles
-            .mapping
-            .clone()
-            .or_else(|| default.exists().then_some(default))
+    /// The role mapping in force: the file the pipeline names, else `role_mapping.toml` beside
+    /// it, else the built-in one.
+    pub fn role_mapping(&self) -> MappingSource {
+        let beside = self.path.with_file_name("role_mapping.toml");
+        match &self.config.roles.mapping {
+            Some(p) => MappingSource::File(p.clone()),
+            None if beside.exists() => MappingSource::File(beside),
+            None => MappingSource::Builtin,
+        }
+    }
+}
+
+/// Relative paths in a pipeline file name files beside it: they are resolved against the
+/// file's folder once, when it is loaded, so a run started by cron, Airflow or from another
+/// directory reads the same files as one started in the repository.
+fn resolve_paths(config: &mut PipelineConfig, base: &Path) {
+    let abs = |p: &mut PathBuf| {
+        if p.is_relative() && !p.as_os_str().is_empty() {
+            *p = base.join(&*p);
+        }
+    };
+    let abs_source = |source: &mut SourceConfig| match source {
+        SourceConfig::Csv(c) => {
+            let is_url = c.location.starts_with("http://") || c.location.starts_with("https://");
+            if !is_url && !c.location.trim().is_empty() && Path::new(&c.location).is_relative() {
+                c.location = base.join(&c.location).to_string_lossy().into_owned();
+            }
+        }
+        SourceConfig::TrudXml(t) => abs(&mut t.location),
+        SourceConfig::Fhir(f) => {
+            if let Some(k) = &mut f.api_key_file {
+                abs(k);
+            }
+        }
+        SourceConfig::Ord(_) => {}
+    };
+    abs_source(&mut config.source);
+    if let Some(b) = &mut config.baseline {
+        abs_source(b);
+    }
+    for p in [
+        config.warehouse.as_mut(),
+        config.roles.mapping.as_mut(),
+        config.merge.local_table.as_mut(),
+        config.merge.overrides.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        abs(p);
     }
 }
 
@@ -431,7 +505,15 @@ pub fn load(name_or_path: &str, dir: &Path) -> Result<Pipeline, PipelineError> {
         path: path.clone(),
         source,
     })?;
-    let config = parse(&text, &path)?;
+    let mut config = parse(&text, &path)?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    resolve_paths(
+        &mut config,
+        &folder.canonicalize().unwrap_or_else(|_| folder.to_owned()),
+    );
     let problems = validate(&config, &path);
     if !problems.is_empty() {
         return Err(PipelineError::Invalid { path, problems });

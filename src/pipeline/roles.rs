@@ -122,7 +122,12 @@ impl RoleMapping {
 
 pub fn load(path: &Path) -> Result<RoleMapping, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mapping: RoleMapping = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text, path)
+}
+
+/// Parses a mapping's text; `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<RoleMapping, String> {
+    let mapping: RoleMapping = toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
     for f in &mapping.flags {
         if f.flag != "foundation_trust" {
             return Err(format!(

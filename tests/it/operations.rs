@@ -139,3 +139,72 @@ fn status_names_each_threshold_crossed_and_exits_3_for_a_monitor() {
     assert_eq!(after.code, 3);
     assert!(after.stdout.contains("the last run failed"), "{}", after.stdout);
 }
+
+#[test]
+fn paths_in_a_pipeline_file_are_relative_to_it_and_the_role_mapping_is_never_silently_missing() {
+    // A project folder elsewhere: the pipeline names its inputs relative to itself.
+    let ctx = TestContext::new();
+    let project = ctx.path().join("project");
+    std::fs::create_dir_all(project.join("config")).unwrap();
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::copy(ods_csv("etr-2025-07-folakeobalakun.csv"), project.join("data/etr.csv")).unwrap();
+    std::fs::write(project.join("data/local.csv"), "code,name\nRA2,LOCAL NAME\n").unwrap();
+    std::fs::write(
+        project.join("config/trusts.toml"),
+        "name = \"trusts\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"../data/etr.csv\"\n[merge]\nlocal_table = \"../data/local.csv\"\n",
+    )
+    .unwrap();
+    let pipeline_file = project.join("config/trusts.toml");
+    let from = |dir: &Path, warehouse: &Path| {
+        let out = ctx
+            .command("2025-07-16", &["run", pipeline_file.to_str().unwrap(), "--json"], &[])
+            .current_dir(dir)
+            .env("ODSYNC_WAREHOUSE", warehouse)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let root = from(Path::new("/"), &ctx.path().join("wh-root"));
+    let here = from(&project, &ctx.path().join("wh-here"));
+    assert_eq!(root["records"], here["records"]);
+    assert_eq!(root["content_hash"], here["content_hash"]);
+    assert_eq!(root["merge"]["rows"], here["merge"]["rows"]);
+    // No role_mapping.toml beside the pipeline: the built-in mapping types the trusts.
+    assert_eq!(root["unmapped_roles"], serde_json::json!([]));
+    let typed = ctx
+        .command(
+            "2025-07-16",
+            &["query", "SELECT DISTINCT org_type FROM latest_organisations"],
+            &[("ODSYNC_WAREHOUSE", ctx.path().join("wh-root").to_str().unwrap())],
+        )
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let typed = String::from_utf8_lossy(&typed.stdout);
+    assert!(typed.contains("NHS Trust"), "{typed}");
+    let local = ctx
+        .command(
+            "2025-07-16",
+            &["query", "SELECT name FROM latest_trusts WHERE code = 'RA2'"],
+            &[("ODSYNC_WAREHOUSE", ctx.path().join("wh-root").to_str().unwrap())],
+        )
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&local.stdout).contains("LOCAL NAME"));
+
+    // A mapping the pipeline names but that is not there is an error, never a silent default.
+    std::fs::write(
+        project.join("config/trusts.toml"),
+        "name = \"trusts\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"../data/etr.csv\"\n[roles]\nmapping = \"missing.toml\"\n",
+    )
+    .unwrap();
+    let out = ctx
+        .command("2025-07-17", &["run", pipeline_file.to_str().unwrap()], &[])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("roles.mapping") && err.contains("missing.toml"), "{err}");
+}

@@ -324,7 +324,7 @@ fn demo_context() -> TestContext {
     let ctx = TestContext::with_server("demo-2021");
     let demo = crate::common::fixtures().join("demo");
     let text = std::fs::read_to_string(crate::common::repo_root().join("pipelines/demo.toml")).unwrap();
-    let text = text.replace("tests/fixtures/demo", &demo.display().to_string());
+    let text = text.replace("../tests/fixtures/demo", &demo.display().to_string());
     ctx.write_pipeline("demo", &text);
     for f in ["role_mapping.toml", "demo.overrides.csv"] {
         let _ = std::fs::copy(
