@@ -102,7 +102,7 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	echo "FHIR documents no succession resource, so a FHIR pipeline has no successors; the diff of a pipeline moved from ORD to FHIR says 'not compared' for them instead of reporting deletions."
 	echo; echo "== 14. large scopes: baseline from a TRUD XML release, deltas from the API (a release written from state demo-2021, published 2025-07-10)"
 	$(ODSYNC) serve --states $(DEMO_STATES) --state demo-2021 --write-trud "$$tmp/hscorgrefdataxml_data_demo.zip" --published 2025-07-10
-	printf 'name = "demo_trud"\n[source]\ntype = "ord"\n[baseline]\ntype = "trud_xml"\nlocation = "%s"\n[scope]\nprimary_roles = ["RO197", "RO198"]\n[roles]\nmapping = "pipelines/role_mapping.toml"\n[http]\nrequests_per_second = 200.0\n' "$$tmp/hscorgrefdataxml_data_demo.zip" > "$$tmp/demo_trud.toml"
+	printf 'name = "demo_trud"\n[source]\ntype = "ord"\n[baseline]\ntype = "trud_xml"\nlocation = "%s"\n[scope]\nprimary_roles = ["RO197", "RO198"]\n[roles]\nmapping = "$(CURDIR)/pipelines/role_mapping.toml"\n[http]\nrequests_per_second = 200.0\n' "$$tmp/hscorgrefdataxml_data_demo.zip" > "$$tmp/demo_trud.toml"
 	ODSYNC_NOW=2025-07-12T02:00:00Z $(ODSYNC) run "$$tmp/demo_trud.toml"
 	echo "-- the deltas since the release's publication date, from the local ORD server (now serving demo-2025-07):"
 	ODSYNC_NOW=2025-07-16T06:00:00Z $(ODSYNC) run "$$tmp/demo_trud.toml"

@@ -191,7 +191,7 @@ def ord_incremental(odsync, work, sites):
 
 
 def main():
-    odsync, work = sys.argv[1], sys.argv[2]
+    odsync, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     os.makedirs(work, exist_ok=True)
     which = os.environ.get("BENCH_WHOLE", "csv,trud,ord").split(",")
     print("whole runs (each its own process; wall time, peak RSS):")
