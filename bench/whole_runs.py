@@ -191,7 +191,9 @@ def ord_incremental(odsync, work, sites):
 
 
 def main():
-    odsync, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    odsync, work = sys.argv[1], os.path.abspath(sys.argv[2])
+    if os.sep in odsync:
+        odsync = os.path.abspath(odsync)
     os.makedirs(work, exist_ok=True)
     which = os.environ.get("BENCH_WHOLE", "csv,trud,ord").split(",")
     print("whole runs (each its own process; wall time, peak RSS):")
