@@ -20,8 +20,22 @@ pub struct Cli {
     /// Print a machine-readable JSON summary on stdout instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// Print nothing on success but what --json asks for: no summary text, no progress, logs
+    /// only for errors (the exit code says how it went)
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Log lines on stderr as text, or as one JSON object per line (with the run id and stage)
+    /// for log collectors
+    #[arg(long, global = true, env = "ODSYNC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -61,7 +61,10 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     let globals = Globals {
         warehouse_flag: cli.warehouse,
         pipelines_dir: cli.pipelines_dir,
-        printer: Printer { json: cli.json },
+        printer: Printer {
+            json: cli.json,
+            quiet: cli.quiet,
+        },
         clock,
     };
     match cli.command {

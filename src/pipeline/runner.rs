@@ -107,17 +107,75 @@ pub struct StageTime {
 }
 
 /// Laps of one run's stages, for the summary and the logs.
-struct StageTimes(Vec<StageTime>, Instant);
+/// The stages of a run's work, in order: each runs inside a `stage` span (so every log line, in
+/// JSON too, names its stage) and, on a terminal, under a spinner naming it.
+const STAGES: [&str; 10] = [
+    "fetch",
+    "read previous",
+    "parse",
+    "roles",
+    "build tables",
+    "write snapshot",
+    "diff",
+    "history",
+    "merge",
+    "commit",
+];
+
+struct StageTimes {
+    done: Vec<StageTime>,
+    started: Instant,
+    span: Option<tracing::span::EnteredSpan>,
+    spinner: indicatif::ProgressBar,
+}
 
 impl StageTimes {
     fn start() -> Self {
-        StageTimes(Vec::new(), Instant::now())
+        let spinner = if crate::printer::show_progress() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("static template"),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut times = StageTimes {
+            done: Vec::new(),
+            started: Instant::now(),
+            span: None,
+            spinner,
+        };
+        times.enter(STAGES[0]);
+        times
     }
+
+    fn enter(&mut self, stage: &'static str) {
+        self.span = None;
+        self.span = Some(tracing::info_span!("stage", stage).entered());
+        self.spinner.set_message(stage);
+    }
+
     fn lap(&mut self, stage: &'static str) {
-        let ms = self.1.elapsed().as_millis() as u64;
-        tracing::debug!(stage, ms, "stage done");
-        self.0.push(StageTime { stage, ms });
-        self.1 = Instant::now();
+        let ms = self.started.elapsed().as_millis() as u64;
+        tracing::debug!(ms, "stage done");
+        self.done.push(StageTime { stage, ms });
+        self.started = Instant::now();
+        let next = STAGES
+            .iter()
+            .position(|s| *s == stage)
+            .and_then(|i| STAGES.get(i + 1))
+            .copied()
+            .unwrap_or("commit");
+        self.enter(next);
+    }
+
+    /// The stage times, the spinner cleared and the last span left.
+    fn finish(mut self) -> Vec<StageTime> {
+        self.span = None;
+        self.spinner.finish_and_clear();
+        std::mem::take(&mut self.done)
     }
 }
 
@@ -258,6 +316,8 @@ impl Runner<'_> {
             None => 1,
         };
         let run_id = format!("{}-{}-{run_number:04}", now.format("%Y%m%dT%H%M%SZ"), name);
+        // Every log line of the run carries its id and pipeline (and, inside, its stage).
+        let _run_span = tracing::info_span!("run", run_id = %run_id, pipeline = %name).entered();
         let _lock = crate::warehouse::lock_pipeline(&self.warehouse, &name, &run_id)?;
         crate::warehouse::recover(&self.warehouse, &name)?;
         let previous = store.latest().map_err(|e| {
@@ -958,7 +1018,7 @@ impl Runner<'_> {
             accepted_shift,
             unmapped_roles,
             code_system_changes,
-            stages: laps.0,
+            stages: laps.finish(),
             duration_ms: 0,
         };
         Ok((summary, fetched.location))

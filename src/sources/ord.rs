@@ -18,7 +18,6 @@ use rayon::prelude::*;
 use reqwest::Url;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::time::Instant;
 
 /// ORD returns at most 1,000 rows per response.
@@ -251,7 +250,7 @@ impl OrdSource {
     /// Fetches full records with bounded concurrency; 404 and other permanent 4xx answers become
     /// quarantine entries, anything still failing after retries fails the whole fetch.
     fn fetch_records(&self, codes: &[String]) -> Result<(Vec<RawRecord>, Vec<Quarantined>), SourceError> {
-        let progress = if std::io::stderr().is_terminal() {
+        let progress = if crate::printer::show_progress() {
             let bar = ProgressBar::new(codes.len() as u64);
             bar.set_style(
                 ProgressStyle::with_template("{spinner} fetching records {pos}/{len} [{bar:30}] {per_sec} eta {eta}")

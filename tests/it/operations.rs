@@ -208,3 +208,47 @@ fn paths_in_a_pipeline_file_are_relative_to_it_and_the_role_mapping_is_never_sil
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("roles.mapping") && err.contains("missing.toml"), "{err}");
 }
+
+#[test]
+fn json_log_lines_parse_and_name_the_run_and_stage_and_quiet_prints_nothing() {
+    let ctx = TestContext::new();
+    ctx.csv_pipeline("etr", "etr", &ods_csv("etr-2025-07-folakeobalakun.csv"));
+    let out = ctx.odsync_env(
+        "2025-07-16",
+        &["run", "etr", "--log-format", "json", "--quiet"],
+        &[("ODSYNC_LOG", "debug")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "", "--quiet prints no summary");
+    let lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let in_run: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == "run"))
+        })
+        .collect();
+    assert!(in_run.len() >= 5, "{}", out.stderr);
+    for l in &in_run {
+        assert_eq!(l["spans"][0]["run_id"], "20250716T000000Z-etr-0001", "{l}");
+        assert_eq!(l["spans"][0]["pipeline"], "etr");
+    }
+    let stages: std::collections::BTreeSet<&str> = in_run.iter().filter_map(|l| l["span"]["stage"].as_str()).collect();
+    for s in ["fetch", "parse", "merge"] {
+        assert!(stages.contains(s), "{stages:?}");
+    }
+    // --json still prints the document under --quiet; a failure still says why on stderr.
+    let json = ctx
+        .odsync("2025-07-17", &["run", "etr", "--json", "--quiet"])
+        .ok()
+        .json();
+    assert_eq!(json["status"], "unchanged");
+    let failed = ctx.odsync("2025-07-17", &["run", "nope", "--quiet"]);
+    assert_eq!(failed.code, 1);
+    assert!(failed.stderr.contains("nope"), "{}", failed.stderr);
+}
