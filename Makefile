@@ -33,7 +33,11 @@ ODSYNC := $(CARGO_TARGET_DIR)/debug/odsync
 DEMO_STATES := tests/fixtures/ord-states
 DEMO_WAREHOUSE ?= snapshots
 
-.PHONY: help build test demo bench sync lint fmt clean duckdb
+.PHONY: help build test demo bench sync lint fmt clean duckdb airflow-check
+
+# `make airflow-check`: Apache Airflow from the package index in a virtual environment.
+AIRFLOW_VERSION ?= 2.10.5
+AIRFLOW_VENV    ?= $(ODSYNC_CACHE)/airflow-$(AIRFLOW_VERSION)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -134,3 +138,30 @@ fmt: ## Format the code
 
 clean: ## Remove build output (snapshots and the DuckDB cache are kept)
 	cargo clean
+
+airflow-check: build ## Install Airflow in a venv, import deploy/airflow/dags, run the DAG on the demo server (not part of `make test`)
+	@tmp=$$(mktemp -d)
+	if [ ! -x "$(AIRFLOW_VENV)/bin/airflow" ]; then
+	  echo "installing apache-airflow $(AIRFLOW_VERSION) into $(AIRFLOW_VENV) (once; a few minutes)"
+	  python3 -m venv "$(AIRFLOW_VENV).partial"
+	  "$(AIRFLOW_VENV).partial/bin/pip" install -q "apache-airflow==$(AIRFLOW_VERSION)"
+	  rm -rf "$(AIRFLOW_VENV)" && mv "$(AIRFLOW_VENV).partial" "$(AIRFLOW_VENV)"
+	fi
+	$(ODSYNC) serve --states $(DEMO_STATES) --state demo-2021 --port-file "$$tmp/port" 2>"$$tmp/serve.log" &
+	server=$$!
+	trap 'kill $$server 2>/dev/null || true; rm -rf "$$tmp"' EXIT
+	for _ in $$(seq 100); do [ -s "$$tmp/port" ] && break; kill -0 $$server || { cat "$$tmp/serve.log"; exit 1; }; sleep 0.1; done
+	export AIRFLOW_HOME="$$tmp/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/deploy/airflow/dags" \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__UNIT_TEST_MODE=False
+	export ODSYNC_BIN="$(ODSYNC)" ODSYNC_PIPELINES=demo ODSYNC_PIPELINES_DIR="$(CURDIR)/pipelines" \
+	  ODSYNC_WAREHOUSE="$$tmp/warehouse" ODSYNC_ORD_BASE_URL="http://127.0.0.1:$$(cat $$tmp/port)/ORD/2-0-0"
+	"$(AIRFLOW_VENV)/bin/airflow" db migrate >"$$tmp/db.log" 2>&1 || { cat "$$tmp/db.log"; exit 1; }
+	echo "== the DAG folder imports with no errors"
+	errors=$$("$(AIRFLOW_VENV)/bin/airflow" dags list-import-errors -o json 2>/dev/null)
+	echo "$$errors"
+	[ "$$errors" = "[]" ] || [ -z "$$errors" ] || { echo "import errors in deploy/airflow/dags"; exit 1; }
+	"$(AIRFLOW_VENV)/bin/airflow" dags list -o plain 2>/dev/null | grep -q odsync_nightly
+	echo "== odsync_nightly end to end on the demo pipeline (local ORD server)"
+	"$(AIRFLOW_VENV)/bin/airflow" dags test odsync_nightly 2>&1 | tail -n 25
+	$(ODSYNC) status demo
+	echo "airflow-check: the DAG imports, runs the demo pipeline and its health check passes"
