@@ -38,6 +38,9 @@ DEMO_WAREHOUSE ?= snapshots
 # `make airflow-check`: Apache Airflow from the package index in a virtual environment.
 AIRFLOW_VERSION ?= 2.10.5
 AIRFLOW_VENV    ?= $(ODSYNC_CACHE)/airflow-$(AIRFLOW_VERSION)
+# Airflow's own constraint files live outside the package index; these pins keep pip's resolver
+# from backtracking for an hour through connexion/flask versions that cannot work together.
+AIRFLOW_PINS    := "apache-airflow==$(AIRFLOW_VERSION)" "connexion[flask]==2.14.2" "flask<2.3" "werkzeug<3" "sqlalchemy<2"
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -144,7 +147,7 @@ airflow-check: build ## Install Airflow in a venv, import deploy/airflow/dags, r
 	if [ ! -x "$(AIRFLOW_VENV)/bin/airflow" ]; then
 	  echo "installing apache-airflow $(AIRFLOW_VERSION) into $(AIRFLOW_VENV) (once; a few minutes)"
 	  python3 -m venv "$(AIRFLOW_VENV).partial"
-	  "$(AIRFLOW_VENV).partial/bin/pip" install -q "apache-airflow==$(AIRFLOW_VERSION)"
+	  "$(AIRFLOW_VENV).partial/bin/pip" install -q $(AIRFLOW_PINS)
 	  rm -rf "$(AIRFLOW_VENV)" && mv "$(AIRFLOW_VENV).partial" "$(AIRFLOW_VENV)"
 	fi
 	$(ODSYNC) serve --states $(DEMO_STATES) --state demo-2021 --port-file "$$tmp/port" 2>"$$tmp/serve.log" &
@@ -152,16 +155,19 @@ airflow-check: build ## Install Airflow in a venv, import deploy/airflow/dags, r
 	trap 'kill $$server 2>/dev/null || true; rm -rf "$$tmp"' EXIT
 	for _ in $$(seq 100); do [ -s "$$tmp/port" ] && break; kill -0 $$server || { cat "$$tmp/serve.log"; exit 1; }; sleep 0.1; done
 	export AIRFLOW_HOME="$$tmp/airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/deploy/airflow/dags" \
-	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__UNIT_TEST_MODE=False
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__UNIT_TEST_MODE=False AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING
 	export ODSYNC_BIN="$(ODSYNC)" ODSYNC_PIPELINES=demo ODSYNC_PIPELINES_DIR="$(CURDIR)/pipelines" \
 	  ODSYNC_WAREHOUSE="$$tmp/warehouse" ODSYNC_ORD_BASE_URL="http://127.0.0.1:$$(cat $$tmp/port)/ORD/2-0-0"
 	"$(AIRFLOW_VENV)/bin/airflow" db migrate >"$$tmp/db.log" 2>&1 || { cat "$$tmp/db.log"; exit 1; }
 	echo "== the DAG folder imports with no errors"
-	errors=$$("$(AIRFLOW_VENV)/bin/airflow" dags list-import-errors -o json 2>/dev/null)
+	errors=$$("$(AIRFLOW_VENV)/bin/airflow" dags list-import-errors -o json 2>/dev/null | tail -n 1)
 	echo "$$errors"
 	[ "$$errors" = "[]" ] || [ -z "$$errors" ] || { echo "import errors in deploy/airflow/dags"; exit 1; }
 	"$(AIRFLOW_VENV)/bin/airflow" dags list -o plain 2>/dev/null | grep -q odsync_nightly
 	echo "== odsync_nightly end to end on the demo pipeline (local ORD server)"
-	"$(AIRFLOW_VENV)/bin/airflow" dags test odsync_nightly 2>&1 | tail -n 25
+	AIRFLOW__LOGGING__LOGGING_LEVEL=INFO "$(AIRFLOW_VENV)/bin/airflow" dags test odsync_nightly >"$$tmp/dag.log" 2>&1 || { tail -n 40 "$$tmp/dag.log"; exit 1; }
+	grep -E "Marking task as (SUCCESS|FAILED)|DagRun Finished" "$$tmp/dag.log" | sed 's/^\[[^]]*\] //'
+	grep -q "DagRun Finished.*state=success" "$$tmp/dag.log" || { echo "the DAG run did not succeed"; tail -n 40 "$$tmp/dag.log"; exit 1; }
+	grep -q "Done. Returned value was: {" "$$tmp/dag.log" || { echo "no run summary was pushed to XCom"; exit 1; }
 	$(ODSYNC) status demo
 	echo "airflow-check: the DAG imports, runs the demo pipeline and its health check passes"
