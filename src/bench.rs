@@ -222,7 +222,7 @@ fn bench_clock() -> Clock {
 
 fn bench_settings() -> crate::merge::MergeSettings {
     crate::merge::MergeSettings {
-        ownership: crate::merge::ODS_FIELDS
+        ownership: crate::model::ODS_FIELDS
             .iter()
             .map(|(f, _)| ((*f).to_owned(), crate::pipeline::Ownership::Review))
             .collect(),

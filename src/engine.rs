@@ -51,7 +51,7 @@ pub fn session(
     conn.execute_batch(&format!(
         "SET memory_limit = '{}'; SET temp_directory = {};",
         memory_limit(),
-        crate::catalog::sql::quote_path(&spill)
+        crate::sql::quote_path(&spill)
     ))?;
     Ok((conn, guard))
 }

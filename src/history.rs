@@ -2,14 +2,12 @@
 //! version per snapshot under `<warehouse>/<pipeline>/history/`, maintained from the diff rather
 //! than recomputed, plus the as-of views in the catalog.
 
-use crate::catalog::sql::quote_path;
-use crate::merge::ODS_FIELDS;
+use crate::model::ODS_FIELDS;
 use crate::snapshot::version_dir_name;
+use crate::sql::{SQL_UPDATE_HISTORY, quote_path};
 use chrono::NaiveDate;
 use duckdb::params;
 use std::path::Path;
-
-pub const SQL_UPDATE_HISTORY: &str = include_str!("../sql/history/update_history.sql");
 
 #[derive(Debug, thiserror::Error)]
 #[error("history ({step}): {message}")]

@@ -225,7 +225,7 @@ pub fn health(
 fn open_conflicts(catalog: &Catalog, pipeline: &str, now: DateTime<Utc>) -> (u64, Option<i64>) {
     let sql = format!(
         "SELECT count(*), min(first_seen_run) FROM open_conflicts WHERE pipeline = {}",
-        crate::catalog::sql::quote_text(pipeline)
+        crate::sql::quote_text(pipeline)
     );
     let Ok(result) = catalog.query_text(&sql) else {
         return (0, None);

@@ -6,7 +6,7 @@
 //! The connection is opened per operation, not held for a whole run, so an analyst's
 //! `duckdb snapshots/catalog.duckdb` session only conflicts with odsync for milliseconds.
 
-pub mod sql;
+use crate::sql;
 
 use crate::model::tables::TABLE_NAMES;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -2,11 +2,11 @@
 
 use super::Globals;
 use super::query::render;
-use crate::catalog::sql::quote_text;
 use crate::catalog::{Catalog, QueryResult};
 use crate::cli::{ConflictsCommand, ResolveArgs};
 use crate::error::UserError;
 use crate::merge::resolutions::{self, Resolution};
+use crate::sql::quote_text;
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 

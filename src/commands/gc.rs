@@ -1,8 +1,8 @@
-//! `odsync gc <pipeline>`: remove old versions under a keep policy (see `warehouse::gc`).
+//! `odsync gc <pipeline>`: remove old versions under a keep policy (see `gc`).
 
 use super::Globals;
 use crate::cli::GcArgs;
-use crate::warehouse::gc::{GcPolicy, GcReport};
+use crate::gc::{GcPolicy, GcReport};
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &GcArgs) -> anyhow::Result<ExitCode> {
@@ -18,7 +18,7 @@ pub fn run(globals: &Globals, args: &GcArgs) -> anyhow::Result<ExitCode> {
         keep_days: args.keep_days,
         dry_run: args.dry_run,
     };
-    let report = crate::warehouse::gc::gc(&warehouse, &name, &policy, globals.clock.now(), &lock)?;
+    let report = crate::gc::gc(&warehouse, &name, &policy, globals.clock.now(), &lock)?;
     drop(lock);
     if !report.dry_run
         && !report.removed.is_empty()

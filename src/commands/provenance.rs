@@ -3,9 +3,9 @@
 use super::Globals;
 use super::query::render;
 use crate::catalog::Catalog;
-use crate::catalog::sql::quote_text;
 use crate::cli::ProvenanceArgs;
 use crate::error::UserError;
+use crate::sql::quote_text;
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &ProvenanceArgs) -> anyhow::Result<ExitCode> {

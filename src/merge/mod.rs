@@ -15,46 +15,22 @@
 pub mod resolutions;
 mod trusts;
 
-use crate::catalog::sql::quote_path;
 use crate::clock::Clock;
 use crate::model::tables::sha256_hex;
-use crate::pipeline::{MergeConfig, Ownership};
+use crate::sql::{
+    SQL_BUILD_PROVENANCE, SQL_BUILD_TRUSTS, SQL_DECIDE_FIELDS, SQL_DETECT_CONFLICTS, SQL_FIND_CHANGED,
+    SQL_SELECT_TOUCHED, quote_path,
+};
+pub mod config;
+
 use crate::snapshot::{SnapshotStore, version_dir_name};
+pub use config::{MergeConfig, Ownership};
 use duckdb::{Connection, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The ODS fields of the trust table and their SQL types.
-pub const ODS_FIELDS: [(&str, &str); 25] = [
-    ("name", "VARCHAR"),
-    ("status", "VARCHAR"),
-    ("record_class", "VARCHAR"),
-    ("primary_role", "VARCHAR"),
-    ("operational_start", "DATE"),
-    ("operational_end", "DATE"),
-    ("legal_start", "DATE"),
-    ("legal_end", "DATE"),
-    ("last_change_date", "DATE"),
-    ("address_line1", "VARCHAR"),
-    ("address_line2", "VARCHAR"),
-    ("address_line3", "VARCHAR"),
-    ("town", "VARCHAR"),
-    ("county", "VARCHAR"),
-    ("postcode", "VARCHAR"),
-    ("country", "VARCHAR"),
-    ("uprn", "VARCHAR"),
-    ("telephone", "VARCHAR"),
-    ("website", "VARCHAR"),
-    ("ref_only", "BOOLEAN"),
-    // Derived from the roles by the pipeline's role mapping; provenance source `derived`.
-    ("org_type", "VARCHAR"),
-    ("health_system", "VARCHAR"),
-    ("foundation_trust", "BOOLEAN"),
-    // Derived from the organisation's own relationships (pipeline::hierarchy).
-    ("parent_code", "VARCHAR"),
-    ("parent_relationship", "VARCHAR"),
-];
+pub use crate::model::ODS_FIELDS;
 
 /// Trust-table fields computed by odsync (role mapping) rather than read from ODS.
 pub const DERIVED_FIELDS: [&str; 5] = [
@@ -64,13 +40,6 @@ pub const DERIVED_FIELDS: [&str; 5] = [
     "parent_code",
     "parent_relationship",
 ];
-
-pub const SQL_FIND_CHANGED: &str = include_str!("../../sql/merge/find_changed.sql");
-pub const SQL_SELECT_TOUCHED: &str = include_str!("../../sql/merge/select_touched.sql");
-pub const SQL_DECIDE_FIELDS: &str = include_str!("../../sql/merge/decide_fields.sql");
-pub const SQL_DETECT_CONFLICTS: &str = include_str!("../../sql/merge/detect_conflicts.sql");
-pub const SQL_BUILD_TRUSTS: &str = include_str!("../../sql/merge/build_trusts.sql");
-pub const SQL_BUILD_PROVENANCE: &str = include_str!("../../sql/merge/build_provenance.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -514,7 +483,7 @@ pub fn merge(
     run_step(
         &conn,
         "select_touched.sql",
-        &crate::catalog::sql::render_raw(SQL_SELECT_TOUCHED, &lists),
+        &crate::sql::render_raw(SQL_SELECT_TOUCHED, &lists),
     )?;
     // The previous trust table is read once: touched rows to DuckDB, the rest kept for the write.
     let started = std::time::Instant::now();
@@ -523,13 +492,13 @@ pub fn merge(
     run_step(
         &conn,
         "decide_fields.sql",
-        &crate::catalog::sql::render_raw(SQL_DECIDE_FIELDS, &lists),
+        &crate::sql::render_raw(SQL_DECIDE_FIELDS, &lists),
     )?;
     run_step(&conn, "detect_conflicts.sql", SQL_DETECT_CONFLICTS)?;
     run_step(
         &conn,
         "build_trusts.sql",
-        &crate::catalog::sql::render_raw(
+        &crate::sql::render_raw(
             SQL_BUILD_TRUSTS,
             &[("field_list", &field_list), ("merged_columns", &merged_columns)],
         ),
@@ -582,7 +551,7 @@ fn write_small_outputs(conn: &Connection, tmp: &Path) -> Result<(), MergeError> 
     ] {
         conn.execute_batch(&format!(
             "COPY (SELECT * FROM {table} ORDER BY {order}) TO {} (FORMAT parquet, COMPRESSION zstd)",
-            crate::catalog::sql::quote_path(&tmp.join(format!("{table}.parquet")))
+            crate::sql::quote_path(&tmp.join(format!("{table}.parquet")))
         ))
         .map_err(sql_err("write outputs"))?;
     }

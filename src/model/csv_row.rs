@@ -602,23 +602,12 @@ mod tests {
     }
 
     #[test]
-    fn a_trust_closed_and_recoded_at_once_keeps_its_new_parent_and_its_type() {
+    fn a_trust_announced_for_a_later_date_is_not_open_yet() {
         let layout = CsvLayout::new(CsvKind::Etr, None);
-        let line = String::from_utf8_lossy(RM3).replace("\"Q83\"", "\"Z9B2Z\"");
-        let mut rec = parse_line(line.as_bytes(), &layout, today()).unwrap();
-        assert_eq!(rec.organisation.status.as_deref(), Some("Inactive"));
-        crate::pipeline::hierarchy::apply(&mut rec);
-        assert_eq!(rec.organisation.parent_code.as_deref(), Some("Z9B2Z"));
-        let mapping: crate::pipeline::roles::RoleMapping = toml::from_str(
-            "[[type]]\nprimary_role = \"RO197\"\norg_type = \"NHS Trust\"\nhealth_system = \"NHS England\"\n\n[[flag]]\nrole = \"RO57\"\nflag = \"foundation_trust\"\n",
-        )
-        .unwrap();
-        mapping.apply(&mut rec);
-        assert_eq!(rec.organisation.org_type.as_deref(), Some("NHS Trust"));
-        // A trust announced for a later date is not open yet.
         let future = String::from_utf8_lossy(RM3).replace("\"19930401\",\"20210930\"", "\"20260601\",\"\"");
         let rec = parse_line(future.as_bytes(), &layout, today()).unwrap();
         assert_eq!(rec.organisation.status_detail.as_deref(), Some("Proposed"));
+        assert_eq!(rec.organisation.status.as_deref(), Some("Active"));
     }
 
     #[test]

@@ -20,6 +20,38 @@ use serde::Serialize;
 /// Bumped whenever a table's columns or their derivation change; recorded in every manifest.
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// The organisation fields the trust table, its merge and the history carry, with their SQL
+/// types (the model owns the list; the SQL stages read it).
+pub const ODS_FIELDS: [(&str, &str); 25] = [
+    ("name", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("record_class", "VARCHAR"),
+    ("primary_role", "VARCHAR"),
+    ("operational_start", "DATE"),
+    ("operational_end", "DATE"),
+    ("legal_start", "DATE"),
+    ("legal_end", "DATE"),
+    ("last_change_date", "DATE"),
+    ("address_line1", "VARCHAR"),
+    ("address_line2", "VARCHAR"),
+    ("address_line3", "VARCHAR"),
+    ("town", "VARCHAR"),
+    ("county", "VARCHAR"),
+    ("postcode", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("uprn", "VARCHAR"),
+    ("telephone", "VARCHAR"),
+    ("website", "VARCHAR"),
+    ("ref_only", "BOOLEAN"),
+    // Derived from the roles by the pipeline's role mapping; provenance source `derived`.
+    ("org_type", "VARCHAR"),
+    ("health_system", "VARCHAR"),
+    ("foundation_trust", "BOOLEAN"),
+    // Derived from the organisation's own relationships (pipeline::hierarchy).
+    ("parent_code", "VARCHAR"),
+    ("parent_relationship", "VARCHAR"),
+];
+
 /// A dated span (ODS `Date[]` entries of one `Type`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Period {

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::merge::{MergeConfig, Ownership};
+pub use crate::sources::scope::ScopeConfig;
+
 pub const DEFAULT_ORD_BASE_URL: &str = "https://directory.spineservices.nhs.uk/ORD/2-0-0";
 
 #[derive(Debug, thiserror::Error)]
@@ -158,51 +161,6 @@ fn resolve_paths(config: &mut PipelineConfig, base: &Path) {
     }
 }
 
-/// Who owns a trust-table field when ODS and a local edit disagree.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Ownership {
-    /// ODS always wins; an overwritten local value is reported.
-    Ods,
-    /// The local value always wins; the suppressed ODS change is reported.
-    Local,
-    /// A disagreement becomes a conflict to resolve; the local value stays meanwhile.
-    #[default]
-    Review,
-}
-
-impl Ownership {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Ownership::Ods => "ods",
-            Ownership::Local => "local",
-            Ownership::Review => "review",
-        }
-    }
-}
-
-/// The trust table and its three-way merge (see `merge`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MergeConfig {
-    /// Ownership per ODS field; fields not listed use `default_ownership`.
-    #[serde(default)]
-    pub fields: std::collections::BTreeMap<String, Ownership>,
-    #[serde(default)]
-    pub default_ownership: Ownership,
-    /// Columns the team owns (e.g. trust_type, display_name, network): never set from ODS.
-    #[serde(default)]
-    pub local_fields: Vec<String>,
-    /// The team's own table (CSV with a header, or Parquet), keyed by `code`: e.g. a nightly ERP
-    /// export. Empty cells mean "no local value".
-    #[serde(default)]
-    pub local_table: Option<PathBuf>,
-    /// Reviewed overrides (code, field, value, reason, author, expires); default
-    /// `<pipeline file folder>/<name>.overrides.csv` when that file exists.
-    #[serde(default)]
-    pub overrides: Option<PathBuf>,
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SourceConfig {
@@ -314,24 +272,6 @@ pub struct CsvSourceConfig {
     /// The CSV inside a zip, when it holds more than one.
     #[serde(default)]
     pub zip_entry: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeConfig {
-    /// One ORD search per role (`PrimaryRoleId=`); an organisation is in scope when its primary
-    /// role is listed here.
-    #[serde(default)]
-    pub primary_roles: Vec<String>,
-    /// One ORD search with `Roles=` (primary or non-primary); in scope when any role matches.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// `Active` or `Inactive`; absent means both.
-    #[serde(default)]
-    pub status: Option<String>,
-    /// Record classes kept (`RC1` organisations, `RC2` sites); empty means both.
-    #[serde(default)]
-    pub record_classes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -653,10 +593,10 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
         }
     }
     for field in config.merge.fields.keys() {
-        if !crate::merge::ODS_FIELDS.iter().any(|(f, _)| f == field) {
+        if !crate::model::ODS_FIELDS.iter().any(|(f, _)| f == field) {
             problems.push(format!(
                 "`merge.fields.{field}`: not an ODS field of the trust table (one of: {})",
-                crate::merge::ODS_FIELDS
+                crate::model::ODS_FIELDS
                     .iter()
                     .map(|(f, _)| *f)
                     .collect::<Vec<_>>()
@@ -665,7 +605,7 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
         }
     }
     for field in &config.merge.local_fields {
-        if crate::merge::ODS_FIELDS.iter().any(|(f, _)| f == field) || field == "code" {
+        if crate::model::ODS_FIELDS.iter().any(|(f, _)| f == field) || field == "code" {
             problems.push(format!(
                 "`merge.local_fields`: `{field}` is an ODS field; local fields are the team's own columns"
             ));

@@ -10,7 +10,7 @@
 //!   tables are always re-derived from the resulting raw set, so a delta snapshot and a baseline
 //!   of the same data are identical.
 
-use super::{Pipeline, ScopeConfig};
+use super::Pipeline;
 use crate::catalog::{Catalog, RunRecord};
 use crate::clock::Clock;
 use crate::model::csv_row::CsvLayout;
@@ -227,32 +227,6 @@ pub struct Runner<'a> {
     pub baseline_source: Option<Box<dyn Source>>,
     pub clock: Clock,
     pub csv_layout: Option<CsvLayout>,
-}
-
-impl ScopeConfig {
-    /// Whether a parsed record belongs to this scope (empty lists mean "everything").
-    pub fn matches(&self, rec: &OrgRecord) -> bool {
-        let by_role = (self.primary_roles.is_empty() && self.roles.is_empty())
-            || rec
-                .organisation
-                .primary_role
-                .as_ref()
-                .is_some_and(|p| self.primary_roles.contains(p))
-            || rec.role_ids().any(|r| self.roles.iter().any(|s| s == r));
-        let by_status = self.status.as_ref().is_none_or(|s| {
-            rec.organisation
-                .status
-                .as_ref()
-                .is_some_and(|o| o.eq_ignore_ascii_case(s))
-        });
-        let by_class = self.record_classes.is_empty()
-            || rec
-                .organisation
-                .record_class
-                .as_ref()
-                .is_some_and(|c| self.record_classes.contains(c));
-        by_role && by_status && by_class
-    }
 }
 
 /// Chooses baseline or incremental (REFERENCE.md 2.5: `/sync` reaches back 185 days).

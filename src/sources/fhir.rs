@@ -20,10 +20,10 @@
 //!   participating organisations (see `model::fhir_json`), so a replay needs nothing else.
 
 use super::http::{HttpClient, HttpError, redact};
+use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::fhir_json::referenced_code;
 use crate::model::{Deletion, Quarantined, RawFormat, RawRecord};
-use crate::pipeline::ScopeConfig;
 use reqwest::Url;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

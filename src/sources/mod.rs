@@ -6,6 +6,7 @@ pub mod csv_bulk;
 pub mod fhir;
 pub mod http;
 pub mod ord;
+pub mod scope;
 pub mod trud_xml;
 
 use crate::model::tables::CodeSystemRole;

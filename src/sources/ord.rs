@@ -8,11 +8,11 @@
 //! - `GET /roles` on every run, stored with the snapshot.
 
 use super::http::{HttpClient, HttpError, Response, redact};
+use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::ord_json::{list, text, truthy};
 use crate::model::tables::CodeSystemRole;
 use crate::model::{Quarantined, RawFormat, RawRecord};
-use crate::pipeline::ScopeConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use reqwest::Url;

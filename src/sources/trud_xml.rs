@@ -20,10 +20,10 @@
 //!   snapshot's code-system table, as ORD's `/roles` is;
 //! - the release zip's sha256 is recorded, and checked when the pipeline gives one.
 
+use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::tables::CodeSystemRole;
 use crate::model::{OrgRecord, Quarantined, RawFormat, RawRecord};
-use crate::pipeline::ScopeConfig;
 use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde::Serialize;

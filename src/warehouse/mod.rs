@@ -24,7 +24,6 @@
 //! at the named step, so tests can crash the real binary at each step of the protocol; release
 //! builds ignore it.
 
-pub mod gc;
 pub mod lock;
 
 use serde::{Deserialize, Serialize};

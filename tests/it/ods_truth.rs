@@ -535,3 +535,20 @@ fn an_unknown_status_word_is_quarantined_never_read_as_active() {
     ));
     assert_eq!(present, [vec!["0"]]);
 }
+
+#[test]
+fn a_trust_closed_and_recoded_at_once_keeps_its_new_parent_and_its_type() {
+    use odsync::model::csv_row::{CsvKind, CsvLayout, parse_line};
+    // The real RM3 line (closed 2021-09-30), its High Level Health Geography recoded to Z9B2Z.
+    let line = "\"RM3\",\"SALFORD ROYAL NHS FOUNDATION TRUST\",\"Y62\",\"Z9B2Z\",\"STOTT LANE\",\"SALFORD\",\"\",\"MANCHESTER\",\"\",\"M6 8HD\",\"19930401\",\"20210930\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"0\",\"\",\"B\",\"\",\"\",\"\"\r\n";
+    let layout = CsvLayout::new(CsvKind::Etr, None);
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    let mut rec = parse_line(line.as_bytes(), &layout, today).unwrap();
+    assert_eq!(rec.organisation.status.as_deref(), Some("Inactive"));
+    odsync::pipeline::hierarchy::apply(&mut rec);
+    assert_eq!(rec.organisation.parent_code.as_deref(), Some("Z9B2Z"));
+    let mapping =
+        odsync::pipeline::roles::parse(odsync::pipeline::BUILTIN_ROLE_MAPPING, Path::new("role_mapping.toml")).unwrap();
+    mapping.apply(&mut rec);
+    assert_eq!(rec.organisation.org_type.as_deref(), Some("NHS Trust"));
+}

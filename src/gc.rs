@@ -9,8 +9,8 @@
 //! A version's outputs (changes, history, merged tables made on it) go with it. Each folder is
 //! first renamed to a `.tmp-gc-…` name, so a crash leaves only what recovery removes.
 
-use super::{PipelineLock, WarehouseError, versions_in};
 use crate::snapshot::{SnapshotStore, version_dir_name};
+use crate::warehouse::{PipelineLock, WarehouseError, versions_in};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -39,7 +39,7 @@ pub fn gc(
     now: DateTime<Utc>,
     _lock: &PipelineLock,
 ) -> Result<GcReport, WarehouseError> {
-    super::recover(warehouse, pipeline)?;
+    crate::warehouse::recover(warehouse, pipeline)?;
     let dir = warehouse.join(pipeline);
     let store = SnapshotStore::new(warehouse, pipeline);
     let versions = versions_in(&dir.join("ods"));
@@ -126,10 +126,10 @@ pub fn gc(
             std::fs::rename(p, &tmp).map_err(io)?;
             std::fs::remove_dir_all(&tmp).map_err(io)?;
         }
-        for kind in super::KINDS {
+        for kind in crate::warehouse::KINDS {
             let k = dir.join(kind);
             if k.exists() {
-                super::sync_dir(&k)?;
+                crate::warehouse::sync_dir(&k)?;
             }
         }
     }
