@@ -43,14 +43,18 @@ pub struct Assessment {
     /// Whether what moved looks like a publication change rather than a damaged, incomplete or
     /// wrong file.
     pub looks_like_publication: bool,
+    /// Open organisations vanished beyond the limit (what makes it look incomplete).
+    pub open_vanished: bool,
 }
 
 impl Assessment {
     pub fn error(&self) -> ShiftError {
         let help = if self.looks_like_publication {
             "this looks like a change of publication, not of the organisations. If that is what you expect, run again with --accept-shift: it is recorded in the run and the manifest, and the changes it explains are marked publication_shift".to_owned()
-        } else {
+        } else if self.open_vanished {
             "this does not look like a publication change: open organisations vanished, so the source may be incomplete (a file cut off at a line end, a partial download) or not the file this pipeline reads. Fetch it again and check it; use --accept-shift only if you know ODS withdrew them".to_owned()
+        } else {
+            "this does not look like a publication change: many open organisations appeared, so the file may not be the one this pipeline reads (another file kind, another scope) or the scope changed. Check the source; use --accept-shift only if you expect them".to_owned()
         };
         ShiftError {
             reasons: self.reasons.iter().map(|(_, t)| t.clone()).collect(),
@@ -195,6 +199,7 @@ pub fn assess(
     let vanished_too_many =
         s.old_organisations > 0 && open_vanished as f64 / s.old_organisations as f64 > limits.max_vanished_share;
     a.looks_like_publication = !vanished_too_many && (publication || only_fields);
+    a.open_vanished = vanished_too_many;
     a
 }
 

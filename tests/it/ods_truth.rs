@@ -336,6 +336,23 @@ fn the_guard_says_what_moved_and_suggests_accepting_only_a_publication_change() 
         "{}",
         stopped.stderr
     );
+    // Another file's rows appended (the Welsh LHB sites): many open organisations appear.
+    let wales = std::fs::read_to_string(ods_csv("wlhbsite-2025-03-rcpch.csv")).unwrap();
+    let mixed_path = ctx.path().join("etr-plus-sites.csv");
+    std::fs::write(&mixed_path, format!("{full}{wales}")).unwrap();
+    ctx.csv_pipeline("etr", "etr", &mixed_path);
+    let stopped = ctx.odsync("2025-07-17", &["run", "etr"]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("many open organisations appeared"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        !stopped.stderr.contains("looks like a change of publication"),
+        "{}",
+        stopped.stderr
+    );
 }
 
 #[test]
