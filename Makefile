@@ -42,6 +42,11 @@ AIRFLOW_VENV    ?= $(ODSYNC_CACHE)/airflow-$(AIRFLOW_VERSION)
 # from backtracking for an hour through connexion/flask versions that cannot work together.
 AIRFLOW_PINS    := "apache-airflow==$(AIRFLOW_VERSION)" "connexion[flask]==2.14.2" "flask<2.3" "werkzeug<3" "sqlalchemy<2"
 
+# The tests read the table directories with pyarrow, as an analyst would: a pinned pyarrow in a
+# virtual environment outside the clone (reused by later clones, like the DuckDB library).
+PYARROW_VERSION := 18.1.0
+TEST_VENV       := $(ODSYNC_CACHE)/pyenv-pyarrow-$(PYARROW_VERSION)
+
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
@@ -59,8 +64,13 @@ duckdb: $(LIBDUCKDB) ## Fetch the prebuilt DuckDB library (done by build/test/de
 build: $(LIBDUCKDB) ## Build odsync
 	cargo build $(CARGO_FEATURES) --bins
 
-test: $(LIBDUCKDB) ## Run every test, then validate every pipeline file
-	cargo test $(CARGO_FEATURES)
+$(TEST_VENV)/installed:
+	rm -rf "$(TEST_VENV)" && python3 -m venv "$(TEST_VENV)"
+	"$(TEST_VENV)/bin/pip" install --quiet --disable-pip-version-check "pyarrow==$(PYARROW_VERSION)"
+	touch "$@"
+
+test: $(LIBDUCKDB) $(TEST_VENV)/installed ## Run every test, then validate every pipeline file
+	ODSYNC_TEST_PYTHON="$(TEST_VENV)/bin/python" cargo test $(CARGO_FEATURES)
 	$(ODSYNC) validate
 
 demo: build ## Offline demo: local ORD server, baseline, state change, incremental, merge, FHIR, TRUD baseline
@@ -118,7 +128,7 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	echo
 	echo "Look at it yourself (DuckDB CLI or Python, no odsync needed):"
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT code, name, status FROM latest_organisations WHERE pipeline = 'demo' LIMIT 10\""
-	echo "  duckdb -c \"SELECT version, count(*) FROM read_parquet('$(DEMO_WAREHOUSE)/demo/ods/*/organisations.parquet', hive_partitioning = true) GROUP BY ALL\""
+	echo "  duckdb -c \"SELECT version, count(*) FROM read_parquet('$(DEMO_WAREHOUSE)/demo/organisations/*/*.parquet', hive_partitioning = true) GROUP BY ALL\""
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM changes_latest WHERE pipeline = 'demo'\""
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM open_conflicts\""
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM provenance_latest WHERE code = 'RAX'\""

@@ -298,9 +298,9 @@ pub fn stage(name: &str, n: usize, work: &Path) -> anyhow::Result<StageResult> {
                 .into_iter()
                 .filter(|v| *v > 1)
             {
-                std::fs::remove_dir_all(
-                    crate::merge::merged_root(&warehouse, "bench").join(crate::snapshot::version_dir_name(v)),
-                )?;
+                for folder in store.layout().version_folders(crate::warehouse::Output::Merged, v) {
+                    std::fs::remove_dir_all(folder)?;
+                }
             }
             let second = crate::merge::OdsInput::published(&store, 2)?.with_changed(diff.org_rows);
             reset_peak();
@@ -352,7 +352,7 @@ pub fn run(sizes: &[usize], work: &Path, pair_dir: Option<&Path>) -> anyhow::Res
             std::fs::create_dir_all(dir)?;
             for (v, label) in [(1, "a"), (2, "b"), (3, "worst")] {
                 std::fs::copy(
-                    store.version_dir(v).join("organisations.parquet"),
+                    store.tables(v).file("organisations"),
                     dir.join(format!("organisations-{n}-{label}.parquet")),
                 )?;
             }

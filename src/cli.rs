@@ -50,7 +50,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Field-level changes between two snapshot versions (default: the latest two)
     #[command(
-        after_help = "Examples:\n  odsync diff nhs_trusts\n  odsync diff nhs_trusts --from 3 --to 7 --json\n\nChange kinds: added, deleted, closed, reopened, opened, renamed, reparented, succeeded, changed,\nmetadata; each organisation counts once per kind. Recoding events: the `recodings` view.\nEvery run writes the changes into the previous version as <warehouse>/<pipeline>/changes/version=N/;\nquery them with `odsync query \"SELECT * FROM changes_latest\"`."
+        after_help = "Examples:\n  odsync diff nhs_trusts\n  odsync diff nhs_trusts --from 3 --to 7 --json\n\nChange kinds: added, deleted, closed, reopened, opened, renamed, reparented, succeeded, changed,\nmetadata; each organisation counts once per kind. Recoding events: the `recodings` view.\nEvery run writes the changes into the previous version as <warehouse>/<pipeline>/changes/version=N/part-0.parquet;\nquery them with `odsync query \"SELECT * FROM changes_latest\"`."
     )]
     Diff(DiffArgs),
     /// Merge the latest snapshot into the trust table now (runs also merge, as their last stage)
@@ -92,6 +92,16 @@ pub enum Command {
         after_help = "Examples:\n  odsync gc nhs_trusts --keep 30 --dry-run\n  odsync gc nhs_trusts --keep 10 --keep-days 90\n\nA version is kept when either rule keeps it (one of the last N, or younger than D days), and\nalways: the latest snapshot, the snapshot each kept merge was made on, the latest history and merge.\n--dry-run lists what would go and why the rest stays."
     )]
     Gc(GcArgs),
+    /// Move a warehouse written before one directory per table into the current layout
+    #[command(
+        after_help = "Examples:\n  odsync migrate\n  odsync migrate --warehouse /data/ods --json\n\nEvery pipeline folder of the warehouse still in the first layout (<pipeline>/ods/version=N/<table>.parquet)\nis moved to <pipeline>/<table>/version=N/part-0.parquet with its manifests under <pipeline>/_meta/,\nthrough a commit journal (a crash finishes on the next command), and the catalog views are\nrecreated. `run`, `merge` and `gc` do this on their own; run it after an upgrade so that `status`,\n`query` and analysts' readers see the new layout at once. Nothing to do is not an error."
+    )]
+    Migrate,
+    /// Print external-table statements for a pipeline's table directories, or the table reference
+    #[command(
+        after_help = "Examples:\n  odsync ddl demo --dialect duckdb\n  odsync ddl nhs_trusts --dialect spark --location s3://lake/odsync/nhs_trusts --schema ods\n  odsync ddl nhs_trusts --dialect trino --location s3://lake/odsync/nhs_trusts\n  odsync ddl nhs_trusts --dialect bigquery --location gs://lake/odsync/nhs_trusts --schema my_dataset\n  odsync ddl demo --dialect markdown > docs/tables.md\n\nOne statement per table directory (<pipeline>/<table>/version=N/part-0.parquet), with `version` as the\npartition column; the columns are read from each table's latest Parquet file. --location is the pipeline\nfolder as the engine sees it (default: its local path)."
+    )]
+    Ddl(DdlArgs),
     /// Run SQL against the catalog (runs table and snapshot views) and print the result
     #[command(
         after_help = "Examples:\n  odsync query \"SELECT code, name FROM latest_organisations WHERE pipeline = 'demo' LIMIT 5\"\n  odsync query \"SELECT * FROM runs\" --json\n\nViews: snapshot_<table> and latest_<table> for organisations, roles, relationships, successors,\ncode_system_roles, quarantine, raw; snapshot_manifests; latest_snapshots. The same queries work in\nthe duckdb CLI or Python on <warehouse>/catalog.duckdb."
@@ -255,6 +265,29 @@ pub enum SnapshotsCommand {
         #[arg(long)]
         version: Option<u64>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DdlDialect {
+    Duckdb,
+    Spark,
+    Trino,
+    Bigquery,
+    /// The table reference (docs/tables.md): every table, column, type and meaning
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    pub pipeline: String,
+    #[arg(long, value_enum)]
+    pub dialect: DdlDialect,
+    /// The pipeline folder as the engine sees it (e.g. s3://bucket/odsync/<pipeline>); default its local path
+    #[arg(long)]
+    pub location: Option<String>,
+    /// Schema, database or dataset to create the tables in
+    #[arg(long, default_value = "odsync")]
+    pub schema: String,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,10 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<HttpError>()
             || e.is::<CatalogError>()
             || e.is::<crate::pipeline::guard::ShiftError>()
+            || matches!(
+                e.downcast_ref::<crate::ddl::DdlError>(),
+                Some(crate::ddl::DdlError::Empty { .. } | crate::ddl::DdlError::Read { .. })
+            )
             || matches!(e.downcast_ref::<DiffError>(), Some(DiffError::NotEnoughVersions { .. }))
             || matches!(
                 e.downcast_ref::<MergeError>(),

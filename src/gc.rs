@@ -6,11 +6,12 @@
 //! - the latest history version (each history version holds the whole history, so older ones are
 //!   redundant) and the latest merged version.
 //!
-//! A version's outputs (changes, history, merged tables made on it) go with it. Each folder is
-//! first renamed to a `.tmp-gc-…` name, so a crash leaves only what recovery removes.
+//! A version's outputs (changes, history, merged tables made on it) go with it. Each version
+//! folder is first renamed to a `.tmp-gc-…` name, its meta folder (manifest, summary) first so
+//! the version stops being listed before its tables go; a crash leaves only what recovery removes.
 
-use crate::snapshot::{SnapshotStore, version_dir_name};
-use crate::warehouse::{PipelineLock, WarehouseError, versions_in};
+use crate::snapshot::SnapshotStore;
+use crate::warehouse::{Output, PipelineLock, WarehouseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -40,10 +41,10 @@ pub fn gc(
     _lock: &PipelineLock,
 ) -> Result<GcReport, WarehouseError> {
     crate::warehouse::recover(warehouse, pipeline)?;
-    let dir = warehouse.join(pipeline);
     let store = SnapshotStore::new(warehouse, pipeline);
-    let versions = versions_in(&dir.join("ods"));
-    let merged = versions_in(&dir.join("merged"));
+    let layout = store.layout();
+    let versions = layout.versions(Output::Snapshot);
+    let merged = layout.versions(Output::Merged);
     let latest = versions.last().copied();
     let latest_merged = merged.last().copied();
     let mut kept: Vec<(u64, String)> = Vec::new();
@@ -91,22 +92,22 @@ pub fn gc(
         }
     }
     kept.sort();
-    let latest_history = versions_in(&dir.join("history")).last().copied();
+    let history = layout.versions(Output::History);
+    let latest_history = history.last().copied();
     let mut doomed: Vec<std::path::PathBuf> = Vec::new();
     for v in versions.iter().filter(|v| !keep.contains(v)) {
-        for kind in ["ods", "changes"] {
-            doomed.push(dir.join(kind).join(version_dir_name(*v)));
+        for output in [Output::Snapshot, Output::Changes] {
+            doomed.extend(layout.version_folders(output, *v));
         }
     }
-    for h in versions_in(&dir.join("history")) {
+    for h in history {
         if Some(h) != latest_history && !keep.contains(&h) {
-            doomed.push(dir.join("history").join(version_dir_name(h)));
+            doomed.extend(layout.version_folders(Output::History, h));
         }
     }
     for m in merged.iter().filter(|m| !merged_keep.contains(m)) {
-        doomed.push(dir.join("merged").join(version_dir_name(*m)));
+        doomed.extend(layout.version_folders(Output::Merged, *m));
     }
-    doomed.retain(|p| p.exists());
     let removed: Vec<String> = doomed
         .iter()
         .map(|p| p.strip_prefix(warehouse).unwrap_or(p).display().to_string())
@@ -126,11 +127,11 @@ pub fn gc(
             std::fs::rename(p, &tmp).map_err(io)?;
             std::fs::remove_dir_all(&tmp).map_err(io)?;
         }
-        for kind in crate::warehouse::KINDS {
-            let k = dir.join(kind);
-            if k.exists() {
-                crate::warehouse::sync_dir(&k)?;
-            }
+        let mut parents: Vec<&Path> = doomed.iter().filter_map(|p| p.parent()).collect();
+        parents.sort();
+        parents.dedup();
+        for parent in parents {
+            crate::warehouse::sync_dir(parent)?;
         }
     }
     Ok(GcReport {

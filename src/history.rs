@@ -1,10 +1,10 @@
 //! SCD2 history of each pipeline's ODS organisations (`sql/history/update_history.sql`), one
-//! version per snapshot under `<warehouse>/<pipeline>/history/`, maintained from the diff rather
+//! version per snapshot in `<warehouse>/<pipeline>/history/version=N/part-0.parquet`, maintained from the diff rather
 //! than recomputed, plus the as-of views in the catalog.
 
 use crate::model::ODS_FIELDS;
-use crate::snapshot::version_dir_name;
 use crate::sql::{SQL_UPDATE_HISTORY, quote_path};
+use crate::warehouse::{Layout, Output};
 use chrono::NaiveDate;
 use duckdb::params;
 use std::path::Path;
@@ -53,15 +53,13 @@ pub fn update(
     };
     let (conn, _spill) = crate::engine::session(warehouse, pipeline, "history", run_id).map_err(err("open"))?;
     let fields: String = ODS_FIELDS.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ");
-    let root = warehouse.join(pipeline).join("history");
+    let layout = Layout::new(warehouse, pipeline);
     let mut sql = format!(
         "CREATE TEMP VIEW new_org AS SELECT code, {fields} FROM read_parquet({}, hive_partitioning = false);\n\
          CREATE TEMP TABLE history_params (version BIGINT, run_id VARCHAR, snapshot_date DATE);\n",
         quote_path(&org_dir.join("organisations.parquet"))
     );
-    let prev_file = previous
-        .map(|p| root.join(version_dir_name(p)).join("history.parquet"))
-        .filter(|p| p.exists());
+    let prev_file = previous.map(|p| layout.table_file("history", p)).filter(|p| p.exists());
     match &prev_file {
         Some(p) => sql.push_str(&format!("CREATE TEMP VIEW prev_history AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n", quote_path(p))),
         None => sql.push_str(
@@ -86,12 +84,11 @@ pub fn update(
     .map_err(err("load inputs"))?;
     conn.execute_batch(SQL_UPDATE_HISTORY)
         .map_err(err("update_history.sql"))?;
-    let dir = root.join(version_dir_name(version));
     let wh = |e: crate::warehouse::WarehouseError| HistoryError {
         step: "write",
         message: e.to_string(),
     };
-    let tmp = txn.temp_dir("history", &version_dir_name(version)).map_err(wh)?;
+    let tmp = txn.temp_dir(Output::History, version).map_err(wh)?;
     conn.execute_batch(&format!(
         // `history` is built in this order (update_history.sql ends in ORDER BY) and DuckDB keeps
         // insertion order, so it is not sorted a second time.
@@ -101,6 +98,6 @@ pub fn update(
     .map_err(err("write"))?;
     drop(conn);
     crate::warehouse::sync_tree(&tmp).map_err(wh)?;
-    txn.stage(&tmp, &dir, true).map_err(wh)?;
+    txn.stage_version(&tmp, Output::History, version, true).map_err(wh)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod ddl;
 pub mod diff;
 pub mod engine;
 pub mod env_vars;

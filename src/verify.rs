@@ -8,8 +8,8 @@
 //! unpublished ones, their Parquet footers readable; the resolutions log and the state file parse.
 
 use crate::model::tables::sha256_hex;
-use crate::snapshot::{Manifest, SnapshotStore, version_dir_name};
-use crate::warehouse::versions_in;
+use crate::snapshot::{Manifest, SnapshotStore};
+use crate::warehouse::{Layout, Output, version_dir_name};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +51,14 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
             repair: fix,
         })
     };
+    let layout = store.layout();
+    if crate::warehouse::layout::needs_migration(warehouse, pipeline) {
+        problem(
+            &dir,
+            "the pipeline's outputs are in the layout of odsync before one directory per table".into(),
+            format!("`odsync migrate {pipeline}` (or the next `odsync run {pipeline}`) moves them"),
+        );
+    }
     let journal = dir.join(crate::warehouse::JOURNAL);
     if journal.exists() {
         problem(
@@ -59,13 +67,13 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
             format!("`odsync merge {pipeline}` or the next `odsync run {pipeline}` finishes it"),
         );
     }
-    let versions = versions_in(&dir.join("ods"));
+    let versions = layout.versions_present(Output::Snapshot);
     for (i, v) in versions.iter().enumerate() {
         // `odsync gc` removes the oldest versions, so the sequence may start after 1, but it
         // never has a gap.
         if i > 0 && *v != versions[i - 1] + 1 {
             problem(
-                &store.version_dir(*v),
+                &store.manifest_path(*v),
                 format!("versions are not contiguous: version {v} follows {}", versions[i - 1]),
                 "restore the missing version folders from a backup".into(),
             );
@@ -74,8 +82,7 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
     }
     let mut damaged: Vec<u64> = Vec::new();
     for v in &versions {
-        let vdir = store.version_dir(*v);
-        let mpath = vdir.join("manifest.json");
+        let mpath = store.manifest_path(*v);
         let manifest: Manifest = match std::fs::read_to_string(&mpath)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
@@ -100,7 +107,7 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
             damaged.push(*v);
         }
         for (table, info) in &manifest.tables {
-            let path = vdir.join(&info.file);
+            let path = layout.table_file(table, *v);
             files_checked += 1;
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
@@ -136,36 +143,35 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
         }
     }
     let latest = versions.last().copied().unwrap_or(0);
-    for (kind, file) in [
-        ("changes", "changes.parquet"),
-        ("history", "history.parquet"),
-        ("merged", "trusts.parquet"),
-    ] {
-        let kdir = dir.join(kind);
-        let outs = versions_in(&kdir);
+    for output in [Output::Changes, Output::History, Output::Merged] {
+        let kind = output.name();
+        let main = output.tables()[0];
+        let outs = layout.versions_present(output);
         for o in &outs {
-            let odir = kdir.join(version_dir_name(*o));
-            if kind != "merged" && !versions.contains(o) {
+            let odir = layout.table_dir(main).join(version_dir_name(*o));
+            if output != Output::Merged && !versions.contains(o) {
+                let folders: Vec<String> = layout.version_folders(output, *o).iter().map(|p| shown(p)).collect();
                 problem(
                     &odir,
                     format!("{kind} of version {o}, which is not a published snapshot"),
-                    format!("remove `{}` (it belongs to no version)", shown(&odir)),
+                    format!("remove {} (it belongs to no version)", folders.join(", ")),
                 );
             }
-            for e in std::fs::read_dir(&odir).into_iter().flatten().filter_map(Result::ok) {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "parquet") {
-                    files_checked += 1;
-                    if let Err(err) = footer_ok(&p) {
-                        problem(
-                            &p,
-                            format!("unreadable Parquet footer: {err}"),
-                            format!("`odsync run {pipeline} --full` writes the outputs again"),
-                        );
-                    }
+            for table in output.tables() {
+                let p = layout.table_file(table, *o);
+                if !p.exists() {
+                    continue;
+                }
+                files_checked += 1;
+                if let Err(err) = footer_ok(&p) {
+                    problem(
+                        &p,
+                        format!("unreadable Parquet footer: {err}"),
+                        format!("`odsync run {pipeline} --full` writes the outputs again"),
+                    );
                 }
             }
-            if kind == "merged" {
+            if output == Output::Merged {
                 match crate::merge::read_report(warehouse, pipeline, *o) {
                     Some(r) if !versions.contains(&r.ods_version) => problem(
                         &odir,
@@ -177,31 +183,35 @@ pub fn verify(warehouse: &Path, pipeline: &str, repair: bool) -> VerifyReport {
                     ),
                     Some(_) => {}
                     None => problem(
-                        &odir.join("summary.json"),
+                        &layout.meta_path(output, *o).unwrap_or_else(|| odir.clone()),
                         "missing or unreadable merge summary".into(),
                         format!("`odsync merge {pipeline}`"),
                     ),
                 }
-            } else if !odir.join(file).exists() {
-                problem(&odir, format!("no {file}"), format!("`odsync run {pipeline} --full`"));
+            } else if !layout.table_file(main, *o).exists() {
+                problem(
+                    &odir,
+                    format!("no {main} table"),
+                    format!("`odsync run {pipeline} --full`"),
+                );
             }
         }
-        if kind == "history" {
+        if output == Output::History {
             for v in &versions {
                 if !outs.contains(v) {
                     problem(
-                        &kdir.join(version_dir_name(*v)),
+                        &layout.table_dir(main).join(version_dir_name(*v)),
                         format!("no history for published version {v}"),
                         format!("`odsync run {pipeline} --full` rebuilds the history"),
                     );
                 }
             }
         }
-        if kind == "changes" {
+        if output == Output::Changes {
             for v in versions.iter().skip(1) {
                 if !outs.contains(v) {
                     problem(
-                        &kdir.join(version_dir_name(*v)),
+                        &layout.table_dir(main).join(version_dir_name(*v)),
                         format!("no changes for published version {v}"),
                         format!("`odsync diff {pipeline}` shows them; `odsync run {pipeline} --full` writes the next"),
                     );
@@ -271,34 +281,42 @@ fn move_aside(warehouse: &Path, pipeline: &str, versions: &[u64], damaged: &[u64
             break;
         }
     }
+    let layout = Layout::new(warehouse, pipeline);
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    for v in tail {
-        for kind in ["ods", "changes", "history"] {
-            let from = dir.join(kind).join(version_dir_name(v));
-            if from.exists() {
-                let to: PathBuf = dir
-                    .join("damaged")
-                    .join(format!("{kind}-{}-{stamp}", version_dir_name(v)));
-                if std::fs::create_dir_all(dir.join("damaged"))
-                    .and_then(|()| std::fs::rename(&from, &to))
-                    .is_ok()
-                {
-                    moved.push(to.strip_prefix(warehouse).unwrap_or(&to).display().to_string());
-                }
+    let mut move_version = |output: Output, v: u64| {
+        // The meta folder first: the version stops being listed before its files go.
+        for from in layout.version_folders(output, v) {
+            let what = from
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let what = if what == output.name() {
+                format!("{what}-meta")
+            } else {
+                what
+            };
+            let to: PathBuf = dir
+                .join("damaged")
+                .join(format!("{what}-{}-{stamp}", version_dir_name(v)));
+            if std::fs::create_dir_all(dir.join("damaged"))
+                .and_then(|()| std::fs::rename(&from, &to))
+                .is_ok()
+            {
+                moved.push(to.strip_prefix(warehouse).unwrap_or(&to).display().to_string());
             }
         }
+    };
+    for v in tail {
+        for output in [Output::Snapshot, Output::Changes, Output::History] {
+            move_version(output, v);
+        }
     }
-    for m in versions_in(&dir.join("merged")) {
+    for m in layout.versions_present(Output::Merged) {
         if crate::merge::read_report(warehouse, pipeline, m)
             .is_some_and(|r| !store_has(warehouse, pipeline, r.ods_version))
         {
-            let from = dir.join("merged").join(version_dir_name(m));
-            let to = dir
-                .join("damaged")
-                .join(format!("merged-{}-{stamp}", version_dir_name(m)));
-            if std::fs::rename(&from, &to).is_ok() {
-                moved.push(to.strip_prefix(warehouse).unwrap_or(&to).display().to_string());
-            }
+            move_version(Output::Merged, m);
         }
     }
     if !moved.is_empty() {
@@ -307,7 +325,7 @@ fn move_aside(warehouse: &Path, pipeline: &str, versions: &[u64], damaged: &[u64
         let state = crate::warehouse::PipelineState {
             run_id: "verify-repair".into(),
             watermark: None,
-            snapshot_version: versions_in(&dir.join("ods")).last().copied(),
+            snapshot_version: layout.versions(Output::Snapshot).last().copied(),
         };
         if txn.stage_state(&state).and_then(|()| txn.commit()).is_err() {
             tracing::warn!("could not reset the watermark; run the next run with --full");
@@ -317,5 +335,5 @@ fn move_aside(warehouse: &Path, pipeline: &str, versions: &[u64], damaged: &[u64
 }
 
 fn store_has(warehouse: &Path, pipeline: &str, version: u64) -> bool {
-    SnapshotStore::new(warehouse, pipeline).version_dir(version).exists()
+    SnapshotStore::new(warehouse, pipeline).manifest_path(version).exists()
 }

@@ -29,20 +29,21 @@ const HELP: &str =
 
 pub const CATALOG_FILE: &str = "catalog.duckdb";
 
-/// Derived outputs and their views: (folder under the pipeline, table file, all-versions view,
-/// latest-version view).
-pub const OUTPUT_VIEWS: [(&str, &str, &str, &str); 5] = [
-    ("history", "history", "history_versions", "latest_history"),
-    ("changes", "changes", "snapshot_changes", "changes_latest"),
-    ("merged", "trusts", "merged_trusts", "latest_trusts"),
-    ("merged", "conflicts", "merged_conflicts", "conflicts_latest"),
-    ("merged", "provenance", "provenance_log", "provenance_by_merge"),
+/// Derived outputs and their views: (table, all-versions view, latest-version view).
+pub const OUTPUT_VIEWS: [(&str, &str, &str); 5] = [
+    ("history", "history_versions", "latest_history"),
+    ("changes", "snapshot_changes", "changes_latest"),
+    ("trusts", "merged_trusts", "latest_trusts"),
+    ("conflicts", "merged_conflicts", "conflicts_latest"),
+    ("provenance", "provenance_log", "provenance_by_merge"),
 ];
 
-/// Whether `<warehouse>/*/<kind>/version=*/<file>` exists for any pipeline.
-fn any_output(warehouse: &Path, kind: &str, file: &str) -> bool {
-    in_every_pipeline(warehouse, kind)
-        .any(|v| v.file_name().to_string_lossy().starts_with("version=") && v.path().join(file).exists())
+/// Whether `<warehouse>/*/<table>/version=*/part-0.parquet` exists for any pipeline.
+fn any_table(warehouse: &Path, table: &str) -> bool {
+    in_every_pipeline(warehouse, table).any(|v| {
+        v.file_name().to_string_lossy().starts_with("version=")
+            && v.path().join(crate::warehouse::layout::PART).exists()
+    })
 }
 
 /// The entries of `<warehouse>/<every pipeline>/<sub>/` (none where a folder is missing).
@@ -59,10 +60,10 @@ fn in_every_pipeline<'a>(warehouse: &'a Path, sub: &'a str) -> impl Iterator<Ite
         })
 }
 
-/// Every `<warehouse>/*/ods/version=*/manifest.json` that parses as a manifest, sorted.
+/// Every `<warehouse>/*/_meta/ods/version=*/manifest.json` that parses as a manifest, sorted.
 fn readable_manifests(warehouse: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for v in in_every_pipeline(warehouse, "ods") {
+    for v in in_every_pipeline(warehouse, "_meta/ods") {
         if !v.file_name().to_string_lossy().starts_with("version=") {
             continue;
         }
@@ -527,9 +528,6 @@ impl Catalog {
     /// (Re)creates the snapshot views. DuckDB binds a view when it is created, so they are only
     /// created once some snapshot exists; until then the catalog holds just `runs`.
     pub fn refresh_views(&self) -> Result<bool, CatalogError> {
-        if !any_output(&self.warehouse, "ods", "manifest.json") {
-            return Ok(false);
-        }
         let warehouse = self.warehouse.to_string_lossy().into_owned();
         // The manifests view lists the manifests that parse, by name: one damaged manifest
         // (which `odsync verify` reports) must not break every view of every pipeline.
@@ -544,15 +542,17 @@ impl Catalog {
             .join(", ");
         let mut script = sql::render_raw(sql::CREATE_MANIFEST_VIEWS, &[("manifests", &list)]);
         for table in TABLE_NAMES {
+            if !any_table(&self.warehouse, table) {
+                continue;
+            }
             let vars = [("warehouse", warehouse.as_str()), ("table", table)];
             script.push_str(&sql::render(sql::CREATE_SNAPSHOT_VIEW, &vars));
             script.push_str(&sql::render(sql::CREATE_LATEST_VIEW, &vars));
         }
-        for (kind, table, all_view, latest_view) in OUTPUT_VIEWS {
-            if any_output(&self.warehouse, kind, &format!("{table}.parquet")) {
+        for (table, all_view, latest_view) in OUTPUT_VIEWS {
+            if any_table(&self.warehouse, table) {
                 let vars = [
                     ("warehouse", warehouse.as_str()),
-                    ("kind", kind),
                     ("table", table),
                     ("all_view", all_view),
                     ("latest_view", latest_view),
@@ -562,13 +562,13 @@ impl Catalog {
         }
         script.push_str(sql::CREATE_SUCCESSOR_VIEWS);
         script.push_str(sql::CREATE_HIERARCHY_VIEWS);
-        if any_output(&self.warehouse, "merged", "trusts.parquet") {
+        if any_table(&self.warehouse, "trusts") {
             script.push_str(sql::CREATE_MERGE_VIEWS);
         }
-        if any_output(&self.warehouse, "history", "history.parquet") {
+        if any_table(&self.warehouse, "history") {
             script.push_str(sql::CREATE_HISTORY_VIEWS);
         }
-        if any_output(&self.warehouse, "changes", "changes.parquet") {
+        if any_table(&self.warehouse, "changes") {
             script.push_str(sql::CREATE_RECODING_VIEWS);
         }
         self.exec(&script)?;

@@ -3,10 +3,12 @@
 
 mod check;
 mod conflicts;
+mod ddl;
 mod diff;
 mod gc;
 mod history;
 mod merge;
+mod migrate;
 mod provenance;
 mod query;
 mod run;
@@ -80,6 +82,8 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&globals, &args),
         Command::Verify(args) => verify::run(&globals, &args),
         Command::Gc(args) => gc::run(&globals, &args),
+        Command::Migrate => migrate::run(&globals),
+        Command::Ddl(args) => ddl::run(&globals, &args),
         Command::Query(args) => query::run(&globals, &args),
         Command::Validate(args) => validate::run(&globals, &args),
         Command::Serve(args) => serve::run(&args),

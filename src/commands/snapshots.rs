@@ -43,7 +43,7 @@ pub fn run(globals: &Globals, cmd: &SnapshotsCommand) -> anyhow::Result<ExitCode
                         organisations: rows("organisations"),
                         quarantined: rows("quarantine"),
                         content_hash: m.content_hash[..12].to_owned(),
-                        path: display_path(&store.version_dir(v)),
+                        path: display_path(&store.manifest_path(v)),
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;

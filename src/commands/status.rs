@@ -38,15 +38,7 @@ pub fn run(globals: &Globals, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let facts: Vec<PipelineFacts> = match &named {
         Some(p) => vec![facts_of(p)],
         None => {
-            let mut names: Vec<String> = std::fs::read_dir(&warehouse)
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join("state.json").exists() || e.path().join("ods").is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
+            crate::warehouse::layout::pipelines_in(&warehouse)
                 .into_iter()
                 .map(|name| match globals.load(&name) {
                     Ok(p) => facts_of(&p),

@@ -11,17 +11,7 @@ pub fn run(globals: &Globals, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = match (&pipeline, &args.pipeline) {
         (Some(p), _) => vec![p.config.name.clone()],
         (None, Some(name)) => vec![name.clone()],
-        (None, None) => {
-            let mut names: Vec<String> = std::fs::read_dir(&warehouse)
-                .into_iter()
-                .flatten()
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join("ods").is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
-        }
+        (None, None) => crate::warehouse::layout::pipelines_in(&warehouse),
     };
     if names.is_empty() {
         return Err(crate::error::UserError(format!(

@@ -18,6 +18,7 @@ pub use kinds::{RECODING_MIN_ORGS, Recoding, label_shift};
 
 use crate::model::tables::TABLE_NAMES;
 use crate::snapshot::SnapshotStore;
+use crate::warehouse::Tables;
 use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::kernels::cmp::distinct;
 use arrow::compute::{cast, concat, filter};
@@ -564,9 +565,9 @@ fn col<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
 pub fn diff_versions(store: &SnapshotStore, from: u64, to: u64, today: NaiveDate) -> Result<Diff, DiffError> {
     let old = store.manifest(from)?;
     let new = store.manifest(to)?;
-    diff_dirs(
-        &store.version_dir(from),
-        &store.version_dir(to),
+    diff_tables(
+        &store.tables(from),
+        &store.tables(to),
         from,
         to,
         today,
@@ -584,11 +585,11 @@ pub fn unsupplied(kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// Diffs two snapshot folders (each holding the snapshot tables as Parquet). `sources` are the
-/// source kinds of the old and new snapshot: a table either does not supply is not compared.
-pub fn diff_dirs(
-    old_dir: &Path,
-    new_dir: &Path,
+/// Diffs two snapshot versions (committed, or staged by a run). `sources` are the source kinds
+/// of the old and new snapshot: a table either does not supply is not compared.
+pub fn diff_tables(
+    old_dir: &Tables,
+    new_dir: &Tables,
     from: u64,
     to: u64,
     today: NaiveDate,
@@ -605,8 +606,8 @@ pub fn diff_dirs(
             }
             continue;
         }
-        let old_path = old_dir.join(format!("{}.parquet", spec.table));
-        let new_path = new_dir.join(format!("{}.parquet", spec.table));
+        let old_path = old_dir.file(spec.table);
+        let new_path = new_dir.file(spec.table);
         let t = std::time::Instant::now();
         let classified = classify(&old_path, &new_path, spec.key)?;
         if spec.table == "organisations" {

@@ -23,7 +23,8 @@ use crate::sql::{
 };
 pub mod config;
 
-use crate::snapshot::{SnapshotStore, version_dir_name};
+use crate::snapshot::SnapshotStore;
+use crate::warehouse::{Layout, Output, Tables};
 pub use config::{MergeConfig, Ownership};
 use duckdb::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -171,27 +172,21 @@ fn file_sha(path: Option<&Path>) -> Result<String, MergeError> {
     }
 }
 
-pub fn merged_root(warehouse: &Path, pipeline: &str) -> PathBuf {
-    warehouse.join(pipeline).join("merged")
-}
-
 /// Versions of the merged outputs, ascending.
 pub fn merged_versions(warehouse: &Path, pipeline: &str) -> Vec<u64> {
-    crate::warehouse::versions_in(&merged_root(warehouse, pipeline))
+    Layout::new(warehouse, pipeline).versions(Output::Merged)
 }
 
 pub fn read_report(warehouse: &Path, pipeline: &str, version: u64) -> Option<MergeReport> {
-    let path = merged_root(warehouse, pipeline)
-        .join(version_dir_name(version))
-        .join("summary.json");
+    let path = Layout::new(warehouse, pipeline).meta_path(Output::Merged, version)?;
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 /// The ODS snapshot a merge takes: a published version, or one staged by a run in progress.
 pub struct OdsInput {
     pub version: u64,
-    /// The folder holding its tables.
-    pub dir: PathBuf,
+    /// Where its tables are.
+    pub tables: Tables,
     pub content_hash: String,
     /// The organisation rows the run's diff found changed, when it diffed exactly the base of
     /// this merge against this version: the merge then reads no snapshot row a second time.
@@ -203,7 +198,7 @@ impl OdsInput {
         let manifest = store.manifest(version)?;
         Ok(OdsInput {
             version,
-            dir: store.version_dir(version),
+            tables: store.tables(version),
             content_hash: manifest.content_hash,
             changed: None,
         })
@@ -279,12 +274,12 @@ pub fn merge(
         .map(|(f, _)| format!("CAST({f} AS VARCHAR) AS {f}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let org_path = |v: u64| store.version_dir(v).join("organisations.parquet");
+    let org_path = |v: u64| store.tables(v).file("organisations");
     // The big inputs are views over the Parquet files, so DuckDB reads only the columns and rows
     // each step needs (the touched set is found from code and row_hash alone).
     let mut prelude = format!(
         "CREATE TEMP VIEW ods_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
-        quote_path(&ods.dir.join("organisations.parquet"))
+        quote_path(&ods.tables.file("organisations"))
     );
     // The base must exist: merging over an empty base would reopen every resolved conflict and
     // invent new ones. (The commit protocol publishes a merge with its snapshot, so only damage
@@ -327,15 +322,15 @@ pub fn merge(
     );
     match previous {
         Some(prev) => {
-            let dir = merged_root(warehouse, pipeline).join(version_dir_name(prev));
+            let dir = Layout::new(warehouse, pipeline).tables(prev);
             // UNION BY NAME against the current shape: a local field added since reads as NULL.
             prelude.push_str(&format!(
                 "CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape UNION ALL BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
                  INSERT INTO prev_conflicts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
                  INSERT INTO prev_sources SELECT code, field, source FROM read_parquet({}, hive_partitioning = false);\n",
-                quote_path(&dir.join("trusts.parquet")),
-                quote_path(&dir.join("conflicts.parquet")),
-                quote_path(&dir.join("sources.parquet")),
+                quote_path(&dir.file("trusts")),
+                quote_path(&dir.file("conflicts")),
+                quote_path(&dir.file("sources")),
             ));
         }
         None => prelude.push_str("CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape;\n"),
@@ -344,9 +339,7 @@ pub fn merge(
     // The previous trust table is read while DuckDB loads the other inputs and finds what changed.
     let shape = trusts::shape(&conn)?;
     let previous_read = previous.map(|v| {
-        let path = merged_root(warehouse, pipeline)
-            .join(version_dir_name(v))
-            .join("trusts.parquet");
+        let path = Layout::new(warehouse, pipeline).table_file("trusts", v);
         trusts::read_previous(&path, &shape)
     });
     {
@@ -533,7 +526,7 @@ pub fn merge(
         rest
     })?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "merge outputs written");
-    publish_outputs(&tmp, warehouse, pipeline, merged_version, &report, txn)?;
+    publish_outputs(&tmp, merged_version, &report, txn)?;
     Ok(report)
 }
 
@@ -612,20 +605,17 @@ fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), Merge
 /// The version's temporary output folder, empty; [`publish_outputs`] adds the summary and renames
 /// it into place. The trust table is written by [`trusts::Ordered::write`] from
 /// [`trusts::trust_rows`], the other tables in the order DuckDB sorts them.
-fn output_folder(txn: &crate::warehouse::Txn, version: u64) -> Result<PathBuf, MergeError> {
-    txn.temp_dir("merged", &version_dir_name(version))
-        .map_err(|e| MergeError::Input {
-            path: e.path.clone(),
-            message: e.to_string(),
-        })
+fn output_folder(txn: &mut crate::warehouse::Txn, version: u64) -> Result<PathBuf, MergeError> {
+    txn.temp_dir(Output::Merged, version).map_err(|e| MergeError::Input {
+        path: e.path.clone(),
+        message: e.to_string(),
+    })
 }
 
 /// Writes the summary, fsyncs the folder and stages it in the transaction: the merged version
 /// appears when the run (or merge) commits.
 fn publish_outputs(
     tmp: &Path,
-    warehouse: &Path,
-    pipeline: &str,
     version: u64,
     report: &MergeReport,
     txn: &mut crate::warehouse::Txn,
@@ -638,8 +628,7 @@ fn publish_outputs(
     text.push('\n');
     crate::warehouse::write_synced(&tmp.join("summary.json"), text.as_bytes()).map_err(wh)?;
     crate::warehouse::sync_tree(tmp).map_err(wh)?;
-    let target = merged_root(warehouse, pipeline).join(version_dir_name(version));
-    txn.stage(tmp, &target, false).map_err(wh)
+    txn.stage_version(tmp, Output::Merged, version, false).map_err(wh)
 }
 
 fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(), MergeError> {

@@ -94,7 +94,7 @@ pub fn assess(
     limits: &ShiftLimits,
     previous: &Manifest,
     parameters: &serde_json::Value,
-    old_dir: &Path,
+    old_dir: &crate::warehouse::Tables,
     history: Option<&Path>,
     left_window: u64,
 ) -> Assessment {
@@ -161,7 +161,7 @@ pub fn assess(
         a.explanation.push(line);
     }
     if s.deleted > 0 {
-        let old = previous_status(&old_dir.join("organisations.parquet"));
+        let old = previous_status(&old_dir.file("organisations"));
         let vanished = vanished_organisations(diff);
         let closed = vanished
             .iter()

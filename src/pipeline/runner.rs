@@ -397,12 +397,12 @@ impl Runner<'_> {
         if options.dry_run {
             // Everything staged goes with the uncommitted transaction; nothing is recorded. The
             // output folders a first diff or merge creates go too, so the warehouse is as before.
-            let root = self.warehouse.join(&name);
-            let folders: Vec<PathBuf> = ["changes", "history", "merged", "ods"]
-                .iter()
-                .map(|f| root.join(f))
-                .filter(|p| !p.exists())
-                .collect();
+            let layout = crate::warehouse::Layout::new(&self.warehouse, &name);
+            let mut folders: Vec<PathBuf> = layout.temp_parents();
+            folders.push(layout.dir().join(crate::warehouse::layout::META));
+            // Deepest first, so `_meta/ods` goes before `_meta`.
+            folders.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+            folders.retain(|p| !p.exists());
             let result = self.work(step, &mut txn);
             drop(txn);
             for folder in folders {
@@ -860,9 +860,9 @@ impl Runner<'_> {
         let mut changes_dir: Option<PathBuf> = None;
         let diff = match (&staged, previous) {
             (Staged::New(new), Some(prev)) => {
-                let diff = crate::diff::diff_dirs(
-                    &store.version_dir(prev.version),
-                    &new.dir,
+                let diff = crate::diff::diff_tables(
+                    &store.tables(prev.version),
+                    &new.tables(),
                     prev.version,
                     new.version,
                     self.clock.today(),
@@ -870,18 +870,13 @@ impl Runner<'_> {
                 )
                 .map_err(|e| ("diff", e.into()))?;
                 let mut diff = diff;
-                let history = self
-                    .warehouse
-                    .join(&config.name)
-                    .join("history")
-                    .join(crate::snapshot::version_dir_name(prev.version))
-                    .join("history.parquet");
+                let history = store.layout().table_file("history", prev.version);
                 let verdict = super::guard::assess(
                     &diff,
                     &config.guard,
                     prev,
                     &fetched.parameters,
-                    &store.version_dir(prev.version),
+                    &store.tables(prev.version),
                     Some(&history),
                     counts.left_window,
                 );
@@ -903,9 +898,8 @@ impl Runner<'_> {
                 changes_dir = Some(
                     crate::snapshot::stage_output(
                         txn,
-                        &self.warehouse,
                         &config.name,
-                        "changes",
+                        crate::warehouse::Output::Changes,
                         new.version,
                         &[("changes", &diff.changes)],
                         &serde_json::to_value(&diff.summary).expect("serialises"),
@@ -941,7 +935,7 @@ impl Runner<'_> {
         let ods_input = match &staged {
             Staged::New(new) => crate::merge::OdsInput {
                 version: new.version,
-                dir: new.dir.clone(),
+                tables: new.tables(),
                 content_hash: content_hash.clone(),
                 changed: None,
             }
@@ -980,7 +974,7 @@ impl Runner<'_> {
             mode_reason: String::new(),
             snapshot_version: version,
             previous_version: previous.map(|m| m.version),
-            snapshot_path: store.version_dir(version),
+            snapshot_path: store.manifest_path(version),
             watermark_before,
             watermark_after,
             records: counts,

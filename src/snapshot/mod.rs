@@ -1,11 +1,13 @@
-//! The versioned snapshot store: `<warehouse>/<pipeline>/ods/version=NNNNNN/<table>.parquet` plus
-//! `manifest.json`, readable as-is by DuckDB, Polars and pyarrow with Hive partitioning.
+//! The versioned snapshot store: `<warehouse>/<pipeline>/<table>/version=NNNNNN/part-0.parquet`
+//! for every snapshot table, and `<pipeline>/_meta/ods/version=NNNNNN/manifest.json`
+//! (`warehouse::layout`), readable as-is by DuckDB, Polars, pyarrow and Spark with Hive
+//! partitioning.
 //!
 //! Invariants:
 //! - Versions are immutable and numbered 1, 2, 3 … (zero-padded to six digits).
-//! - A version is written into `.tmp-<run id>/`, every file fsynced, then renamed into place in
-//!   one step; a crash leaves the old state or the new one, never half a version. Leftover
-//!   `.tmp-*` folders are ignored by readers and removed by the next commit.
+//! - A version is written into `.tmp-<run id>-ods/`, every file fsynced, then moved into place by
+//!   the run's journal (`warehouse::Txn`); a crash leaves the old state or the new one, never half
+//!   a version. Leftover `.tmp-*` folders are ignored by readers and removed by the next command.
 //! - A snapshot whose content hash equals the latest version's is not written (`unchanged`).
 //! - One writer per pipeline at a time (`warehouse::lock`); a run's outputs appear together
 //!   (`warehouse::Txn`).
@@ -22,6 +24,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+pub use crate::warehouse::version_dir_name;
+use crate::warehouse::{Layout, Output, Tables};
 
 /// Version of the manifest's own layout (not of the data).
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -120,7 +125,6 @@ pub struct StagedVersion {
     /// The temporary folder holding the new version's files.
     pub dir: PathBuf,
     pub version: u64,
-    target: PathBuf,
     root: PathBuf,
     pipeline: String,
     published: bool,
@@ -147,24 +151,44 @@ impl StagedVersion {
     /// Hands the staged folder to the run's transaction: it becomes `version=NNNNNN` when the
     /// transaction commits (with every other output of the run), and is removed if it does not.
     pub fn into_txn(mut self, txn: &mut crate::warehouse::Txn) -> Result<u64, crate::warehouse::WarehouseError> {
-        txn.stage(&self.dir, &self.target, false)?;
+        txn.stage_version(&self.dir, Output::Snapshot, self.version, false)?;
+        txn.adopt_temp(&self.dir);
         self.published = true;
         Ok(self.version)
     }
 
-    /// Renames the temporary folder to `version=NNNNNN` on its own (bench and tests; runs use
-    /// [`StagedVersion::into_txn`]).
+    /// The staged tables, for the later stages of the same run.
+    pub fn tables(&self) -> Tables {
+        Tables::Flat(self.dir.clone())
+    }
+
+    /// Commits the version on its own (bench and tests; runs use [`StagedVersion::into_txn`]).
     pub fn publish(mut self) -> Result<CommitOutcome, SnapshotError> {
-        if self.target.exists() {
+        let layout = Layout::of(&self.root);
+        if let Some(manifest) = layout.meta_path(Output::Snapshot, self.version)
+            && manifest.exists()
+        {
             return Err(SnapshotError::VersionExists {
                 pipeline: self.pipeline.clone(),
                 version: self.version,
-                path: self.target.clone(),
+                path: manifest,
             });
         }
-        std::fs::rename(&self.dir, &self.target).map_err(io(&self.target))?;
+        let wh = |e: crate::warehouse::WarehouseError| SnapshotError::Io {
+            path: e.path.clone(),
+            source: std::io::Error::other(e.message.clone()),
+        };
+        let run_id = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches(".tmp-").to_owned())
+            .unwrap_or_default();
+        let mut txn = crate::warehouse::Txn::at(&self.root, &run_id);
+        txn.stage_version(&self.dir, Output::Snapshot, self.version, false)
+            .map_err(wh)?;
         self.published = true;
-        sync_dir(&self.root)?;
+        txn.commit().map_err(wh)?;
+        let _ = std::fs::remove_dir(&self.dir);
         Ok(CommitOutcome::Committed { version: self.version })
     }
 }
@@ -182,43 +206,41 @@ pub struct SnapshotStore {
     root: PathBuf,
 }
 
-pub fn version_dir_name(version: u64) -> String {
-    format!("version={version:06}")
-}
-
 impl SnapshotStore {
     pub fn new(warehouse: &Path, pipeline: &str) -> Self {
         SnapshotStore {
             pipeline: pipeline.to_owned(),
-            root: warehouse.join(pipeline).join("ods"),
+            root: warehouse.join(pipeline),
         }
     }
 
+    /// The pipeline folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    pub fn version_dir(&self, version: u64) -> PathBuf {
-        self.root.join(version_dir_name(version))
+    pub fn layout(&self) -> Layout {
+        Layout::of(&self.root)
+    }
+
+    /// The committed tables of a version.
+    pub fn tables(&self, version: u64) -> Tables {
+        self.layout().tables(version)
+    }
+
+    pub fn manifest_path(&self, version: u64) -> PathBuf {
+        self.layout()
+            .meta_path(Output::Snapshot, version)
+            .expect("snapshots have a manifest")
     }
 
     /// Committed versions, ascending.
     pub fn versions(&self) -> Result<Vec<u64>, SnapshotError> {
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.root)(e)),
-        };
-        let mut versions: Vec<u64> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("version=")?.parse().ok())
-            .collect();
-        versions.sort_unstable();
-        Ok(versions)
+        Ok(self.layout().versions(Output::Snapshot))
     }
 
     pub fn manifest(&self, version: u64) -> Result<Manifest, SnapshotError> {
-        let path = self.version_dir(version).join("manifest.json");
+        let path = self.manifest_path(version);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -245,7 +267,7 @@ impl SnapshotStore {
     /// One table of a version, batch by batch in file order, checked against the columns the
     /// table is declared with.
     pub fn read_table_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
-        let path = self.version_dir(version).join(format!("{table}.parquet"));
+        let path = self.tables(version).file(table);
         let schema = crate::model::tables::schema(table).ok_or_else(|| SnapshotError::Parquet {
             path: path.clone(),
             message: format!("`{table}` is not a snapshot table"),
@@ -261,7 +283,7 @@ impl SnapshotStore {
     }
 
     fn read_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
-        let path = self.version_dir(version).join(format!("{table}.parquet"));
+        let path = self.tables(version).file(table);
         let file = std::fs::File::open(&path).map_err(io(&path))?;
         let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet {
             path: path.clone(),
@@ -281,7 +303,7 @@ impl SnapshotStore {
 
     /// The raw records of a version: the input for applying a delta, and for replay.
     pub fn read_raw(&self, version: u64) -> Result<Vec<RawRecord>, SnapshotError> {
-        let path = self.version_dir(version).join("raw.parquet");
+        let path = self.tables(version).file("raw");
         let mut out = Vec::new();
         for batch in self.read_batches(version, "raw")? {
             let code = string_col(&batch, "code", &path)?;
@@ -306,7 +328,7 @@ impl SnapshotStore {
 
     /// The tombstones of a version (absent in snapshots written before deletions were tracked).
     pub fn read_deletions(&self, version: u64) -> Result<Vec<crate::model::Deletion>, SnapshotError> {
-        let path = self.version_dir(version).join("deletions.parquet");
+        let path = self.tables(version).file("deletions");
         if !path.exists() {
             return Ok(Vec::new());
         }
@@ -334,7 +356,7 @@ impl SnapshotStore {
 
     /// The ORD `/roles` code system stored with a version (empty for sources that have none).
     pub fn read_code_system(&self, version: u64) -> Result<Vec<crate::model::tables::CodeSystemRole>, SnapshotError> {
-        let path = self.version_dir(version).join("code_system_roles.parquet");
+        let path = self.tables(version).file("code_system_roles");
         if !path.exists() {
             return Ok(Vec::new());
         }
@@ -366,7 +388,7 @@ impl SnapshotStore {
     }
 
     pub fn read_quarantine(&self, version: u64) -> Result<Vec<Quarantined>, SnapshotError> {
-        let path = self.version_dir(version).join("quarantine.parquet");
+        let path = self.tables(version).file("quarantine");
         let mut out = Vec::new();
         for batch in self.read_batches(version, "quarantine")? {
             let code = string_col(&batch, "code", &path)?;
@@ -410,9 +432,9 @@ impl SnapshotStore {
         manifest.previous_version = latest.map(|m| m.version);
         manifest.content_hash = tables.content_hash.clone();
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        self.remove_stale_temporaries();
+        self.remove_stale_temporaries(&manifest.run_id);
 
-        let tmp = self.root.join(format!(".tmp-{}", manifest.run_id));
+        let tmp = self.root.join(format!(".tmp-{}-ods", manifest.run_id));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
@@ -420,7 +442,6 @@ impl SnapshotStore {
         let staged = StagedVersion {
             dir: tmp,
             version,
-            target: self.version_dir(version),
             root: self.root.clone(),
             pipeline: self.pipeline.clone(),
             published: false,
@@ -444,8 +465,15 @@ impl SnapshotStore {
             .batches
             .par_iter()
             .map(|(name, batch)| {
-                let file = format!("{name}.parquet");
-                let path = dir.join(&file);
+                let path = dir.join(format!("{name}.parquet"));
+                // The manifest names each file where the commit puts it, relative to the
+                // pipeline folder.
+                let target = Layout::of(&self.root).table_file(name, version);
+                let file = target
+                    .strip_prefix(&self.root)
+                    .unwrap_or(&target)
+                    .to_string_lossy()
+                    .into_owned();
                 let (bytes, sha256) = write_parquet_hashed(
                     &path,
                     batch,
@@ -476,10 +504,13 @@ impl SnapshotStore {
         sync_dir(dir)
     }
 
-    fn remove_stale_temporaries(&self) {
+    /// Snapshot temporaries of earlier runs (a run's own later stages are not staged yet).
+    fn remove_stale_temporaries(&self, run_id: &str) {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for e in entries.filter_map(Result::ok) {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".tmp-") && name.ends_with("-ods") && !name.starts_with(&format!(".tmp-{run_id}-"))
+                {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -495,21 +526,17 @@ impl SnapshotStore {
 #[allow(clippy::too_many_arguments)]
 pub fn stage_output(
     txn: &mut crate::warehouse::Txn,
-    warehouse: &Path,
     pipeline: &str,
-    kind: &str,
+    output: Output,
     version: u64,
     tables: &[(&str, &RecordBatch)],
     summary: &serde_json::Value,
     metadata: &[(&str, &str)],
 ) -> Result<PathBuf, SnapshotError> {
-    let root = warehouse.join(pipeline).join(kind);
-    let tmp = txn
-        .temp_dir(kind, &version_dir_name(version))
-        .map_err(|e| SnapshotError::Io {
-            path: e.path.clone(),
-            source: std::io::Error::other(e.message.clone()),
-        })?;
+    let tmp = txn.temp_dir(output, version).map_err(|e| SnapshotError::Io {
+        path: e.path.clone(),
+        source: std::io::Error::other(e.message.clone()),
+    })?;
     let version_text = version.to_string();
     let mut meta: Vec<(&str, &str)> = vec![
         ("odsync.pipeline", pipeline),
@@ -523,11 +550,11 @@ pub fn stage_output(
     text.push('\n');
     write_synced(&tmp.join("summary.json"), text.as_bytes())?;
     sync_dir(&tmp)?;
-    let target = root.join(version_dir_name(version));
-    txn.stage(&tmp, &target, true).map_err(|e| SnapshotError::Io {
-        path: e.path.clone(),
-        source: std::io::Error::other(e.message.clone()),
-    })?;
+    txn.stage_version(&tmp, output, version, true)
+        .map_err(|e| SnapshotError::Io {
+            path: e.path.clone(),
+            source: std::io::Error::other(e.message.clone()),
+        })?;
     Ok(tmp)
 }
 

@@ -1,13 +1,13 @@
 //! The warehouse's write discipline, shared by every stage: one lock per pipeline, and one commit
 //! point for everything a run (or a merge) produces.
 //!
-//! Layout of a pipeline folder: `ods/`, `changes/`, `history/`, `merged/` (each `version=NNNNNN/`
-//! folders), `resolutions.csv`, `state.json` (the committed watermark), `.lock`, and while a
-//! commit is being applied `.commit-journal.json`.
+//! Layout of a pipeline folder ([`layout`]): one directory per table (`<table>/version=NNNNNN/
+//! part-0.parquet`), `_meta/` (manifests and summaries), `resolutions.csv`, `state.json` (the
+//! committed watermark), `.lock`, and while a commit is being applied `.commit-journal.json`.
 //!
 //! The commit protocol ([`Txn`]):
-//! 1. Every stage writes its output into a temporary sibling (`<kind>/.tmp-<run id>-…`), files and
-//!    folders fsynced. Readers never look at `.tmp-*` names, so nothing is visible yet.
+//! 1. Every stage writes its output into a temporary folder (`.tmp-<run id>-<output>-…`), files
+//!    and folders fsynced. Readers never look at `.tmp-*` names, so nothing is visible yet.
 //! 2. **The commit point**: the journal (`.commit-journal.json`: every move from a temporary
 //!    name to its final name) is written to a temporary file, fsynced and renamed into place, and
 //!    the pipeline folder is fsynced. Before this step a crash leaves nothing; after it, the run
@@ -24,17 +24,17 @@
 //! at the named step, so tests can crash the real binary at each step of the protocol; release
 //! builds ignore it.
 
+pub mod layout;
 pub mod lock;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use layout::{Layout, Output, Tables, version_dir_name};
 pub use lock::{PipelineLock, lock_pipeline};
 
 pub const JOURNAL: &str = ".commit-journal.json";
 pub const STATE: &str = "state.json";
-/// Folders of a pipeline that hold `version=N` outputs.
-pub const KINDS: [&str; 4] = ["ods", "changes", "history", "merged"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}\nHelp: {help}")]
@@ -101,6 +101,8 @@ pub struct Txn {
     dir: PathBuf,
     run_id: String,
     moves: Vec<Move>,
+    /// Temporary folders made by [`Txn::temp_dir`]: emptied by the commit, removed after it.
+    temps: Vec<PathBuf>,
     done: bool,
 }
 
@@ -110,18 +112,82 @@ impl Txn {
             dir: warehouse.join(pipeline),
             run_id: run_id.to_owned(),
             moves: Vec::new(),
+            temps: Vec::new(),
             done: false,
         }
     }
 
-    /// A temporary name for an output of `kind` (created empty), to stage into.
-    pub fn temp_dir(&self, kind: &str, label: &str) -> Result<PathBuf, WarehouseError> {
-        let dir = self.dir.join(kind).join(format!(".tmp-{}-{label}", self.run_id));
+    /// A transaction over the pipeline folder `dir`.
+    pub fn at(dir: &Path, run_id: &str) -> Self {
+        Txn {
+            dir: dir.to_owned(),
+            run_id: run_id.to_owned(),
+            moves: Vec::new(),
+            temps: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// A temporary folder for a version of `output` (created empty), to stage into.
+    pub fn temp_dir(&mut self, output: Output, version: u64) -> Result<PathBuf, WarehouseError> {
+        let dir = self.dir.join(format!(
+            ".tmp-{}-{}-{}",
+            self.run_id,
+            output.name(),
+            version_dir_name(version)
+        ));
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        self.temps.push(dir.clone());
         Ok(dir)
+    }
+
+    /// Makes a temporary folder made elsewhere (the snapshot store's) this transaction's: removed
+    /// after the commit, or with everything staged when the transaction is dropped uncommitted.
+    pub fn adopt_temp(&mut self, dir: &Path) {
+        self.temps.push(dir.to_owned());
+    }
+
+    /// Registers a fully written (and fsynced) temporary folder of flat `<table>.parquet` files
+    /// and the output's meta file as `version` of `output`: each table file goes to
+    /// `<table>/version=N/part-0.parquet`, the meta file to `_meta/<output>/version=N/` last, so
+    /// the version is listed only once its data is in place.
+    pub fn stage_version(
+        &mut self,
+        tmp: &Path,
+        output: Output,
+        version: u64,
+        replace: bool,
+    ) -> Result<(), WarehouseError> {
+        let layout = Layout::of(&self.dir);
+        let mut names: Vec<String> = std::fs::read_dir(tmp)
+            .map_err(io_err(tmp))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut meta = None;
+        for name in names {
+            if let Some(table) = name.strip_suffix(".parquet")
+                && output.tables().contains(&table)
+            {
+                self.stage(&tmp.join(&name), &layout.table_file(table, version), replace)?;
+            } else if Some(name.as_str()) == output.meta_file() {
+                meta = Some(name);
+            } else {
+                return Err(WarehouseError {
+                    path: tmp.join(&name),
+                    message: format!("is not a file of the `{}` output", output.name()),
+                    help: "this is a bug in odsync; please report it",
+                });
+            }
+        }
+        if let (Some(name), Some(path)) = (meta, layout.meta_path(output, version)) {
+            self.stage(&tmp.join(name), &path, replace)?;
+        }
+        Ok(())
     }
 
     /// Registers a fully written (and fsynced) folder or file to be moved to `to` at commit.
@@ -189,6 +255,9 @@ impl Txn {
         self.done = true;
         failpoint("commit:journal");
         apply(&self.dir, &journal)?;
+        for t in &self.temps {
+            let _ = std::fs::remove_dir_all(t);
+        }
         Ok(())
     }
 }
@@ -203,6 +272,9 @@ impl Drop for Txn {
                 } else {
                     let _ = std::fs::remove_file(&p);
                 }
+            }
+            for t in &self.temps {
+                let _ = std::fs::remove_dir_all(t);
             }
         }
     }
@@ -230,9 +302,21 @@ fn apply(dir: &Path, journal: &Journal) -> Result<(), WarehouseError> {
                     std::fs::remove_file(&to).map_err(io_err(&to))?;
                 }
             }
+            let parent = to.parent().unwrap_or(dir);
+            // A new `<table>/version=N/` folder: created, and its parents' entries made durable.
+            let created = !parent.exists();
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
             std::fs::rename(&from, &to).map_err(io_err(&to))?;
-            if let Some(parent) = to.parent() {
-                sync_dir(parent)?;
+            sync_dir(parent)?;
+            if created {
+                let mut p = parent;
+                while let Some(up) = p.parent() {
+                    sync_dir(up)?;
+                    if up == dir {
+                        break;
+                    }
+                    p = up;
+                }
             }
         } else if !to.exists() {
             // Neither side: something removed a staged output after the commit point.
@@ -262,10 +346,21 @@ pub struct Recovery {
     pub rolled_forward: Option<String>,
     /// Temporary outputs of runs that never reached their commit point, removed.
     pub removed: Vec<String>,
+    /// Pipelines moved from the first layout to one directory per table.
+    pub migrated: Vec<layout::Migration>,
 }
 
-/// Finishes or removes what a crash left in `pipeline`'s folder. Call it holding the lock.
+/// Finishes or removes what a crash left in `pipeline`'s folder, then moves the warehouse's
+/// pipelines still in the first layout to the current one ([`layout::migrate_warehouse`]). Call
+/// it holding `pipeline`'s lock.
 pub fn recover(warehouse: &Path, pipeline: &str) -> Result<Recovery, WarehouseError> {
+    let mut out = finish_interrupted(warehouse, pipeline)?;
+    out.migrated = layout::migrate_warehouse(warehouse, pipeline)?;
+    Ok(out)
+}
+
+/// The crash recovery of one pipeline folder (journal roll-forward, `.tmp-*` removal).
+fn finish_interrupted(warehouse: &Path, pipeline: &str) -> Result<Recovery, WarehouseError> {
     let dir = warehouse.join(pipeline);
     let mut out = Recovery::default();
     let path = dir.join(JOURNAL);
@@ -288,9 +383,7 @@ pub fn recover(warehouse: &Path, pipeline: &str) -> Result<Recovery, WarehouseEr
             }
         }
     }
-    let mut candidates = vec![dir.clone()];
-    candidates.extend(KINDS.iter().map(|k| dir.join(k)));
-    for folder in candidates {
+    for folder in Layout::of(&dir).temp_parents() {
         let Ok(entries) = std::fs::read_dir(&folder) else {
             continue;
         };
@@ -358,50 +451,58 @@ mod tests {
     fn uncommitted_stages_vanish_and_a_journal_rolls_forward() {
         let w = tempfile::tempdir().unwrap();
         let p = w.path().join("p");
-        std::fs::create_dir_all(p.join("ods")).unwrap();
+        std::fs::create_dir_all(&p).unwrap();
         {
             let mut txn = Txn::new(w.path(), "p", "r1");
-            let tmp = txn.temp_dir("ods", "v1").unwrap();
-            std::fs::write(tmp.join("a"), b"x").unwrap();
-            txn.stage(&tmp, &p.join("ods/version=000001"), false).unwrap();
+            let tmp = txn.temp_dir(Output::Changes, 1).unwrap();
+            std::fs::write(tmp.join("changes.parquet"), b"x").unwrap();
+            std::fs::write(tmp.join("summary.json"), b"{}").unwrap();
+            txn.stage_version(&tmp, Output::Changes, 1, false).unwrap();
             // dropped without commit
         }
-        assert_eq!(std::fs::read_dir(p.join("ods")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(&p).unwrap().count(),
+            0,
+            "nothing left by an uncommitted txn"
+        );
 
         // A journal written but not applied (a crash right after the commit point).
-        let tmp = p.join("ods/.tmp-r2-v1");
+        let tmp = p.join(".tmp-r2-changes-version=000001");
         std::fs::create_dir_all(&tmp).unwrap();
-        std::fs::write(tmp.join("a"), b"y").unwrap();
-        std::fs::create_dir_all(p.join("merged/.tmp-r2-m")).unwrap();
+        std::fs::write(tmp.join("changes.parquet"), b"y").unwrap();
+        std::fs::write(tmp.join("summary.json"), b"{}").unwrap();
         let journal = Journal {
             run_id: "r2".into(),
             moves: vec![
                 Move {
-                    from: "ods/.tmp-r2-v1".into(),
-                    to: "ods/version=000001".into(),
+                    from: ".tmp-r2-changes-version=000001/changes.parquet".into(),
+                    to: "changes/version=000001/part-0.parquet".into(),
                     replace: false,
                 },
                 Move {
-                    from: "merged/.tmp-r2-m".into(),
-                    to: "merged/version=000001".into(),
+                    from: ".tmp-r2-changes-version=000001/summary.json".into(),
+                    to: "_meta/changes/version=000001/summary.json".into(),
                     replace: true,
                 },
             ],
         };
         std::fs::write(p.join(JOURNAL), serde_json::to_vec(&journal).unwrap()).unwrap();
-        std::fs::create_dir_all(p.join("changes/.tmp-r3-x")).unwrap();
+        std::fs::create_dir_all(p.join(".tmp-r3-merged-version=000001")).unwrap();
+        std::fs::create_dir_all(p.join("trusts/.tmp-gc-version=000001")).unwrap();
         let r = recover(w.path(), "p").unwrap();
         assert_eq!(r.rolled_forward.as_deref(), Some("r2"));
-        assert!(p.join("ods/version=000001/a").exists());
-        assert!(p.join("merged/version=000001").exists());
+        let layout = Layout::new(w.path(), "p");
+        assert_eq!(std::fs::read(layout.table_file("changes", 1)).unwrap(), b"y");
+        assert_eq!(layout.versions(Output::Changes), [1]);
         assert!(!p.join(JOURNAL).exists());
+        assert!(!tmp.exists(), "the emptied staging folder is removed");
         assert!(
-            !p.join("changes/.tmp-r3-x").exists(),
-            "uncommitted output of another run removed"
+            !p.join(".tmp-r3-merged-version=000001").exists() && !p.join("trusts/.tmp-gc-version=000001").exists(),
+            "uncommitted output of another run and a gc leftover removed"
         );
         // Applying the same journal again is a no-op (moves are idempotent).
         std::fs::write(p.join(JOURNAL), serde_json::to_vec(&journal).unwrap()).unwrap();
         recover(w.path(), "p").unwrap();
-        assert_eq!(std::fs::read(p.join("ods/version=000001/a")).unwrap(), b"y");
+        assert_eq!(std::fs::read(layout.table_file("changes", 1)).unwrap(), b"y");
     }
 }

@@ -13,7 +13,7 @@ fn snapshots_are_readable_by_duckdb_with_hive_partitioning() {
     ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &[]);
 
     let conn = Connection::open_in_memory().unwrap();
-    let glob = ctx.warehouse().join("trusts/ods/*/organisations.parquet");
+    let glob = ctx.warehouse().join("trusts/organisations/*/part-0.parquet");
     let sql = format!(
         "SELECT CAST(version AS BIGINT), count(*) FROM read_parquet('{}', hive_partitioning = true) GROUP BY ALL ORDER BY 1",
         glob.display()
@@ -27,7 +27,9 @@ fn snapshots_are_readable_by_duckdb_with_hive_partitioning() {
     assert_eq!(counts, [(1, 220), (2, 221)]);
 
     // Rows are sorted by key and the file carries odsync's metadata.
-    let file = ctx.warehouse().join("trusts/ods/version=000002/organisations.parquet");
+    let file = ctx
+        .warehouse()
+        .join("trusts/organisations/version=000002/part-0.parquet");
     let codes: Vec<String> = conn
         .prepare(&format!("SELECT code FROM read_parquet('{}')", file.display()))
         .unwrap()

@@ -174,8 +174,9 @@ impl TestContext {
         self.odsync(now, &args).ok().json()
     }
 
+    /// The committed snapshot versions (`version=NNNNNN`), from their manifests.
     pub fn versions(&self, pipeline: &str) -> Vec<String> {
-        let dir = self.warehouse().join(pipeline).join("ods");
+        let dir = self.warehouse().join(pipeline).join("_meta/ods");
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .map(|d| {
                 d.filter_map(Result::ok)

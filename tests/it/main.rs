@@ -9,6 +9,7 @@ mod csv_source;
 mod diff;
 mod fault_matrix;
 mod fhir_source;
+mod layout;
 mod merge;
 mod ods_truth;
 mod operations;

@@ -335,13 +335,12 @@ fn merging_the_same_inputs_twice_changes_nothing_and_gives_identical_bytes() {
     let again = a.odsync("2025-07-02", &["merge", "trusts", "--json"]).ok().json();
     assert_eq!(again["status"], "unchanged");
     for file in [
-        "trusts.parquet",
-        "conflicts.parquet",
-        "provenance.parquet",
-        "summary.json",
+        "trusts/version=000002/part-0.parquet",
+        "conflicts/version=000002/part-0.parquet",
+        "provenance/version=000002/part-0.parquet",
+        "_meta/merged/version=000002/summary.json",
     ] {
-        let read =
-            |ctx: &TestContext| std::fs::read(ctx.warehouse().join("trusts/merged/version=000002").join(file)).unwrap();
+        let read = |ctx: &TestContext| std::fs::read(ctx.warehouse().join("trusts").join(file)).unwrap();
         assert!(
             read(&a) == read(&b),
             "{file} differs between two merges of the same inputs"
@@ -355,18 +354,33 @@ fn a_merge_given_the_diffs_rows_equals_one_that_finds_them_itself() {
     // with find_changed.sql. Both must decide the same thing.
     let ctx = TestContext::new();
     two_runs(&ctx);
-    let merged = ctx.warehouse().join("trusts/merged");
-    let from_run = merged.join("version=000002");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(from_run.join("summary.json")).unwrap()).unwrap();
+    let pipeline = ctx.warehouse().join("trusts");
+    let summary_path = pipeline.join("_meta/merged/version=000002/summary.json");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
     assert_eq!(summary["changed_rows_from"], "diff");
+    // Take the run's merged version out of the warehouse (each table's version folder and its
+    // summary), keeping its tables side by side.
     let kept = ctx.path().join("merged-by-run");
-    std::fs::rename(&from_run, &kept).unwrap();
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::remove_dir_all(summary_path.parent().unwrap()).unwrap();
+    for table in ["trusts", "conflicts", "provenance", "sources"] {
+        let version = pipeline.join(table).join("version=000002");
+        std::fs::rename(version.join("part-0.parquet"), kept.join(format!("{table}.parquet"))).unwrap();
+        std::fs::remove_dir(version).unwrap();
+    }
     let report = ctx.odsync("2025-07-02", &["merge", "trusts", "--json"]).ok().json();
     assert_eq!(report["status"], "merged", "{report}");
     assert_eq!(report["merged_version"], 2);
     assert_eq!(report["changed_rows_from"], "snapshots");
-    let by_merge = merged.join("version=000002");
+    let by_merge = ctx.path().join("merged-by-merge");
+    std::fs::create_dir_all(&by_merge).unwrap();
+    for table in ["trusts", "conflicts", "provenance", "sources"] {
+        std::fs::copy(
+            pipeline.join(table).join("version=000002/part-0.parquet"),
+            by_merge.join(format!("{table}.parquet")),
+        )
+        .unwrap();
+    }
     assert!(
         std::fs::read(kept.join("trusts.parquet")).unwrap() == std::fs::read(by_merge.join("trusts.parquet")).unwrap(),
         "the trust table differs between the run's merge and a merge on its own"

@@ -279,12 +279,12 @@ fn the_same_inputs_give_byte_identical_snapshots() {
     let first = ctx.path().join("first");
     std::fs::rename(ctx.warehouse(), &first).unwrap();
     ctx.run_ok(T0, "trusts", &[]);
-    let dir = |root: &std::path::Path| root.join("trusts/ods/version=000001");
-    let mut names: Vec<_> = std::fs::read_dir(dir(&first))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
+    let dir = |root: &std::path::Path| root.join("trusts");
+    let mut names: Vec<String> = odsync::model::tables::TABLE_NAMES
+        .iter()
+        .map(|t| format!("{t}/version=000001/part-0.parquet"))
         .collect();
-    names.sort();
+    names.push("_meta/ods/version=000001/manifest.json".into());
     assert_eq!(names.len(), 9, "{names:?}");
     for name in names {
         let a = std::fs::read(dir(&first).join(&name)).unwrap();
@@ -470,9 +470,10 @@ fn a_role_code_that_vanishes_or_is_renamed_in_the_code_system_is_reported() {
     let s = ctx.run_ok("2025-07-11T03:00:00Z", "sites", &["--full"]);
     // Unchanged data on the re-run: the comparison is against the snapshot just committed.
     assert_eq!(s["code_system_changes"].as_array().unwrap().len(), 0, "{s}");
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(ctx.warehouse().join("sites/ods/version=000002/manifest.json")).unwrap())
-            .unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(ctx.warehouse().join("sites/_meta/ods/version=000002/manifest.json")).unwrap(),
+    )
+    .unwrap();
     let changes = manifest["summary"]["code_system_changes"].as_array().unwrap().clone();
     let rows: Vec<(String, String, bool)> = changes
         .iter()

@@ -280,9 +280,10 @@ fn full_and_archive_files_resolve_stubs_and_duplicates_deterministically_and_rep
             ["EEE", "E LATER", "false"],
         ]
     );
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ctx.warehouse().join("t/ods/version=000001/manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ctx.warehouse().join("t/_meta/ods/version=000001/manifest.json")).unwrap(),
+    )
+    .unwrap();
     let params = &manifest["source"]["parameters"];
     let dups: Vec<&str> = params["duplicates"]
         .as_array()
@@ -573,9 +574,10 @@ fn a_pipeline_switched_between_ord_and_trud_xml_finds_nothing_changed() {
         out.stderr
     );
     // The manifest records the zip's sha256.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ctx.warehouse().join("p/ods/version=000001/manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ctx.warehouse().join("p/_meta/ods/version=000001/manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["source"]["kind"], "ord");
     let runs = ctx.cells("SELECT source FROM runs WHERE pipeline = 'p' ORDER BY run_number");
     assert_eq!(runs[1], ["trud_xml"]);
@@ -609,9 +611,10 @@ fn a_trud_baseline_then_ord_deltas_from_its_publication_date() {
     );
     // The release is as of its publication date: the deltas start there, not on the run's day.
     assert_eq!(first["watermark_after"], "2025-07-10");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ctx.warehouse().join("b/ods/version=000001/manifest.json")).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ctx.warehouse().join("b/_meta/ods/version=000001/manifest.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(manifest["source"]["kind"], "trud_xml");
     assert_eq!(manifest["source"]["parameters"]["publication_date"], "2025-07-10");
 

@@ -613,12 +613,18 @@ fn verify_finds_a_flipped_byte_and_a_broken_manifest_and_repair_lets_full_rebuil
     ctx.server().set_state("demo-2025-07").unwrap();
     ctx.run_ok(T1, "trusts", &[]);
     ctx.odsync(T1, &["verify", "trusts"]).ok();
-    let v2 = ctx.warehouse().join("trusts/ods/version=000002");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(v2.join("manifest.json")).unwrap()).unwrap();
+    let pipeline = ctx.warehouse().join("trusts");
+    let manifest_path = pipeline.join("_meta/ods/version=000002/manifest.json");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     let tables: Vec<String> = manifest["tables"].as_object().unwrap().keys().cloned().collect();
     assert_eq!(tables.len(), 8, "{tables:?}");
     for table in &tables {
-        let path = v2.join(format!("{table}.parquet"));
+        let path = pipeline.join(table).join("version=000002/part-0.parquet");
+        assert_eq!(
+            manifest["tables"][table]["file"],
+            format!("{table}/version=000002/part-0.parquet"),
+            "the manifest names where the file is"
+        );
         let good = std::fs::read(&path).unwrap();
         let mut bad = good.clone();
         // A byte in the middle of the data pages: the footer stays readable.
@@ -630,13 +636,13 @@ fn verify_finds_a_flipped_byte_and_a_broken_manifest_and_repair_lets_full_rebuil
         let report = out.json();
         let problems = report[0]["problems"].to_string();
         assert!(
-            problems.contains(&format!("{table}.parquet")) && problems.contains("sha256"),
+            problems.contains(&format!("{table}/version=000002/part-0.parquet")) && problems.contains("sha256"),
             "{problems}"
         );
         std::fs::write(&path, good).unwrap();
     }
     // A malformed manifest: verify names it; other pipelines' commands and views still work.
-    let manifest = v2.join("manifest.json");
+    let manifest = manifest_path;
     std::fs::write(&manifest, "{ not json").unwrap();
     let out = ctx.odsync(T1, &["verify", "--json"]);
     assert_eq!(out.code, 1);
@@ -751,7 +757,7 @@ fn a_damaged_raw_table_in_the_latest_version_fails_deltas_clearly_and_full_gets_
     let ctx = TestContext::with_server("demo-2021");
     trusts(&ctx, "");
     ctx.run_ok(T0, "trusts", &[]);
-    let raw = ctx.warehouse().join("trusts/ods/version=000001/raw.parquet");
+    let raw = ctx.warehouse().join("trusts/raw/version=000001/part-0.parquet");
     let mut bytes = std::fs::read(&raw).unwrap();
     let n = bytes.len();
     bytes[n - 12..n - 8].copy_from_slice(b"XXXX"); // the footer length
@@ -762,7 +768,11 @@ fn a_damaged_raw_table_in_the_latest_version_fails_deltas_clearly_and_full_gets_
     assert!(doc["help"].as_str().unwrap().contains("odsync verify"), "{doc}");
     let verify = ctx.odsync(T1, &["verify", "trusts"]);
     assert_eq!(verify.code, 1);
-    assert!(verify.stdout.contains("raw.parquet"), "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("raw/version=000001/part-0.parquet"),
+        "{}",
+        verify.stdout
+    );
     let s = ctx.run_ok(T1, "trusts", &["--full"]);
     assert_eq!(s["snapshot_version"], 2);
     assert_eq!(
