@@ -33,7 +33,7 @@ ODSYNC := $(CARGO_TARGET_DIR)/debug/odsync
 DEMO_STATES := tests/fixtures/ord-states
 DEMO_WAREHOUSE ?= snapshots
 
-.PHONY: help build test demo bench sync lint fmt clean duckdb airflow-check
+.PHONY: help build test demo bench sync lint fmt clean duckdb airflow-check report-check
 
 # `make airflow-check`: Apache Airflow from the package index in a virtual environment.
 AIRFLOW_VERSION ?= 2.10.5
@@ -134,6 +134,23 @@ demo: build ## Offline demo: local ORD server, baseline, state change, increment
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM provenance_latest WHERE code = 'RAX'\""
 	echo "  duckdb $(DEMO_WAREHOUSE)/catalog.duckdb \"SELECT * FROM latest_trusts WHERE pipeline = 'demo'\""
 	echo "  python3 -c \"import duckdb; print(duckdb.connect('$(DEMO_WAREHOUSE)/catalog.duckdb').sql('SELECT * FROM runs'))\""
+	echo; echo "== 15. the run report: every run writes one; this is the demo pipeline's latest, written again"
+	$(ODSYNC) report demo
+	echo "   open it in a browser: file://$$(cd "$(DEMO_WAREHOUSE)" && pwd)/demo/_reports/latest.html"
+
+REPORT_PNG ?= $(CARGO_TARGET_DIR)/report-check/demo-report.png
+report-check: build ## Render the demo's run report in headless Chromium (Debian package) and save a screenshot
+	command -v chromium >/dev/null || { echo "installing chromium (Debian package)"; $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium >/dev/null; }
+	[ -f "$(DEMO_WAREHOUSE)/demo/_reports/latest.html" ] || $(MAKE) --no-print-directory demo
+	mkdir -p "$(dir $(REPORT_PNG))"
+	# The demo's latest run that changed something (the last demo run is an unchanged one).
+	run=$$($(ODSYNC) --warehouse "$(DEMO_WAREHOUSE)" query "SELECT run_id FROM runs WHERE pipeline = 'demo' AND status = 'succeeded' ORDER BY run_number DESC LIMIT 1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['rows'][0][0])")
+	page="$$(cd "$(dir $(REPORT_PNG))" && pwd)/demo-report.html"
+	$(ODSYNC) --warehouse "$(DEMO_WAREHOUSE)" report demo --run "$$run" --out "$$page"
+	# No network for the page: it must render from the file alone.
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --proxy-server=127.0.0.1:9 --window-size=1280,3200 --screenshot="$(REPORT_PNG)" "file://$$page" 2>/dev/null
+	python3 -c "import sys; b=open(sys.argv[1],'rb').read(); assert b[:8]==b'\x89PNG\r\n\x1a\n' and len(b)>50000, 'the screenshot is empty'; print('screenshot:', sys.argv[1], len(b), 'bytes')" "$(REPORT_PNG)"
+	echo "page: $$page"
 
 bench: build ## Benchmark whole `odsync run`s (csv nightly, TRUD national, ORD deltas) beside a hand-written DuckDB job, then the diff and merge stages
 	python3 bench/whole_runs.py "$(ODSYNC)" "$(CARGO_TARGET_DIR)/bench-runs"

@@ -102,6 +102,11 @@ pub enum Command {
         after_help = "Examples:\n  odsync ddl demo --dialect duckdb\n  odsync ddl nhs_trusts --dialect spark --location s3://lake/odsync/nhs_trusts --schema ods\n  odsync ddl nhs_trusts --dialect trino --location s3://lake/odsync/nhs_trusts\n  odsync ddl nhs_trusts --dialect bigquery --location gs://lake/odsync/nhs_trusts --schema my_dataset\n  odsync ddl demo --dialect markdown > docs/tables.md\n\nOne statement per table directory (<pipeline>/<table>/version=N/part-0.parquet), with `version` as the\npartition column; the columns are read from each table's latest Parquet file. --location is the pipeline\nfolder as the engine sees it (default: its local path)."
     )]
     Ddl(DdlArgs),
+    /// Write the HTML report of a pipeline's run (default: its latest run)
+    #[command(
+        after_help = "Examples:\n  odsync report demo\n  odsync report nhs_trusts --run 20250716T020000Z-nhs_trusts-0042 --out /tmp/run.html\n\nEvery run writes its report to <warehouse>/<pipeline>/_reports/<run id>.html (and latest.html); this\nwrites it again from the saved run summary and the committed warehouse (with the recent runs as they\nare now). The page is self-contained: open it offline, print it, mail it."
+    )]
+    Report(ReportArgs),
     /// Run SQL against the catalog (runs table and snapshot views) and print the result
     #[command(
         after_help = "Examples:\n  odsync query \"SELECT code, name FROM latest_organisations WHERE pipeline = 'demo' LIMIT 5\"\n  odsync query \"SELECT * FROM runs\" --json\n\nViews: snapshot_<table> and latest_<table> for organisations, roles, relationships, successors,\ncode_system_roles, quarantine, raw; snapshot_manifests; latest_snapshots. The same queries work in\nthe duckdb CLI or Python on <warehouse>/catalog.duckdb."
@@ -265,6 +270,17 @@ pub enum SnapshotsCommand {
         #[arg(long)]
         version: Option<u64>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    pub pipeline: String,
+    /// The run (its id); default the pipeline's latest run with a saved summary
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Where to write the page (default: <warehouse>/<pipeline>/_reports/<run id>.html)
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -33,6 +33,10 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<CatalogError>()
             || e.is::<crate::pipeline::guard::ShiftError>()
             || matches!(
+                e.downcast_ref::<crate::report::ReportError>(),
+                Some(crate::report::ReportError::Io { .. } | crate::report::ReportError::NoRun { .. })
+            )
+            || matches!(
                 e.downcast_ref::<crate::ddl::DdlError>(),
                 Some(crate::ddl::DdlError::Empty { .. } | crate::ddl::DdlError::Read { .. })
             )

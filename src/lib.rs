@@ -26,6 +26,7 @@ pub mod model;
 pub mod pipeline;
 pub mod printer;
 pub mod redact;
+pub mod report;
 pub mod server;
 pub mod snapshot;
 pub mod sources;

@@ -318,10 +318,6 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn err(&self, e: duckdb::Error) -> CatalogError {
         CatalogError::Db {
             path: self.path.clone(),

@@ -11,6 +11,7 @@ mod merge;
 mod migrate;
 mod provenance;
 mod query;
+mod report;
 mod run;
 mod runs;
 mod serve;
@@ -84,6 +85,7 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => gc::run(&globals, &args),
         Command::Migrate => migrate::run(&globals),
         Command::Ddl(args) => ddl::run(&globals, &args),
+        Command::Report(args) => report::run(&globals, &args),
         Command::Query(args) => query::run(&globals, &args),
         Command::Validate(args) => validate::run(&globals, &args),
         Command::Serve(args) => serve::run(&args),

@@ -22,7 +22,17 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
         accept_shift: args.accept_shift,
         dry_run: args.dry_run,
     };
-    let summary = runner.run(&options)?;
+    let mut summary = runner.run(&options)?;
+    if summary.status != "dry_run" {
+        // After the commit, and never a reason to fail it: a report that cannot be written is a
+        // warning, and `odsync report` writes it again.
+        let warehouse = globals.warehouse(Some(&pipeline));
+        let doc = serde_json::to_value(&summary).expect("the summary serialises");
+        match crate::report::write_for_run(&warehouse, &summary.pipeline, &doc) {
+            Ok(path) => summary.report = Some(path),
+            Err(e) => tracing::warn!("the run is committed, but its report was not written: {e}"),
+        }
+    }
     globals.printer.emit(&summary, human)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -60,6 +70,9 @@ fn human(s: &RunSummary) -> String {
         s.duration_ms
     ));
     out.push_str(&format!("  snapshot: {}\n", display_path(&s.snapshot_path)));
+    if let Some(report) = &s.report {
+        out.push_str(&format!("  report: {}\n", display_path(report)));
+    }
     let stages: Vec<String> = s.stages.iter().map(|t| format!("{} {} ms", t.stage, t.ms)).collect();
     out.push_str(&format!("  stages: {}\n", stages.join(", ")));
     if s.records.left_window > 0 {

@@ -166,7 +166,7 @@ impl Default for ShiftLimits {
 }
 
 /// Why a diff looks like a change of publication profile rather than organisational change
-/// (REFERENCE.md 4.8): each reason names the movement, its count and share. Empty when the diff
+/// (docs/ods-reference.md 4.8): each reason names the movement, its count and share. Empty when the diff
 /// is within the limits.
 pub fn check_shift(stats: &ShiftStats, limits: &ShiftLimits) -> Vec<(String, String)> {
     let mut reasons = Vec::new();

@@ -33,15 +33,6 @@ use std::path::{Path, PathBuf};
 
 pub use crate::model::ODS_FIELDS;
 
-/// Trust-table fields computed by odsync (role mapping) rather than read from ODS.
-pub const DERIVED_FIELDS: [&str; 5] = [
-    "org_type",
-    "health_system",
-    "foundation_trust",
-    "parent_code",
-    "parent_relationship",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     #[error("`{path}` line {line}: {message}\nHelp: fix the line and run again; nothing was merged")]

@@ -1,4 +1,4 @@
-//! One line of an ODS bulk CSV file (the headerless "standard 27 field format", REFERENCE.md 4)
+//! One line of an ODS bulk CSV file (the headerless "standard 27 field format", docs/ods-reference.md 4)
 //! → [`OrgRecord`].
 //!
 //! Real copies vary: re-saved files drop trailing empty columns (24–26 fields) and quoting; both
@@ -45,7 +45,7 @@ impl CsvKind {
         }
     }
 
-    /// The ORD primary role this file's rows carry (REFERENCE.md 5). Which of RO142/RO144 Welsh
+    /// The ORD primary role this file's rows carry (docs/ods-reference.md 5). Which of RO142/RO144 Welsh
     /// boards carry is unverified, so pipelines may override it.
     pub fn default_primary_role(self) -> &'static str {
         match self {
@@ -306,7 +306,7 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
             };
             rel(15, "COMMISSIONER", joined);
         }
-        // ets field 15 is read as the parent trust by third-party code (REFERENCE.md 4.3,
+        // ets field 15 is read as the parent trust by third-party code (docs/ods-reference.md 4.3,
         // unverified); kept as a CSV-marked relationship so the hierarchy stage can judge it.
         CsvKind::Ets => rel(15, "PARENT", Period::default()),
         _ => {}
@@ -350,7 +350,7 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
 }
 
 /// epraccur field 13 in either profile → the detailed status: legacy `A`/`C`/`D`/`P`, DSE
-/// `ACTIVE`/`INACTIVE`/`DORMANT`/`PROPOSED` (REFERENCE.md 4.4, 4.10).
+/// `ACTIVE`/`INACTIVE`/`DORMANT`/`PROPOSED` (docs/ods-reference.md 4.4, 4.10).
 pub fn epraccur_status(text: &str) -> Result<&'static str, String> {
     Ok(match text {
         "A" | "ACTIVE" => "Active",
@@ -444,7 +444,7 @@ pub fn prescribing_setting(text: &str) -> Result<(Option<String>, Vec<String>), 
     Ok((setting, roles))
 }
 
-/// Which publication profile a bulk file line shows (REFERENCE.md 4.10): `Some("dse")` for the
+/// Which publication profile a bulk file line shows (docs/ods-reference.md 4.10): `Some("dse")` for the
 /// Data Search and Export reports (status words, role codes in field 26), `Some("legacy")` for
 /// the retired CSV files (status letters, setting numbers), `None` when the line does not say.
 pub fn line_profile(fields: &[String]) -> Option<&'static str> {
@@ -536,7 +536,7 @@ mod tests {
         );
     }
 
-    // The real legacy and DSE lines of A81003 (REFERENCE.md 4.10): the same closed GP practice.
+    // The real legacy and DSE lines of A81003 (docs/ods-reference.md 4.10): the same closed GP practice.
     const A81003_LEGACY: &[u8] = b"\"A81003\",\"VICTORIA MEDICAL PRACTICE\",\"Y54\",\"Q74\",\"THE HEALTH CENTRE\",\"VICTORIA ROAD\",\"HARTLEPOOL\",\"CLEVELAND\",\"\",\"TS26 8DB\",\"19740401\",\"20171031\",\"C\",\"B\",\"00K\",\"20130401\",\"20171031\",\"01429 272945\",\"\",\"\",\"\",\"0\",\"\",\"00K\",\"\",\"4\",\"\"\r\n";
     const A81003_DSE: &[u8] = b"\"A81003\",\"VICTORIA MEDICAL PRACTICE\",\"Y63\",\"QHM\",\"HEALTH CENTRE\",\"VICTORIA ROAD\",\"\",\"HARTLEPOOL\",\"\",\"TS26 8DB\",\"19740401\",\"20171031\",\"INACTIVE\",\"B\",\"00K\",\"20130401\",\"20171031\",\"01429 272945\",\"\",\"\",\"\",\"1\",\"\",\"00K\",\"\",\"RO76\",\"\"\r\n";
 

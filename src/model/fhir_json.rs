@@ -1,4 +1,4 @@
-//! ODS FHIR R4 `Organization` resource → [`OrgRecord`] (REFERENCE.md section 3).
+//! ODS FHIR R4 `Organization` resource → [`OrgRecord`] (docs/ods-reference.md section 3).
 //!
 //! The same canonical model as ORD, so a FHIR snapshot diffs against an ORD one:
 //! - `id` is the ODS code; `active` gives the status; `type[]` codings give the record class
@@ -18,7 +18,7 @@
 //!   `Target.PrimaryRoleId`, which the hierarchy needs) is the first role of the included
 //!   participating Organization; without one it is left empty.
 //! - A bare Organization (a payload stored without its affiliations) has no relationships.
-//! - Successions are not on any FHIR resource the API documents with an example (REFERENCE.md 3:
+//! - Successions are not on any FHIR resource the API documents with an example (docs/ods-reference.md 3:
 //!   a `succession` CodeSystem of unknown shape), so a FHIR record has none. The diff does not
 //!   compare successors between snapshots whose source does not supply them
 //!   (`sources::supplies`).

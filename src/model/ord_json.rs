@@ -1,6 +1,6 @@
 //! ORD `GET /organisations/{code}` JSON → [`OrgRecord`].
 //!
-//! Lenient by design (REFERENCE.md 7.4): keys may be missing anywhere; `uniqueRoleId` and
+//! Lenient by design (docs/ods-reference.md 7.4): keys may be missing anywhere; `uniqueRoleId` and
 //! `uniqueRelId` are numbers in real responses but strings in the official example; UPRN is a
 //! number; a list of one may arrive as a bare object. Unknown keys are ignored (derived fixtures
 //! carry a `_derived` label beside `Organisation`).

@@ -1,4 +1,4 @@
-//! One HSCOrgRefData `<Organisation>` element (the TRUD XML release, REFERENCE.md section 10) →
+//! One HSCOrgRefData `<Organisation>` element (the TRUD XML release, docs/ods-reference.md section 10) →
 //! [`OrgRecord`].
 //!
 //! The XML and the ORD JSON are two spellings of one record, so this maps every element exactly
@@ -11,7 +11,7 @@
 //! It streams the element's events with quick-xml (no tree is built): a stack of known element
 //! names says where each event belongs, so a nested element with a familiar name (a `Target`'s
 //! `OrgId`, a `Succ`'s `Type`) is never taken for the organisation's own. Some releases spell
-//! `Relationship`/`Successor` for `Rel`/`Succ` (REFERENCE.md 10, traps): both are read.
+//! `Relationship`/`Successor` for `Rel`/`Succ` (docs/ods-reference.md 10, traps): both are read.
 
 use super::{OrgRecord, Organisation, Period, Relationship, Role, Successor, parse_iso_date};
 use quick_xml::events::{BytesStart, Event};

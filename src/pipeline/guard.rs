@@ -4,7 +4,7 @@
 //!
 //! The limits themselves are `diff::check_shift`; this module adds what a person needs to decide:
 //! the bulk file's publication profile on both sides (legacy CSV vs Data Search and Export,
-//! REFERENCE.md 4.10), what the organisations that appeared or vanished are (closed
+//! docs/ods-reference.md 4.10), what the organisations that appeared or vanished are (closed
 //! re-publications with their close-date range, codes this pipeline reported deleted before,
 //! open organisations that vanished), and the recoding events behind mass parent moves. It
 //! suggests `--accept-shift` only when that is what it sees, never for what looks like an
@@ -64,7 +64,7 @@ impl Assessment {
     }
 }
 
-/// Columns the DSE profile re-lays out or re-encodes (REFERENCE.md 4.10): an accepted profile
+/// Columns the DSE profile re-lays out or re-encodes (docs/ods-reference.md 4.10): an accepted profile
 /// shift marks their changes, and the row-level role changes field 26 brings.
 const PROFILE_KEYS: [&str; 8] = [
     "organisations.address_line1",

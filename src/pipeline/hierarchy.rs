@@ -1,5 +1,5 @@
 //! The parent of each organisation, derived from its own active relationships (relationships
-//! live on the child and point to the parent, REFERENCE.md 6): the first rule that matches wins.
+//! live on the child and point to the parent, docs/ods-reference.md 6): the first rule that matches wins.
 //!
 //! | child | relationship |
 //! |---|---|

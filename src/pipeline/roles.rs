@@ -1,5 +1,5 @@
 //! The role mapping: ODS role codes → the trust table's `org_type`, `health_system` and flags
-//! (`foundation_trust`), from a TOML file under `pipelines/` (REFERENCE.md 5). Applied to every
+//! (`foundation_trust`), from a TOML file under `pipelines/` (docs/ods-reference.md 5). Applied to every
 //! parsed record before the snapshot is built, so the derived columns are diffed, merged (with
 //! provenance source `derived`) and kept in history like any other field. Primary roles that no
 //! rule maps are reported per run, never silently ignored.

@@ -98,6 +98,9 @@ pub struct RunSummary {
     /// Wall time of each stage, in the order they ran (not in the manifest: timings are not data).
     pub stages: Vec<StageTime>,
     pub duration_ms: u64,
+    /// The run's HTML report (`<pipeline>/_reports/<run id>.html`), written after the commit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -229,7 +232,7 @@ pub struct Runner<'a> {
     pub csv_layout: Option<CsvLayout>,
 }
 
-/// Chooses baseline or incremental (REFERENCE.md 2.5: `/sync` reaches back 185 days).
+/// Chooses baseline or incremental (docs/ods-reference.md 2.5: `/sync` reaches back 185 days).
 pub fn choose_mode(
     options: &RunOptions,
     supports_deltas: bool,
@@ -988,6 +991,7 @@ impl Runner<'_> {
             code_system_changes,
             stages: laps.finish(),
             duration_ms: 0,
+            report: None,
         };
         Ok((summary, fetched.location))
     }

@@ -1,7 +1,7 @@
 //! The publication window of the bulk files.
 //!
 //! A bulk file holds current organisations plus those closed recently ("closed in the current or
-//! previous financial year", REFERENCE.md 4.1); the DSE reports drop practices closed before April
+//! previous financial year", docs/ods-reference.md 4.1); the DSE reports drop practices closed before April
 //! 2017. A closed organisation that is no longer in the file has aged out of that window: ODS has
 //! not withdrawn it. Treating it as deleted reports every closed trust as deleted a year after it
 //! closed, drops it from the history and the trust table, and then reports it `added` again when a

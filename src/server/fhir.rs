@@ -171,7 +171,7 @@ fn role_extension(code: &str, instance: Option<&str>, periods: Vec<Value>, activ
     json!({"url": "https://fhir.nhs.uk/England/StructureDefinition/Extension-England-OrganisationRole", "extension": parts})
 }
 
-/// An ORD record in the FHIR Organization shape of REFERENCE.md 3 (the RR8 example's layout).
+/// An ORD record in the FHIR Organization shape of docs/ods-reference.md 3 (the RR8 example's layout).
 fn organization_from(rec: &OrgRecord) -> Value {
     let o = &rec.organisation;
     let mut roles: Vec<&crate::model::Role> = rec.roles.iter().collect();

@@ -1,6 +1,6 @@
 //! The local ORD-compatible server: the stand-in for the NHS ORD API in tests and the demo.
 //!
-//! It speaks the documented wire format (REFERENCE.md 2): search with `Limit`/`Offset` paging and
+//! It speaks the documented wire format (docs/ods-reference.md 2): search with `Limit`/`Offset` paging and
 //! `X-Total-Count`, 406 for `Offset` ≤ 1 and for `/sync` dates beyond 185 days,
 //! `/organisations/{code}` with ORD's 404 body, `/sync`, `/roles`, `/notifications`; all under
 //! `/ORD/2-0-0`. Bound to 127.0.0.1 only.
@@ -142,10 +142,6 @@ impl OrdServer {
         let served = load_state(&self.shared.states_dir, name)?;
         *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = served;
         Ok(())
-    }
-
-    pub fn state_name(&self) -> String {
-        self.shared.state.read().unwrap_or_else(|e| e.into_inner()).name.clone()
     }
 
     pub fn push_fault(&self, fault: Fault) {

@@ -1,6 +1,6 @@
 //! A fixture state written as a TRUD XML release (`odsync serve --write-trud`), for tests and
 //! the demo: the same organisations the local ORD server serves, in the HSCOrgRefData layout of
-//! REFERENCE.md section 10, so a pipeline can baseline from the release and take deltas from the
+//! docs/ods-reference.md section 10, so a pipeline can baseline from the release and take deltas from the
 //! server, or switch between the two and find nothing changed.
 //!
 //! Each ORD JSON record is spelled as XML key by key (the inverse of `model::ord_xml`): what the

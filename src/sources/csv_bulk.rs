@@ -1,5 +1,5 @@
 //! ODS bulk CSV files (etr, ets, epraccur, eccg, wlhb, wlhbsite …) from a path or an http(s) URL,
-//! plain or zipped (REFERENCE.md section 4).
+//! plain or zipped (docs/ods-reference.md section 4).
 //!
 //! The file is split into lines here, each kept byte for byte as the raw payload with its
 //! `file:line` origin; the fields are parsed later by `model::csv_row`, like any other record.
@@ -152,7 +152,7 @@ pub fn split_file(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Quarantined>
     (records, failures)
 }
 
-/// What a file's rows say about its publication profile (REFERENCE.md 4.8, 4.10), tallied while
+/// What a file's rows say about its publication profile (docs/ods-reference.md 4.8, 4.10), tallied while
 /// the lines are split.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProfileTally {

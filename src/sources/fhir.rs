@@ -1,4 +1,4 @@
-//! The ODS FHIR R4 Organisation Data Terminology API source (REFERENCE.md section 3).
+//! The ODS FHIR R4 Organisation Data Terminology API source (docs/ods-reference.md section 3).
 //!
 //! - `apikey` header from an environment variable or a file the pipeline names (never from the
 //!   pipeline file itself). The header value is marked sensitive, URLs are redacted, and the key
@@ -482,12 +482,12 @@ impl FhirSource {
     }
 }
 
-/// The List of organisation deletion notices (REFERENCE.md 3).
+/// The List of organisation deletion notices (docs/ods-reference.md 3).
 const DELETION_LIST: &str = "List/Organization-deletion";
 
 /// Deletion notices from a `List` (or a Bundle of Lists): each entry's `item` names the
 /// organisation, `date` is when, `flag` the reason. The List's exact shape is UNVERIFIED
-/// (REFERENCE.md 3 names the endpoint, not a body), so this reads the standard FHIR List.
+/// (docs/ods-reference.md 3 names the endpoint, not a body), so this reads the standard FHIR List.
 pub fn parse_deletion_list(body: &Value) -> Vec<Deletion> {
     let lists: Vec<&Value> = match body.get("resourceType").and_then(Value::as_str) {
         Some("List") => vec![body],

@@ -1,4 +1,4 @@
-//! The ORD API source (REFERENCE.md sections 2 and 7).
+//! The ORD API source (docs/ods-reference.md sections 2 and 7).
 //!
 //! - Baseline: page `GET /organisations?PrimaryRoleId=…` (or `Roles=…`) with `Limit=1000`, no
 //!   `Offset` on the first page and `Offset=1000, 2000, …` after (ORD answers 406 to `Offset` ≤ 1;
@@ -365,7 +365,7 @@ impl Source for OrdSource {
         metrics.listed = codes.len() as u64;
         let codes: Vec<String> = codes.into_iter().collect();
         let (records, failures) = self.fetch_records(&codes)?;
-        // Deletions are not in /sync (REFERENCE.md 2.7): a delta run asks /notifications.
+        // Deletions are not in /sync (docs/ods-reference.md 2.7): a delta run asks /notifications.
         let deletions = match mode {
             FetchMode::Incremental { .. } => self.notifications()?,
             _ => Vec::new(),

@@ -1,4 +1,4 @@
-//! The monthly TRUD XML release (HSCOrgRefData v2-0-0, TRUD item 341; REFERENCE.md section 10):
+//! The monthly TRUD XML release (HSCOrgRefData v2-0-0, TRUD item 341; docs/ods-reference.md section 10):
 //! all of ODS in two files, the NHS-recommended way to baseline a large scope.
 //!
 //! `location` is the release zip as TRUD ships it (holding `fullfile.zip` and `archive.zip`, each

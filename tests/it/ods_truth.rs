@@ -417,7 +417,7 @@ fn a_recoding_is_one_event_with_its_moves_linked() {
 #[test]
 fn dates_are_judged_on_the_run_clock_and_a_trust_that_opens_later_is_not_yet_open() {
     let ctx = TestContext::new();
-    // Derived: a real 2025-12 line recoded as K0N6A opening on 2026-06-01 (REFERENCE.md 4.2 notes
+    // Derived: a real 2025-12 line recoded as K0N6A opening on 2026-06-01 (docs/ods-reference.md 4.2 notes
     // the real K0N6A, open 2026-06-01, in an April 2026 file).
     let text = std::fs::read_to_string(ods_csv("etr-2025-12-jhau.csv")).unwrap();
     let line = text.lines().find(|l| l.contains("\"RWR\"")).unwrap();

@@ -252,3 +252,110 @@ fn json_log_lines_parse_and_name_the_run_and_stage_and_quiet_prints_nothing() {
     assert_eq!(failed.code, 1);
     assert!(failed.stderr.contains("nope"), "{}", failed.stderr);
 }
+
+/// The value at a dotted path of the run's `--json` summary (`records.pending.length`: a list's length).
+fn at(doc: &serde_json::Value, path: &str) -> Option<String> {
+    let mut v = doc;
+    for part in path.split('.') {
+        if part == "length" {
+            return v.as_array().map(|a| a.len().to_string());
+        }
+        v = v.get(part)?;
+    }
+    Some(match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+#[test]
+fn the_run_report_shows_the_numbers_of_the_run_summary_and_is_self_contained() {
+    let ctx = TestContext::new();
+    let local = ctx.path().join("local.csv");
+    std::fs::write(&local, "code,name\nRA2,ROYAL SURREY (LOCAL NAME)\n").unwrap();
+    let pipeline = |file: &str| {
+        format!(
+            "name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n[merge]\nlocal_table = \"{}\"\n",
+            ods_csv(file).display(),
+            local.display()
+        )
+    };
+    ctx.write_pipeline("etr", &pipeline("etr-2025-07-folakeobalakun.csv"));
+    let first = ctx.run_ok("2025-07-16", "etr", &[]);
+    ctx.write_pipeline("etr", &pipeline("etr-2025-12-jhau.csv"));
+    let summary = ctx.run_ok("2025-12-30", "etr", &["--accept-shift"]);
+    let path = std::path::PathBuf::from(summary["report"].as_str().expect("the run names its report"));
+    assert_eq!(
+        path,
+        ctx.warehouse()
+            .join(format!("etr/_reports/{}.html", summary["run_id"].as_str().unwrap()))
+    );
+    let html = std::fs::read_to_string(&path).unwrap();
+
+    // Every number the page takes from the summary equals the summary's.
+    let re = regex::Regex::new(r#"data-key="([^"]+)">([^<]*)<"#).unwrap();
+    let mut checked = 0;
+    for cap in re.captures_iter(&html) {
+        let (key, shown) = (&cap[1], &cap[2]);
+        let want = at(&summary, key).unwrap_or_else(|| panic!("`{key}` is not in the summary"));
+        assert_eq!(shown, want, "{key}");
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} numbers carry their key");
+    for key in [
+        "records.fetched",
+        "diff.by_kind.renamed",
+        "merge.conflicts_new",
+        "records.organisations",
+    ] {
+        assert!(html.contains(&format!("data-key=\"{key}\"")), "{key} is shown");
+    }
+    assert!(summary["merge"]["conflicts_new"].as_u64().unwrap() >= 1);
+    // What a person looks for: the accepted shift, the conflict, charts, the recent runs.
+    assert!(
+        html.contains("Shift accepted with --accept-shift"),
+        "the guard's verdict"
+    );
+    assert!(html.contains("ROYAL SURREY (LOCAL NAME)"), "the conflict it opened");
+    assert_eq!(html.matches("<svg").count(), 3, "kinds, parents and runs charts");
+    assert!(
+        html.contains(first["run_id"].as_str().unwrap()),
+        "the earlier run in the history"
+    );
+    // Self-contained: nothing to fetch when it is opened.
+    for outside in ["<script", "<link", "src=\"http", "url(http", "@import"] {
+        assert!(!html.contains(outside), "{outside}");
+    }
+    // `odsync report` writes the same page again (nothing has run since).
+    let out = ctx.path().join("again.html");
+    let written = ctx
+        .odsync(
+            "2025-12-30",
+            &["report", "etr", "--out", out.to_str().unwrap(), "--json"],
+        )
+        .ok()
+        .json();
+    assert_eq!(written["run_id"], summary["run_id"]);
+    assert!(
+        std::fs::read_to_string(&out).unwrap() == html,
+        "the same page from the saved summary"
+    );
+    // An earlier run by id; an unknown run is a clear error.
+    let older = ctx
+        .odsync(
+            "2025-12-30",
+            &["report", "etr", "--run", first["run_id"].as_str().unwrap()],
+        )
+        .ok();
+    assert!(
+        older.stdout.contains(first["run_id"].as_str().unwrap()),
+        "{}",
+        older.stdout
+    );
+    let unknown = ctx.odsync("2025-12-30", &["report", "etr", "--run", "nope"]);
+    assert_eq!(unknown.code, 1, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no saved run summary"), "{}", unknown.stderr);
+    // A dry run writes no report.
+    let dry = ctx.run_ok("2025-12-31", "etr", &["--dry-run"]);
+    assert!(dry.get("report").is_none(), "{dry}");
+}
