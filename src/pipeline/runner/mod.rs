@@ -10,6 +10,18 @@
 //!   tables are always re-derived from the resulting raw set, so a delta snapshot and a baseline
 //!   of the same data are identical.
 
+mod carry;
+mod completeness;
+mod diff_stage;
+mod stages;
+mod summary;
+
+use carry::*;
+pub use completeness::CompletenessError;
+use diff_stage::{DiffInputs, DiffStage, diff_stage};
+use stages::*;
+pub use summary::{RecordCounts, RunSummary, StageTime};
+
 use super::Pipeline;
 use crate::catalog::{Catalog, RunRecord};
 use crate::clock::Clock;
@@ -41,156 +53,7 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-/// Record counts of one run.
-#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
-pub struct RecordCounts {
-    /// Records received from the source this run.
-    pub fetched: u64,
-    /// Of those, byte-identical to the previous snapshot's copy.
-    pub unchanged: u64,
-    /// Quarantined records in the snapshot (new failures plus ones carried forward).
-    pub quarantined: u64,
-    /// Fetched records whose roles or status are outside the pipeline scope (left out, counted).
-    pub out_of_scope: u64,
-    /// Organisations removed because ODS announced their deletion (`/notifications`).
-    pub deleted_by_ods: u64,
-    /// Organisations in the resulting snapshot.
-    pub organisations: u64,
-    /// Codes whose new version could not be fetched or parsed (within `[quality]` limits): they
-    /// keep their previous version, the watermark stays, and every later run asks for them.
-    pub pending: Vec<String>,
-    /// Closed organisations a bulk file no longer lists (aged out of its publication window):
-    /// kept as last published, not deleted (see `pipeline::window`).
-    pub left_window: u64,
-    /// Up to ten of their codes, in code order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub left_window_examples: Vec<String>,
-}
-
-/// The typed result of `odsync run`: printed, written to `--json`, checked by tests.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunSummary {
-    pub run_id: String,
-    pub pipeline: String,
-    /// `succeeded` (a new version) or `unchanged` (same content as the latest version).
-    pub status: String,
-    pub mode: String,
-    pub mode_reason: String,
-    pub snapshot_version: u64,
-    pub previous_version: Option<u64>,
-    pub snapshot_path: PathBuf,
-    pub watermark_before: Option<NaiveDate>,
-    pub watermark_after: Option<NaiveDate>,
-    pub records: RecordCounts,
-    pub tables: BTreeMap<String, u64>,
-    pub fetch: FetchMetrics,
-    pub content_hash: String,
-    /// Changes from the previous version (absent on a first run or an unchanged run).
-    pub diff: Option<crate::diff::DiffSummary>,
-    /// The trust-table merge of this snapshot (a no-op when no input changed).
-    pub merge: Option<crate::merge::MergeReport>,
-    /// Publication shifts the guard found and `--accept-shift` let through.
-    pub accepted_shift: Vec<String>,
-    /// Primary roles in the snapshot that the role mapping does not map (counts and examples).
-    pub unmapped_roles: Vec<super::roles::UnmappedRole>,
-    /// Role codes removed, renamed or added in ORD's `/roles` since the previous snapshot.
-    pub code_system_changes: Vec<super::roles::CodeSystemChange>,
-    /// Wall time of each stage, in the order they ran (not in the manifest: timings are not data).
-    pub stages: Vec<StageTime>,
-    pub duration_ms: u64,
-    /// The run's HTML report (`<pipeline>/_reports/<run id>.html`), written after the commit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StageTime {
-    pub stage: &'static str,
-    pub ms: u64,
-}
-
-/// Laps of one run's stages, for the summary and the logs.
-/// The stages of a run's work, in order: each runs inside a `stage` span (so every log line, in
-/// JSON too, names its stage) and, on a terminal, under a spinner naming it.
-const STAGES: [&str; 10] = [
-    "fetch",
-    "read previous",
-    "parse",
-    "roles",
-    "build tables",
-    "write snapshot",
-    "diff",
-    "history",
-    "merge",
-    "commit",
-];
-
-struct StageTimes {
-    done: Vec<StageTime>,
-    started: Instant,
-    span: Option<tracing::span::EnteredSpan>,
-    spinner: indicatif::ProgressBar,
-}
-
-impl StageTimes {
-    fn start() -> Self {
-        let spinner = if crate::printer::show_progress() {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("static template"),
-            );
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        let mut times = StageTimes {
-            done: Vec::new(),
-            started: Instant::now(),
-            span: None,
-            spinner,
-        };
-        times.enter(STAGES[0]);
-        times
-    }
-
-    fn enter(&mut self, stage: &'static str) {
-        self.span = None;
-        self.span = Some(tracing::info_span!("stage", stage).entered());
-        self.spinner.set_message(stage);
-    }
-
-    fn lap(&mut self, stage: &'static str) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        tracing::debug!(ms, "stage done");
-        self.done.push(StageTime { stage, ms });
-        self.started = Instant::now();
-        let next = STAGES
-            .iter()
-            .position(|s| *s == stage)
-            .and_then(|i| STAGES.get(i + 1))
-            .copied()
-            .unwrap_or("commit");
-        self.enter(next);
-    }
-
-    /// The stage times, the spinner cleared and the last span left.
-    fn finish(mut self) -> Vec<StageTime> {
-        self.span = None;
-        self.spinner.finish_and_clear();
-        std::mem::take(&mut self.done)
-    }
-}
-
-pub use super::guard::ShiftError;
-
-/// The run could not show that what it fetched is complete; nothing was committed.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}\nHelp: {help}")]
-pub struct CompletenessError {
-    pub message: String,
-    pub help: String,
-}
+pub use crate::pipeline::guard::ShiftError;
 
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -314,9 +177,9 @@ impl Runner<'_> {
             .or(previous.as_ref().and_then(|m| m.watermark)),
         };
         let overlap = match &self.pipeline.config.source {
-            super::SourceConfig::Ord(o) => o.overlap_days,
-            super::SourceConfig::Csv(_) | super::SourceConfig::TrudXml(_) => 0,
-            super::SourceConfig::Fhir(f) => f.overlap_days,
+            crate::pipeline::SourceConfig::Ord(o) => o.overlap_days,
+            crate::pipeline::SourceConfig::Csv(_) | crate::pipeline::SourceConfig::TrudXml(_) => 0,
+            crate::pipeline::SourceConfig::Fhir(f) => f.overlap_days,
         };
         let mode = choose_mode(
             options,
@@ -652,9 +515,10 @@ impl Runner<'_> {
         }
         // A closed organisation that left a bulk file's publication window is kept, not deleted.
         if fetched.complete && source.kind() == "csv" && previous.is_some_and(|m| m.source.kind == "csv") {
-            let kept = super::window::keep_closed(&previous_by_code, &mut current, &mut parsed, &ctx, &|rec| {
-                config.scope.matches(rec)
-            });
+            let kept =
+                crate::pipeline::window::keep_closed(&previous_by_code, &mut current, &mut parsed, &ctx, &|rec| {
+                    config.scope.matches(rec)
+                });
             counts.left_window = kept.len() as u64;
             counts.left_window_examples = kept.into_iter().take(10).collect();
         }
@@ -684,7 +548,7 @@ impl Runner<'_> {
                 && m.derivation.as_deref() == Some(derivation.as_str())
         });
         let derive = |rec: &mut OrgRecord| {
-            super::hierarchy::apply(rec);
+            crate::pipeline::hierarchy::apply(rec);
             if let Some(m) = &mapping {
                 m.apply(rec);
             }
@@ -734,7 +598,7 @@ impl Runner<'_> {
                     scope.primary_roles.iter().chain(&scope.roles).any(|r| r == id)
                         || mapped_roles.iter().any(|r| r == id)
                 };
-                super::roles::compare_code_systems(&before, &code_system, &used)
+                crate::pipeline::roles::compare_code_systems(&before, &code_system, &used)
             }
             _ => Vec::new(),
         };
@@ -796,7 +660,7 @@ impl Runner<'_> {
         };
         counts.organisations = built.rows("organisations") as u64;
         let unmapped_roles = match &mapping {
-            Some(_) => super::roles::unmapped_in(built.batch("organisations")),
+            Some(_) => crate::pipeline::roles::unmapped_in(built.batch("organisations")),
             None => Vec::new(),
         };
         if !unmapped_roles.is_empty() {
@@ -858,62 +722,27 @@ impl Runner<'_> {
         laps.lap("write snapshot");
         // The diff reads the staged version before it is published: if it (or the shift guard)
         // fails, the run fails with nothing committed.
-        let mut accepted_shift = Vec::new();
-        let mut changed_rows = None;
-        let mut changes_dir: Option<PathBuf> = None;
-        let diff = match (&staged, previous) {
-            (Staged::New(new), Some(prev)) => {
-                let diff = crate::diff::diff_tables(
-                    &store.tables(prev.version),
-                    &new.tables(),
-                    prev.version,
-                    new.version,
-                    self.clock.today(),
-                    [prev.source.kind.as_str(), source.kind()],
-                )
-                .map_err(|e| ("diff", e.into()))?;
-                let mut diff = diff;
-                let history = store.layout().table_file("history", prev.version);
-                let verdict = super::guard::assess(
-                    &diff,
-                    &config.guard,
-                    prev,
-                    &fetched.parameters,
-                    &store.tables(prev.version),
-                    Some(&history),
-                    counts.left_window,
-                );
-                if !verdict.reasons.is_empty() {
-                    if !accept_shift {
-                        return Err(("shift guard", verdict.error().into()));
-                    }
-                    let texts: Vec<String> = verdict
-                        .reasons
-                        .iter()
-                        .map(|(_, text)| text.clone())
-                        .chain(verdict.explanation.iter().cloned())
-                        .collect();
-                    crate::diff::label_shift(&mut diff, &verdict.label_keys);
-                    new.annotate("accepted_shift", serde_json::json!(texts))
-                        .map_err(|e| ("shift guard", e.into()))?;
-                    accepted_shift = texts;
-                }
-                changes_dir = Some(
-                    crate::snapshot::stage_output(
-                        txn,
-                        &config.name,
-                        crate::warehouse::Output::Changes,
-                        new.version,
-                        &[("changes", &diff.changes)],
-                        &serde_json::to_value(&diff.summary).expect("serialises"),
-                        &[("odsync.run_id", run_id)],
-                    )
-                    .map_err(|e| ("diff", e.into()))?,
-                );
-                changed_rows = diff.org_rows;
-                Some(diff.summary)
-            }
-            _ => None,
+        let DiffStage {
+            summary: diff,
+            changes_dir,
+            changed_rows,
+            accepted_shift,
+        } = match (&staged, previous) {
+            (Staged::New(new), Some(prev)) => diff_stage(DiffInputs {
+                store,
+                new,
+                prev,
+                source_kind: source.kind(),
+                guard: &config.guard,
+                parameters: &fetched.parameters,
+                left_window: counts.left_window,
+                accept_shift,
+                pipeline: &config.name,
+                run_id,
+                today: self.clock.today(),
+                txn,
+            })?,
+            _ => DiffStage::default(),
         };
         laps.lap("diff");
         if let Staged::New(new) = &staged {
@@ -994,188 +823,6 @@ impl Runner<'_> {
             report: None,
         };
         Ok((summary, fetched.location))
-    }
-}
-
-/// What the derived columns of a snapshot depend on besides the raw records: the role mapping's
-/// content (the built-in mapping has the shipped file's bytes, so both give the same id). Rows
-/// derived under another are not carried forward.
-fn derivation_id(mapping: &super::MappingSource) -> String {
-    match mapping.bytes() {
-        Ok(bytes) => format!("role_mapping:{}", crate::model::tables::sha256_hex(&bytes)),
-        Err(_) => "role_mapping:unreadable".into(),
-    }
-}
-
-/// Parses (on every core) and derives the records of `current` that `parsed` lacks; one that no
-/// longer parses leaves `current` for the quarantine.
-fn parse_carried(
-    current: &mut BTreeMap<String, RawRecord>,
-    parsed: &mut BTreeMap<String, OrgRecord>,
-    quarantine: &mut Vec<Quarantined>,
-    ctx: &ParseContext,
-    derive: &(dyn Fn(&mut OrgRecord) + Sync),
-) {
-    use rayon::prelude::*;
-    let carried: Vec<String> = current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
-    let results: Vec<Result<OrgRecord, String>> = carried
-        .par_iter()
-        .map(|code| {
-            parse_raw(&current[code], ctx).map(|mut rec| {
-                derive(&mut rec);
-                rec
-            })
-        })
-        .collect();
-    for (code, result) in carried.into_iter().zip(results) {
-        match result {
-            Ok(rec) => {
-                parsed.insert(code, rec);
-            }
-            Err(reason) => {
-                let raw = current.remove(&code).expect("key exists");
-                quarantine.push(Quarantined {
-                    code: Some(code),
-                    source: raw.origin,
-                    reason,
-                    raw: raw.payload,
-                });
-            }
-        }
-    }
-}
-
-/// The previous snapshot's tables, read column-wise, for the rows of the organisations in `keep`.
-fn read_carried(
-    store: &SnapshotStore,
-    version: u64,
-    keep: std::collections::HashSet<String>,
-) -> Result<tables::Carried, crate::snapshot::SnapshotError> {
-    let read = |table: &str| store.read_table_batches(version, table);
-    Ok(tables::Carried {
-        organisations: read("organisations")?,
-        roles: read("roles")?,
-        relationships: read("relationships")?,
-        successors: read("successors")?,
-        raw: read("raw")?,
-        keep,
-    })
-}
-
-impl Runner<'_> {
-    /// A baseline from a dated release must leave the deltas a watermark `/sync` still reaches.
-    fn check_baseline_date(&self, fetched: &crate::sources::Fetched) -> Result<(), CompletenessError> {
-        let Some(as_of) = fetched.as_of else {
-            return Ok(());
-        };
-        let overlap = match &self.pipeline.config.source {
-            super::SourceConfig::Ord(o) => o.overlap_days,
-            super::SourceConfig::Fhir(f) => f.overlap_days,
-            _ => 0,
-        };
-        let age = (self.clock.today() - as_of).num_days();
-        if age + i64::from(overlap) + 1 > SYNC_MAX_DAYS {
-            return Err(CompletenessError {
-                message: format!(
-                    "the baseline release at {} was published on {as_of}, {age} days ago: the deltas from {} cannot reach back that far ({SYNC_MAX_DAYS} days), so the changes since would be missed",
-                    fetched.location,
-                    self.source.kind()
-                ),
-                help: "download the latest monthly release from TRUD and point `baseline.location` at it, or remove `[baseline]` to baseline from the API. Nothing was committed".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// What the run must show before it may commit: failures within the `[quality]` limits, and
-    /// a baseline that found something (and, from FHIR, some relationships).
-    fn check_completeness(
-        &self,
-        source: &dyn Source,
-        mode: &FetchMode,
-        fetched: &crate::sources::Fetched,
-        records_len: usize,
-        failed: &[Quarantined],
-        organisations: usize,
-    ) -> Result<(), CompletenessError> {
-        let quality = &self.pipeline.config.quality;
-        let name = &self.pipeline.config.name;
-        let examples = |n: usize| -> String {
-            let mut text: Vec<String> = failed
-                .iter()
-                .take(n)
-                .map(|q| {
-                    format!(
-                        "  - {}{}: {}",
-                        q.code.as_deref().map(|c| format!("{c} at ")).unwrap_or_default(),
-                        q.source,
-                        q.reason
-                    )
-                })
-                .collect();
-            if failed.len() > n {
-                text.push(format!("  … and {} more", failed.len() - n));
-            }
-            text.join("\n")
-        };
-        if source.supports_deltas() {
-            let listed = fetched.metrics.listed.max(records_len as u64);
-            let allowed = quality.allowed_failed_records(listed);
-            if failed.len() as u64 > allowed {
-                return Err(CompletenessError {
-                    message: format!(
-                        "{} of {listed} records could not be fetched or read, even when asked again (the pipeline allows {allowed}):\n{}",
-                        failed.len(),
-                        examples(10)
-                    ),
-                    help: format!(
-                        "nothing was committed and the watermark did not move, so the next run asks for them again. If the source keeps failing for a few records, allow them in `[quality]` of `{name}` (max_failed_records or max_failed_share): they then keep their previous version and are retried by every run until they succeed"
-                    ),
-                });
-            }
-        } else {
-            let lines = fetched.metrics.listed;
-            let allowed = quality.allowed_bad_lines(lines);
-            if failed.len() as u64 > allowed {
-                return Err(CompletenessError {
-                    message: format!(
-                        "{} of {lines} lines of `{}` are not usable rows (the pipeline allows {allowed}): the file looks damaged or is not the configured kind of file:\n{}",
-                        failed.len(),
-                        fetched.location,
-                        examples(10)
-                    ),
-                    help: format!(
-                        "check the file (download it again); if these lines are expected, raise `max_bad_lines` or `max_bad_lines_share` in `[quality]` of `{name}`. Nothing was committed"
-                    ),
-                });
-            }
-        }
-        if matches!(mode, FetchMode::Baseline { .. }) && organisations == 0 && !quality.allow_empty {
-            return Err(CompletenessError {
-                message: format!(
-                    "the baseline found no organisation in scope at {} ({} listed, {} fetched)",
-                    fetched.location, fetched.metrics.listed, fetched.metrics.records_fetched
-                ),
-                help: format!(
-                    "an empty answer is almost always an upstream fault; check the scope with `odsync check {name}`. If the scope can really be empty, set `allow_empty = true` in `[quality]`. Nothing was committed"
-                ),
-            });
-        }
-        if let Some(0) = fetched.metrics.relationships
-            && quality.require_relationships
-            && (fetched.complete || records_len >= 10)
-            && records_len > 0
-        {
-            return Err(CompletenessError {
-                message: format!(
-                    "the OrganizationAffiliation searches returned no relationship for {records_len} organisations: every ODS organisation has some (at least its geography)"
-                ),
-                help: format!(
-                    "the affiliation answers look empty or broken; run again. If this scope really has no relationships, set `require_relationships = false` in `[quality]` of `{name}`. Nothing was committed"
-                ),
-            });
-        }
-        Ok(())
     }
 }
 
