@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 fn conflicts(globals: &Globals, pipeline: &str, filter: &str) -> anyhow::Result<QueryResult> {
-    let p = globals.load(pipeline).ok();
+    let p = globals.load_known(pipeline)?;
     let catalog = Catalog::open_read(&globals.warehouse(p.as_ref()))?;
     let has_view = catalog
         .query_text("SELECT count(*) FROM duckdb_views() WHERE view_name = 'conflicts_latest'")?
@@ -106,7 +106,7 @@ fn from_args(globals: &Globals, a: &ResolveArgs) -> anyhow::Result<Resolution> {
 }
 
 fn record(globals: &Globals, pipeline: &str, list: &[Resolution], merge: bool) -> anyhow::Result<()> {
-    let p = globals.load(pipeline).ok();
+    let p = globals.load_known(pipeline)?;
     let name = p.as_ref().map_or(pipeline.to_owned(), |p| p.config.name.clone());
     let warehouse = globals.warehouse(p.as_ref());
     let path = resolutions::path(&warehouse, &name);

@@ -8,7 +8,7 @@ use arrow::array::{Array, StringArray};
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = globals.load(&args.pipeline).ok();
+    let pipeline = globals.load_known(&args.pipeline)?;
     let name = pipeline
         .as_ref()
         .map_or(args.pipeline.clone(), |p| p.config.name.clone());

@@ -6,7 +6,7 @@ use crate::gc::{GcPolicy, GcReport};
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &GcArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = globals.load(&args.pipeline).ok();
+    let pipeline = globals.load_known(&args.pipeline)?;
     let name = pipeline
         .as_ref()
         .map_or(args.pipeline.clone(), |p| p.config.name.clone());

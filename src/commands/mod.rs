@@ -54,6 +54,18 @@ impl Globals {
     pub fn load(&self, name: &str) -> anyhow::Result<Pipeline> {
         Ok(pipeline::load(name, &self.pipelines_dir)?)
     }
+
+    /// The pipeline file of `name` when there is one (`None` for a pipeline known only from the
+    /// warehouse: commands that read the warehouse work without its file). A file that exists
+    /// but does not load is an error, never ignored: its settings (the warehouse, above all)
+    /// would silently fall back to defaults.
+    pub fn load_known(&self, name: &str) -> anyhow::Result<Option<Pipeline>> {
+        match pipeline::load(name, &self.pipelines_dir) {
+            Ok(p) => Ok(Some(p)),
+            Err(pipeline::PipelineError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {

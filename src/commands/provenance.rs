@@ -9,7 +9,7 @@ use crate::sql::quote_text;
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &ProvenanceArgs) -> anyhow::Result<ExitCode> {
-    let p = globals.load(&args.pipeline).ok();
+    let p = globals.load_known(&args.pipeline)?;
     let catalog = Catalog::open_read(&globals.warehouse(p.as_ref()))?;
     let field = args
         .field

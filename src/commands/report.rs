@@ -13,7 +13,7 @@ struct Written {
 }
 
 pub fn run(globals: &Globals, args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = globals.load(&args.pipeline).ok();
+    let pipeline = globals.load_known(&args.pipeline)?;
     let name = pipeline
         .as_ref()
         .map_or(args.pipeline.clone(), |p| p.config.name.clone());

@@ -24,7 +24,7 @@ pub fn run(globals: &Globals, cmd: &SnapshotsCommand) -> anyhow::Result<ExitCode
         SnapshotsCommand::List { pipeline } | SnapshotsCommand::Show { pipeline, .. } => pipeline,
     };
     // The pipeline file is optional here: snapshots of a removed pipeline can still be listed.
-    let pipeline = globals.load(name).ok();
+    let pipeline = globals.load_known(name)?;
     let pipeline_name = pipeline.as_ref().map_or(name.as_str(), |p| p.config.name.as_str());
     let store = SnapshotStore::new(&globals.warehouse(pipeline.as_ref()), pipeline_name);
     match cmd {

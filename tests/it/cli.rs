@@ -108,3 +108,43 @@ fn user_errors_say_what_to_do_and_exit_1() {
     assert_eq!(bad_clock.code, 1);
     assert!(bad_clock.stderr.contains("ODSYNC_NOW"), "{}", bad_clock.stderr);
 }
+
+#[test]
+fn a_broken_pipeline_file_is_an_error_for_every_command_that_names_it() {
+    // Commands that read the warehouse work for a pipeline without a file, but a file that
+    // exists and does not load must not be ignored: its `warehouse` would silently fall back to
+    // the default and the command would read (or gc!) another warehouse.
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197"]);
+    ctx.run_ok("2025-07-10", "trusts", &[]);
+    let ok = ctx.odsync("2025-07-10", &["snapshots", "list", "trusts"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let path = ctx.write_pipeline(
+        "trusts",
+        "name = \"trusts\"\n[source]\ntype = \"ord\"\nwarehouse_typo = 1\n",
+    );
+    for args in [
+        vec!["snapshots", "list", "trusts"],
+        vec!["runs", "trusts"],
+        vec!["verify", "trusts"],
+        vec!["gc", "trusts", "--keep", "1", "--dry-run"],
+        vec!["diff", "trusts"],
+        vec!["history", "trusts", "RR8"],
+        vec!["provenance", "trusts", "RR8"],
+        vec!["conflicts", "list", "trusts"],
+        vec!["report", "trusts"],
+        vec!["ddl", "trusts", "--dialect", "duckdb"],
+    ] {
+        let out = ctx.odsync("2025-07-10", &args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&path.display().to_string()),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Known only from the warehouse (no file at all): still readable.
+    std::fs::remove_file(&path).unwrap();
+    let out = ctx.odsync("2025-07-10", &["snapshots", "list", "trusts"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

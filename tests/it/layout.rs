@@ -22,10 +22,8 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A context holding the first-layout warehouse and the demo pipeline file it was made with.
-fn old_warehouse() -> TestContext {
-    let ctx = TestContext::with_server("demo-2025-07");
-    copy_dir(&fixtures().join("warehouse-layout-1/warehouse"), &ctx.warehouse());
+/// The shipped `demo` pipeline file (and the files beside it), its local table from the fixtures.
+fn write_demo_pipeline(ctx: &TestContext) {
     let text = std::fs::read_to_string(repo_root().join("pipelines/demo.toml")).unwrap();
     let text = text.replace("../tests/fixtures/demo", &fixtures().join("demo").display().to_string());
     ctx.write_pipeline("demo", &text);
@@ -36,6 +34,13 @@ fn old_warehouse() -> TestContext {
         )
         .unwrap();
     }
+}
+
+/// A context holding the first-layout warehouse and the demo pipeline file it was made with.
+fn old_warehouse() -> TestContext {
+    let ctx = TestContext::with_server("demo-2025-07");
+    copy_dir(&fixtures().join("warehouse-layout-1/warehouse"), &ctx.warehouse());
+    write_demo_pipeline(&ctx);
     ctx
 }
 
@@ -262,16 +267,7 @@ fn every_table_directory_reads_as_a_hive_dataset_in_duckdb_and_pyarrow() {
 /// The demo pipeline after a baseline, an ODS change and an incremental run: every table written.
 fn demo_two_runs() -> TestContext {
     let ctx = TestContext::with_server("demo-2021");
-    let text = std::fs::read_to_string(repo_root().join("pipelines/demo.toml")).unwrap();
-    let text = text.replace("../tests/fixtures/demo", &fixtures().join("demo").display().to_string());
-    ctx.write_pipeline("demo", &text);
-    for f in ["role_mapping.toml", "demo.overrides.csv"] {
-        std::fs::copy(
-            repo_root().join("pipelines").join(f),
-            ctx.path().join("pipelines").join(f),
-        )
-        .unwrap();
-    }
+    write_demo_pipeline(&ctx);
     ctx.run_ok("2025-07-10T02:00:00Z", "demo", &["--full"]);
     ctx.server().set_state("demo-2025-07").unwrap();
     ctx.run_ok("2025-07-16T02:00:00Z", "demo", &[]);

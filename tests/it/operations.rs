@@ -20,19 +20,24 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[test]
-fn a_dry_run_reports_the_changes_and_conflicts_of_the_real_run_and_leaves_the_warehouse_byte_identical() {
-    let ctx = TestContext::new();
+/// An etr pipeline over a real file whose local table renamed RA2 itself (ODS renames it too in
+/// the 2025-12 file: a conflict); returns the pipeline text for a given file.
+fn etr_with_local_rename(ctx: &TestContext) -> impl Fn(&str) -> String {
     let local = ctx.path().join("local.csv");
-    // The team renamed RA2 itself; ODS renames it too in the 2025-12 file: a conflict.
     std::fs::write(&local, "code,name\nRA2,ROYAL SURREY (LOCAL NAME)\n").unwrap();
-    let pipeline = |file: &str| {
+    move |file: &str| {
         format!(
             "name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n[merge]\nlocal_table = \"{}\"\n",
             ods_csv(file).display(),
             local.display()
         )
-    };
+    }
+}
+
+#[test]
+fn a_dry_run_reports_the_changes_and_conflicts_of_the_real_run_and_leaves_the_warehouse_byte_identical() {
+    let ctx = TestContext::new();
+    let pipeline = etr_with_local_rename(&ctx);
     ctx.write_pipeline("etr", &pipeline("etr-2025-07-folakeobalakun.csv"));
     ctx.run_ok("2025-07-16", "etr", &[]);
     ctx.write_pipeline("etr", &pipeline("etr-2025-12-jhau.csv"));
@@ -271,15 +276,7 @@ fn at(doc: &serde_json::Value, path: &str) -> Option<String> {
 #[test]
 fn the_run_report_shows_the_numbers_of_the_run_summary_and_is_self_contained() {
     let ctx = TestContext::new();
-    let local = ctx.path().join("local.csv");
-    std::fs::write(&local, "code,name\nRA2,ROYAL SURREY (LOCAL NAME)\n").unwrap();
-    let pipeline = |file: &str| {
-        format!(
-            "name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n[merge]\nlocal_table = \"{}\"\n",
-            ods_csv(file).display(),
-            local.display()
-        )
-    };
+    let pipeline = etr_with_local_rename(&ctx);
     ctx.write_pipeline("etr", &pipeline("etr-2025-07-folakeobalakun.csv"));
     let first = ctx.run_ok("2025-07-16", "etr", &[]);
     ctx.write_pipeline("etr", &pipeline("etr-2025-12-jhau.csv"));
