@@ -59,6 +59,11 @@ impl Globals {
     /// warehouse: commands that read the warehouse work without its file). A file that exists
     /// but does not load is an error, never ignored: its settings (the warehouse, above all)
     /// would silently fall back to defaults.
+    /// [`Globals::load_known`] for a command whose pipeline argument is optional.
+    pub fn load_known_opt(&self, name: Option<&str>) -> anyhow::Result<Option<Pipeline>> {
+        Ok(name.map(|n| self.load_known(n)).transpose()?.flatten())
+    }
+
     pub fn load_known(&self, name: &str) -> anyhow::Result<Option<Pipeline>> {
         match pipeline::load(name, &self.pipelines_dir) {
             Ok(p) => Ok(Some(p)),

@@ -6,12 +6,7 @@ use crate::cli::RunsArgs;
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &RunsArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = args
-        .pipeline
-        .as_deref()
-        .map(|p| globals.load_known(p))
-        .transpose()?
-        .flatten();
+    let pipeline = globals.load_known_opt(args.pipeline.as_deref())?;
     let catalog = Catalog::open_read(&globals.warehouse(pipeline.as_ref()))?;
     let name = pipeline
         .as_ref()

@@ -6,12 +6,7 @@ use crate::verify::VerifyReport;
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = args
-        .pipeline
-        .as_deref()
-        .map(|p| globals.load_known(p))
-        .transpose()?
-        .flatten();
+    let pipeline = globals.load_known_opt(args.pipeline.as_deref())?;
     let warehouse = globals.warehouse(pipeline.as_ref());
     let names: Vec<String> = match (&pipeline, &args.pipeline) {
         (Some(p), _) => vec![p.config.name.clone()],
