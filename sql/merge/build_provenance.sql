@@ -2,8 +2,8 @@
 -- resolution), which snapshot version and run set it, and by which rule. A value that stayed as it
 -- was (same value, same source) keeps the provenance an earlier merge recorded, so it still names
 -- the run that really set it; the view `provenance_latest` picks the newest entry per
--- (code, field).
-CREATE OR REPLACE TEMP TABLE provenance AS
+-- (code, field). A view: odsync reads it once, to write it (a baseline's is one row per cell).
+CREATE OR REPLACE TEMP VIEW provenance AS
 SELECT
     d.code,
     d.field,
@@ -18,7 +18,13 @@ WHERE d.code IN (SELECT code FROM kept)
   AND (d.value IS DISTINCT FROM d.prev_value
        OR d.source IS DISTINCT FROM d.prev_source
        OR d.rule = 'conflict'
-       OR d.rule LIKE 'resolution:%');
+       OR d.rule LIKE 'resolution:%')
+UNION ALL
+-- Every cell of a fresh organisation is new (decide_fields.sql).
+SELECT
+    code, field, value, source,
+    (SELECT ods_version FROM merge_params), (SELECT run_id FROM merge_params), rule, (SELECT merged_at FROM merge_params)
+FROM fresh_decisions;
 
 -- The cells of the new trust table whose value does not come from ODS or odsync's derivations
 -- (local table, override, resolution): the next merge reads this instead of the whole provenance

@@ -26,4 +26,11 @@ SELECT f.code, {merged_columns}, NOT f.in_ods AND NOT f.in_base AS not_in_ods
 FROM row_flags AS f
 SEMI JOIN kept USING (code)
 LEFT JOIN decided_wide AS w USING (code)
-LEFT JOIN prev_touched_rows AS p USING (code);
+LEFT JOIN prev_touched_rows AS p USING (code)
+UNION ALL
+-- The fresh organisations' rows, straight from ODS (select_touched.sql). {fresh_columns} renders,
+-- per field, as CAST(CAST(o.<field> AS VARCHAR) AS <type>) AS <field>, the value the cells above
+-- would carry (NULL for a team-owned column).
+SELECT o.code, {fresh_columns}, false AS not_in_ods
+FROM ods_changed AS o
+WHERE EXISTS (SELECT 1 FROM fresh AS f WHERE f.code = o.code);

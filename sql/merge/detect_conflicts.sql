@@ -11,7 +11,7 @@ WITH flags AS (
         -- cell is decided when a row left ODS or closed, the two cases where this matters.
         coalesce(d.locally_modified, false) AS locally_modified,
         coalesce(d.closed_now, false) AS closed_now
-    FROM touched AS t
+    FROM touched_cells AS t
     LEFT JOIN (
         SELECT
             code,

@@ -13,6 +13,7 @@
 --   resolutions            conflict resolutions recorded since (conflict_id, resolution, …)
 --   prev_conflicts         every conflict known to the previous merge
 --   prev_sources           cells of the previous trust table whose value did not come from ODS
+--   local_codes            the codes the local table file lists
 CREATE OR REPLACE TEMP VIEW prev_local_wide AS
 SELECT code, COLUMNS(* EXCLUDE (code, not_in_ods))::VARCHAR
 FROM prev_trusts SEMI JOIN (SELECT DISTINCT code FROM local_long) USING (code);
@@ -62,3 +63,23 @@ SELECT
     t.code IN (SELECT code FROM ods_changed UNION ALL SELECT code FROM unchanged_touched) AS in_ods,
     t.code IN (SELECT code FROM base_changed UNION ALL SELECT code FROM unchanged_touched) AS in_base
 FROM touched_codes AS t;
+
+-- Fresh organisations: new in ODS (in the new snapshot, not in the base), not in the previous
+-- trust table, and nothing of the team's points at them (the local table does not list them, no
+-- override, no conflict). Every cell of theirs is decided alike by the rules of
+-- decide_fields.sql (the ODS value: `ods_update`, or `no_ods_change` where ODS has none; an empty
+-- team-owned column: `local_field`), so they skip the cell-by-cell decision and come straight
+-- from their ODS row (`fresh_decisions`, and `decided_trusts` in build_trusts.sql). Every
+-- organisation of a first merge without team data is fresh; a nightly merge's are the new ones.
+CREATE OR REPLACE TEMP TABLE fresh AS
+SELECT t.code FROM touched AS t
+WHERE t.in_ods AND NOT t.in_base
+  AND NOT EXISTS (SELECT 1 FROM prev_trusts AS p WHERE p.code = t.code)
+  AND NOT EXISTS (SELECT 1 FROM local_codes AS l WHERE l.code = t.code)
+  AND NOT EXISTS (SELECT 1 FROM overrides_active AS o WHERE o.code = t.code)
+  AND NOT EXISTS (SELECT 1 FROM prev_conflicts AS c WHERE c.code = t.code);
+
+-- The organisations decided cell by cell: every touched one that is not fresh.
+CREATE OR REPLACE TEMP TABLE touched_cells AS
+SELECT * FROM touched AS t
+WHERE NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.code = t.code);

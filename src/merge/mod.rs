@@ -120,6 +120,10 @@ pub struct MergeReport {
     pub not_in_ods: u64,
     /// Organisations whose fields were decided again (the rest were copied).
     pub touched: u64,
+    /// Of those, organisations new to the trust table that nothing of the team's points at: taken
+    /// from their ODS row whole (every organisation of a first merge without team data).
+    #[serde(default)]
+    pub fresh: u64,
     /// Where the changed organisation rows came from: `diff` (handed over by the run's diff) or
     /// `snapshots` (found by comparing row hashes, sql/merge/find_changed.sql).
     #[serde(default)]
@@ -306,6 +310,7 @@ pub fn merge(
         "CREATE TEMP TABLE prev_conflicts (conflict_id VARCHAR, code VARCHAR, field VARCHAR, kind VARCHAR, base_value VARCHAR, local_value VARCHAR, ods_value VARCHAR, first_seen_run VARCHAR, last_seen_run VARCHAR, status VARCHAR, resolution VARCHAR, resolution_value VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR, reason VARCHAR);\n\
          CREATE TEMP TABLE prev_sources (code VARCHAR, field VARCHAR, source VARCHAR);\n\
          CREATE TEMP TABLE local_long (code VARCHAR, field VARCHAR, value VARCHAR);\n\
+         CREATE TEMP TABLE local_codes (code VARCHAR);\n\
          CREATE TEMP TABLE overrides_active (code VARCHAR, field VARCHAR, value VARCHAR, reason VARCHAR, author VARCHAR);\n\
          CREATE TEMP TABLE resolutions (conflict_id VARCHAR, resolution VARCHAR, value VARCHAR, reason VARCHAR, resolved_by VARCHAR, resolved_at VARCHAR, until DATE);\n\
          CREATE TEMP TABLE merge_fields (field VARCHAR, is_local_field BOOLEAN, ownership VARCHAR);\n\
@@ -458,7 +463,31 @@ pub fn merge(
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // A fresh organisation's cells (decide_fields.sql) and row (build_trusts.sql): its ODS values.
+    let fresh_cells = fields
+        .iter()
+        .map(|(f, _, local)| {
+            if *local {
+                format!("NULL::VARCHAR AS {f}")
+            } else {
+                format!("CAST(o.{f} AS VARCHAR) AS {f}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let fresh_columns = fields
+        .iter()
+        .map(|(f, t, local)| {
+            if *local {
+                format!("CAST(NULL AS {t}) AS {f}")
+            } else {
+                format!("CAST(CAST(o.{f} AS VARCHAR) AS {t}) AS {f}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let lists = [
+        ("fresh_cells", fresh_cells.as_str()),
         ("ods_casts", ods_cols.as_str()),
         ("all_columns", all_columns.as_str()),
         ("cell_columns", cell_columns.as_str()),
@@ -484,7 +513,11 @@ pub fn merge(
         "build_trusts.sql",
         &crate::sql::render_raw(
             SQL_BUILD_TRUSTS,
-            &[("field_list", &field_list), ("merged_columns", &merged_columns)],
+            &[
+                ("field_list", &field_list),
+                ("merged_columns", &merged_columns),
+                ("fresh_columns", &fresh_columns),
+            ],
         ),
     )?;
     // --- outputs, then the report ---
@@ -550,7 +583,11 @@ fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), Merge
             .map_err(sql_err("report"))
     };
     let mut stmt = conn
-        .prepare("SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) FROM decisions WHERE in_ods OR NOT in_base GROUP BY r ORDER BY r")
+        .prepare(
+            "SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) \
+             FROM (SELECT rule FROM decisions WHERE in_ods OR NOT in_base UNION ALL SELECT rule FROM fresh_decisions) \
+             GROUP BY r ORDER BY r",
+        )
         .map_err(sql_err("report"))?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -560,6 +597,7 @@ fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), Merge
         report.rules.insert(rule, n as u64);
     }
     report.touched = count("SELECT count(*) FROM touched")?;
+    report.fresh = count("SELECT count(*) FROM fresh")?;
     report.conflicts_open = count("SELECT count(*) FROM conflicts WHERE status = 'open'")?;
     report.conflicts_new = count(
         "SELECT count(*) FROM conflicts WHERE status IN ('open', 'ignored') AND first_seen_run = last_seen_run AND last_seen_run = (SELECT run_id FROM merge_params)",
@@ -664,6 +702,12 @@ fn load_local_table(conn: &Connection, path: &Path, fields: &[&str]) -> Result<(
             ),
         });
     }
+    // An organisation the file lists is decided cell by cell even when all its cells are empty
+    // (select_touched.sql: only organisations nothing local points at are `fresh`).
+    conn.execute_batch(
+        "INSERT INTO local_codes SELECT DISTINCT CAST(code AS VARCHAR) FROM local_raw WHERE code IS NOT NULL;",
+    )
+    .map_err(err)?;
     if columns.len() > 1 {
         // UNPIVOT drops NULLs: an empty cell is not a local value.
         conn.execute_batch(

@@ -396,3 +396,48 @@ fn a_merge_given_the_diffs_rows_equals_one_that_finds_them_itself() {
         assert_eq!(a, b, "{sql}");
     }
 }
+
+#[test]
+fn fresh_organisations_are_merged_as_the_cell_by_cell_rules_would_merge_them() {
+    // New organisations nothing local points at skip the cell-by-cell decision (select_touched.sql
+    // `fresh`). A local table that lists every code with empty cells points at all of them
+    // without changing any value: every cell then goes through decide_fields.sql, and every
+    // output must come out byte for byte the same.
+    let mut merged = Vec::new();
+    for listed in [false, true] {
+        let ctx = TestContext::new();
+        setup(&ctx);
+        if listed {
+            let codes = ["A1", "B1", "C1", "D1", "E1", "G1", "H1", "I1", "J1", "K1", "L1"];
+            let body: String = codes.iter().map(|c| format!("{c},,\n")).collect();
+            std::fs::write(ctx.path().join("local.csv"), format!("code,name,trust_type\n{body}")).unwrap();
+        }
+        write(&ctx.path().join("etr.csv"), &ods_v1());
+        let first = ctx.run_ok("2025-07-01", "trusts", &[]);
+        write(&ctx.path().join("etr.csv"), &ods_v2());
+        let second = ctx.run_ok("2025-07-02", "trusts", &[]);
+        let fresh = (
+            first["merge"]["fresh"].as_u64().unwrap(),
+            second["merge"]["fresh"].as_u64().unwrap(),
+        );
+        // (The second version's only new organisation is E1.)
+        assert_eq!(fresh, if listed { (0, 0) } else { (10, 1) }, "{first} {second}");
+        let mut files = Vec::new();
+        for version in ["000001", "000002"] {
+            for table in ["trusts", "conflicts", "provenance", "sources"] {
+                let path = ctx
+                    .warehouse()
+                    .join("trusts")
+                    .join(table)
+                    .join(format!("version={version}/part-0.parquet"));
+                files.push((format!("{table} {version}"), std::fs::read(&path).unwrap()));
+            }
+        }
+        merged.push((files, first["merge"]["rules"].clone(), second["merge"]["rules"].clone()));
+    }
+    let ((fresh_files, fresh_r1, fresh_r2), (listed_files, listed_r1, listed_r2)) = (&merged[0], &merged[1]);
+    assert_eq!((fresh_r1, fresh_r2), (listed_r1, listed_r2), "decisions per rule");
+    for ((name, a), (_, b)) in fresh_files.iter().zip(listed_files) {
+        assert!(a == b, "{name} differs between fresh and cell-by-cell decisions");
+    }
+}

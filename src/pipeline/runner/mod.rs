@@ -80,6 +80,8 @@ struct Step<'a> {
     run_id: &'a str,
     watermark_before: Option<NaiveDate>,
     accept_shift: bool,
+    /// `--full`: derive every record again, even one byte-identical to its previous copy.
+    rederive: bool,
 }
 
 /// The summary and the source location, or the stage that failed and why.
@@ -259,6 +261,7 @@ impl Runner<'_> {
             run_id: &run_id,
             watermark_before,
             accept_shift: options.accept_shift,
+            rederive: options.full,
         };
         if options.dry_run {
             // Everything staged goes with the uncommitted transaction; nothing is recorded. The
@@ -351,6 +354,7 @@ impl Runner<'_> {
             run_id,
             watermark_before,
             accept_shift,
+            rederive,
         } = step;
         let config = &self.pipeline.config;
         let previous_hint = |e: crate::snapshot::SnapshotError| -> anyhow::Error {
@@ -425,17 +429,29 @@ impl Runner<'_> {
             fetched: fetched.records.len() as u64,
             ..RecordCounts::default()
         };
-        counts.unchanged = fetched
+        let unchanged: std::collections::HashSet<String> = fetched
             .records
             .iter()
             .filter(|r| previous_payload.get(r.code.as_str()) == Some(&r.payload.as_slice()))
-            .count() as u64;
+            .map(|r| r.code.clone())
+            .collect();
+        counts.unchanged = unchanged.len() as u64;
         drop(previous_payload);
 
         let ctx = ParseContext {
             today: self.clock.today(),
             csv: self.csv_layout.clone(),
         };
+        let mapping_source = self.pipeline.role_mapping();
+        let derivation = derivation_id(&mapping_source, &config.scope);
+        // A whole file (a bulk CSV, a TRUD release) repeats, day after day, records that did not
+        // change: a record byte-identical to its previous copy is not parsed again, and its rows
+        // are carried forward from the previous snapshot, as a delta carries the organisations it
+        // did not fetch (see `reuse_unchanged`).
+        let reuse = fetched.complete
+            && !rederive
+            && previous.is_some_and(|m| reuse_unchanged(m, &derivation, source.kind(), &fetched.parameters, ctx.today));
+        let skip: std::collections::HashSet<String> = if reuse { unchanged } else { Default::default() };
         // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
         // snapshot with the fetched records applied (delta).
         let mut current: BTreeMap<String, RawRecord> = BTreeMap::new();
@@ -466,13 +482,28 @@ impl Runner<'_> {
         counts.out_of_scope += fetched.out_of_scope;
         // Parsing is the costly part of a large fetch: it runs on every core (a source that
         // parsed already hands its records over instead).
-        let results: Vec<Result<OrgRecord, String>> = if fetched.parsed.len() == records_len && records_len > 0 {
-            std::mem::take(&mut fetched.parsed).into_iter().map(Ok).collect()
+        // `None`: byte-identical to its previous copy, so not parsed (its rows are carried).
+        let results: Vec<Option<Result<OrgRecord, String>>> = if fetched.parsed.len() == records_len && records_len > 0
+        {
+            std::mem::take(&mut fetched.parsed)
+                .into_iter()
+                .zip(&fetched_records)
+                .map(|(rec, raw)| (!skip.contains(&raw.code)).then_some(Ok(rec)))
+                .collect()
         } else {
             use rayon::prelude::*;
-            fetched_records.par_iter().map(|raw| parse_raw(raw, &ctx)).collect()
+            fetched_records
+                .par_iter()
+                .map(|raw| (!skip.contains(&raw.code)).then(|| parse_raw(raw, &ctx)))
+                .collect()
         };
+        let mut reused = 0;
         for (raw, result) in fetched_records.into_iter().zip(results) {
+            let Some(result) = result else {
+                current.insert(raw.code.clone(), raw);
+                reused += 1;
+                continue;
+            };
             match result {
                 Ok(rec) if rec.organisation.code != raw.code => failed.push(Quarantined {
                     code: Some(raw.code.clone()),
@@ -496,7 +527,7 @@ impl Runner<'_> {
                 }),
             }
         }
-        self.check_completeness(source, mode, &fetched, records_len, &failed, parsed.len())
+        self.check_completeness(source, mode, &fetched, records_len, &failed, parsed.len() + reused)
             .map_err(|e| ("completeness", e.into()))?;
         // A record that failed keeps its previous copy: a failure is never a deletion. (A delta
         // already holds it; a baseline or a bulk file takes it back from the previous snapshot.)
@@ -535,15 +566,13 @@ impl Runner<'_> {
         // mapping): only the fetched records are parsed. Otherwise (and for a baseline, or when
         // a source repeats an id across organisations) every record is derived again. Either
         // way the tables equal a baseline of the same records (tests/it/trud.rs).
-        let mapping_source = self.pipeline.role_mapping();
         let mapping = Some(
             mapping_source
                 .load()
                 .map_err(|e| ("role mapping", anyhow::anyhow!(e)))?,
         );
-        let derivation = derivation_id(&mapping_source);
         let carry_from = previous.filter(|m| {
-            !fetched.complete
+            (!fetched.complete || reuse)
                 && m.schema_version == crate::model::SCHEMA_VERSION
                 && m.derivation.as_deref() == Some(derivation.as_str())
         });
@@ -617,13 +646,23 @@ impl Runner<'_> {
             Some(m) => {
                 let keep: std::collections::HashSet<String> =
                     current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
-                Some(read_carried(store, m.version, keep).map_err(|e| ("read previous snapshot", previous_hint(e)))?)
+                // A whole file read every record again: its raw rows are today's (their origin,
+                // the file and line, moves), not the previous snapshot's.
+                Some(
+                    read_carried(store, m.version, keep, !fetched.complete)
+                        .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
+                )
             }
             None => None,
         };
         let built = match carried {
             Some(carried) => {
-                let new_raw: Vec<RawRecord> = parsed.keys().filter_map(|c| current.get(c).cloned()).collect();
+                let carried_count = carried.keep.len() as u64;
+                let new_raw: Vec<RawRecord> = if fetched.complete {
+                    current.values().cloned().collect()
+                } else {
+                    parsed.keys().filter_map(|c| current.get(c).cloned()).collect()
+                };
                 let attempt = tables::build_carried(
                     Some(carried),
                     parsed.values().cloned().collect(),
@@ -633,7 +672,10 @@ impl Runner<'_> {
                     deletions.clone(),
                 );
                 match attempt {
-                    Some(built) => built,
+                    Some(built) => {
+                        counts.carried = carried_count;
+                        built
+                    }
                     None => {
                         tracing::warn!(
                             "a fetched record repeats a row id another organisation has: every record is derived again"

@@ -17,6 +17,10 @@ pub struct RecordCounts {
     pub deleted_by_ods: u64,
     /// Organisations in the resulting snapshot.
     pub organisations: u64,
+    /// Of those, organisations whose rows were carried forward from the previous snapshot
+    /// column-wise instead of being parsed again: the ones a delta did not fetch, and the records
+    /// of a whole file byte-identical to their previous copy.
+    pub carried: u64,
     /// Codes whose new version could not be fetched or parsed (within `[quality]` limits): they
     /// keep their previous version, the watermark stays, and every later run asks for them.
     pub pending: Vec<String>,
