@@ -1,4 +1,4 @@
-//! Carrying the previous snapshot's rows forward: what they were derived under, and parsing the records a delta did not touch.
+//! Carrying the previous snapshot's rows forward: what they were derived under, parsing the records a delta did not touch, and what a damaged previous snapshot means for a run.
 
 use super::*;
 
@@ -104,4 +104,29 @@ pub(super) fn read_carried(
         raw: if with_raw { read("raw")? } else { Vec::new() },
         keep,
     })
+}
+
+/// Why a previous snapshot that cannot be read stops the run, and what to do.
+pub(super) fn previous_hint(pipeline: &str, e: crate::snapshot::SnapshotError) -> anyhow::Error {
+    anyhow::anyhow!(e).context(format!(
+        "the previous snapshot cannot be read\nHelp: run `odsync verify {pipeline}` to see what is damaged; `odsync run {pipeline} --full` builds a new version without reading it"
+    ))
+}
+
+/// A damaged table of the previous version: a warning for a baseline (it rebuilds everything
+/// from the source; this is how `run --full` gets past one), an error for a delta.
+pub(super) fn tolerate_damage(
+    baseline: bool,
+    pipeline: &str,
+    what: &str,
+    e: crate::snapshot::SnapshotError,
+) -> Result<(), (&'static str, anyhow::Error)> {
+    if baseline {
+        tracing::warn!(
+            "the previous snapshot's {what} cannot be read ({e}); the baseline goes on without it (`odsync verify` names the damage)"
+        );
+        Ok(())
+    } else {
+        Err(("read previous snapshot", previous_hint(pipeline, e)))
+    }
 }

@@ -13,12 +13,18 @@
 mod carry;
 mod completeness;
 mod diff_stage;
+mod fetch_stage;
+mod publish;
+mod snapshot_stage;
 mod stages;
 mod summary;
 
 use carry::*;
 pub use completeness::CompletenessError;
 use diff_stage::{DiffInputs, DiffStage, diff_stage};
+use fetch_stage::Fetch;
+use publish::Snapshotted;
+use snapshot_stage::Parsed;
 use stages::*;
 pub use summary::{RecordCounts, RunSummary, StageTime};
 
@@ -346,97 +352,25 @@ impl Runner<'_> {
     /// writes is staged in `txn`, which the caller commits.
     fn work(&self, step: Step<'_>, txn: &mut crate::warehouse::Txn) -> WorkResult {
         let Step {
-            store,
             source,
-            from_baseline_source,
             previous,
             mode,
-            run_id,
-            watermark_before,
-            accept_shift,
             rederive,
+            ..
         } = step;
         let config = &self.pipeline.config;
-        let previous_hint = |e: crate::snapshot::SnapshotError| -> anyhow::Error {
-            anyhow::anyhow!(e).context(format!(
-                "the previous snapshot cannot be read\nHelp: run `odsync verify {}` to see what is damaged; `odsync run {} --full` builds a new version without reading it",
-                config.name, config.name
-            ))
-        };
-        // A baseline rebuilds everything from the source: a damaged table of the previous version
-        // is then a warning (this is how `run --full` gets past one), a delta cannot do without it.
-        let baseline = matches!(mode, FetchMode::Baseline { .. });
-        let tolerate = |what: &str, e: crate::snapshot::SnapshotError| -> Result<(), (&'static str, anyhow::Error)> {
-            if baseline {
-                tracing::warn!(
-                    "the previous snapshot's {what} cannot be read ({e}); the baseline goes on without it (`odsync verify` names the damage)"
-                );
-                Ok(())
-            } else {
-                Err(("read previous snapshot", previous_hint(e)))
-            }
-        };
-        let previous_quarantine = match previous.map(|m| store.read_quarantine(m.version)) {
-            Some(Ok(q)) => q,
-            Some(Err(e)) => {
-                tolerate("quarantine", e)?;
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-        // Codes earlier runs could not fetch (quarantined with a code by an API source): every
-        // later delta asks for them again until they succeed.
-        let retry_codes: Vec<String> = match previous {
-            // (Records a TRUD baseline quarantined are asked of the API by the deltas after it.)
-            Some(m)
-                if source.supports_deltas()
-                    && (m.source.kind == source.kind()
-                        || self.baseline_source.as_ref().is_some_and(|b| b.kind() == m.source.kind)) =>
-            {
-                previous_quarantine
-                    .iter()
-                    .filter_map(|q| q.code.clone())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        let mut laps = StageTimes::start();
-        let mut fetched = source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
-        laps.lap("fetch");
-        if from_baseline_source {
-            self.check_baseline_date(&fetched).map_err(|e| ("fetch", e.into()))?;
-        }
-
-        // A baseline needs the previous records only to keep the previous copy of a record that
-        // fails; a delta is applied to them.
-        let previous_raw: Vec<RawRecord> = match previous.map(|m| store.read_raw(m.version)) {
-            Some(Ok(raw)) => raw,
-            Some(Err(e)) => {
-                tolerate("raw records", e)?;
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-        laps.lap("read previous");
-        // Byte-identical to the previous copy (a map of borrowed payloads: no hashing needed).
-        let previous_payload: std::collections::HashMap<&str, &[u8]> = previous_raw
-            .iter()
-            .map(|r| (r.code.as_str(), r.payload.as_slice()))
-            .collect();
+        let Fetch {
+            mut fetched,
+            previous_raw,
+            previous_quarantine,
+            unchanged,
+            mut laps,
+        } = self.fetch_stage(step)?;
         let mut counts = RecordCounts {
             fetched: fetched.records.len() as u64,
+            unchanged: unchanged.len() as u64,
             ..RecordCounts::default()
         };
-        let unchanged: std::collections::HashSet<String> = fetched
-            .records
-            .iter()
-            .filter(|r| previous_payload.get(r.code.as_str()) == Some(&r.payload.as_slice()))
-            .map(|r| r.code.clone())
-            .collect();
-        counts.unchanged = unchanged.len() as u64;
-        drop(previous_payload);
 
         let ctx = ParseContext {
             today: self.clock.today(),
@@ -589,282 +523,23 @@ impl Runner<'_> {
             parse_carried(&mut current, &mut parsed, &mut quarantine, &ctx, &derive);
         }
         laps.lap("parse");
-        let mapped_roles: Vec<String> = mapping
-            .as_ref()
-            .map(|m| m.role_ids().map(str::to_owned).collect())
-            .unwrap_or_default();
-        // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
-        let mut deletions = match previous.map(|m| store.read_deletions(m.version)) {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                tolerate("tombstones", e)?;
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-        for deletion in &fetched.deletions {
-            if current.remove(&deletion.code).is_some() {
-                parsed.remove(&deletion.code);
-                counts.deleted_by_ods += 1;
-            }
-        }
-        deletions.extend(fetched.deletions.iter().cloned());
-        counts.quarantined = quarantine.len() as u64;
-
-        let code_system = fetched.code_system.clone().unwrap_or_default();
-        // The code system against the previous snapshot's: vanished or renamed role codes.
-        let code_system_changes = match (previous, fetched.code_system.is_some()) {
-            (Some(m), true) => {
-                let before = match store.read_code_system(m.version) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tolerate("code system", e)?;
-                        Vec::new()
-                    }
-                };
-                let scope = &config.scope;
-                let used = |id: &str| {
-                    scope.primary_roles.iter().chain(&scope.roles).any(|r| r == id)
-                        || mapped_roles.iter().any(|r| r == id)
-                };
-                crate::pipeline::roles::compare_code_systems(&before, &code_system, &used)
-            }
-            _ => Vec::new(),
-        };
-        for c in code_system_changes.iter().filter(|c| c.change != "added") {
-            tracing::warn!(
-                role = %c.role_id,
-                change = %c.change,
-                old = c.old_name.as_deref().unwrap_or(""),
-                new = c.new_name.as_deref().unwrap_or(""),
-                used_by_pipeline = c.used_by_pipeline,
-                "the ODS role code system changed"
-            );
-        }
-        laps.lap("roles");
-        let carried = match carry_from {
-            Some(m) => {
-                let keep: std::collections::HashSet<String> =
-                    current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
-                // A whole file read every record again: its raw rows are today's (their origin,
-                // the file and line, moves), not the previous snapshot's.
-                Some(
-                    read_carried(store, m.version, keep, !fetched.complete)
-                        .map_err(|e| ("read previous snapshot", previous_hint(e)))?,
-                )
-            }
-            None => None,
-        };
-        let built = match carried {
-            Some(carried) => {
-                let carried_count = carried.keep.len() as u64;
-                let new_raw: Vec<RawRecord> = if fetched.complete {
-                    current.values().cloned().collect()
-                } else {
-                    parsed.keys().filter_map(|c| current.get(c).cloned()).collect()
-                };
-                let attempt = tables::build_carried(
-                    Some(carried),
-                    parsed.values().cloned().collect(),
-                    new_raw,
-                    quarantine.clone(),
-                    code_system.clone(),
-                    deletions.clone(),
-                );
-                match attempt {
-                    Some(built) => {
-                        counts.carried = carried_count;
-                        built
-                    }
-                    None => {
-                        tracing::warn!(
-                            "a fetched record repeats a row id another organisation has: every record is derived again"
-                        );
-                        parse_carried(&mut current, &mut parsed, &mut quarantine, &ctx, &derive);
-                        counts.quarantined = quarantine.len() as u64;
-                        tables::build(
-                            parsed.into_values().collect(),
-                            current.into_values().collect(),
-                            quarantine,
-                            code_system,
-                            deletions,
-                        )
-                    }
-                }
-            }
-            None => tables::build(
-                parsed.into_values().collect(),
-                current.into_values().collect(),
+        self.snapshot(
+            step,
+            Parsed {
+                current,
+                parsed,
                 quarantine,
-                code_system,
-                deletions,
-            ),
-        };
-        counts.organisations = built.rows("organisations") as u64;
-        let unmapped_roles = match &mapping {
-            Some(_) => crate::pipeline::roles::unmapped_in(built.batch("organisations")),
-            None => Vec::new(),
-        };
-        if !unmapped_roles.is_empty() {
-            tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
-        }
-        // The watermark never moves past a change that was not applied: with records pending,
-        // it stays where it was (and the pending codes are asked for again next run).
-        let watermark_after = match mode {
-            FetchMode::Codes { .. } => watermark_before,
-            _ if !pending.is_empty() => watermark_before,
-            // A baseline from a dated release (TRUD) is as of its publication date: the deltas
-            // start there, so nothing ODS changed since is missed.
-            _ if self.source.supports_deltas() => fetched.as_of.or(Some(self.clock.today())),
-            _ => None,
-        };
-        counts.pending = pending.iter().cloned().collect();
-        let fetch_summary = serde_json::json!({
-            "listed": fetched.metrics.listed,
-            "total_count_header": fetched.metrics.total_count_header,
-            "records_fetched": fetched.metrics.records_fetched,
-            "records_failed": fetched.metrics.records_failed,
-            "records": counts,
-            "relationships": fetched.metrics.relationships,
-            "unmapped_roles": unmapped_roles,
-            "code_system_changes": code_system_changes,
-        });
-        let manifest = Manifest {
-            manifest_format: crate::snapshot::MANIFEST_FORMAT,
-            pipeline: config.name.clone(),
-            version: 0,
-            previous_version: None,
-            run_id: run_id.to_owned(),
-            created_at: self.clock.now(),
-            mode: mode.name().to_owned(),
-            source: SourceInfo {
-                kind: source.kind().to_owned(),
-                location: fetched.location.clone(),
-                parameters: fetched.parameters.clone(),
+                counts,
+                pending,
+                fetched,
+                mapping,
+                carry_from,
+                ctx,
+                derivation,
             },
-            watermark: watermark_after,
-            schema_version: crate::model::SCHEMA_VERSION,
-            derivation: Some(derivation),
-            odsync_version: env!("CARGO_PKG_VERSION").to_owned(),
-            content_hash: String::new(),
-            tables: BTreeMap::new(),
-            summary: fetch_summary,
-        };
-        laps.lap("build tables");
-        let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
-        // The tables are on disk now; the later stages read the files, so the batches go (at
-        // national scale they are gigabytes the merge would otherwise sit beside).
-        let table_rows: BTreeMap<String, u64> = built
-            .batches
-            .iter()
-            .map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64))
-            .collect();
-        let content_hash = built.content_hash;
-        drop(built.batches);
-        laps.lap("write snapshot");
-        // The diff reads the staged version before it is published: if it (or the shift guard)
-        // fails, the run fails with nothing committed.
-        let DiffStage {
-            summary: diff,
-            changes_dir,
-            changed_rows,
-            accepted_shift,
-        } = match (&staged, previous) {
-            (Staged::New(new), Some(prev)) => diff_stage(DiffInputs {
-                store,
-                new,
-                prev,
-                source_kind: source.kind(),
-                guard: &config.guard,
-                parameters: &fetched.parameters,
-                left_window: counts.left_window,
-                accept_shift,
-                pipeline: &config.name,
-                run_id,
-                today: self.clock.today(),
-                txn,
-            })?,
-            _ => DiffStage::default(),
-        };
-        laps.lap("diff");
-        if let Staged::New(new) = &staged {
-            let changes = changes_dir.as_ref().map(|d| d.join("changes.parquet"));
-            crate::history::update(
-                &self.warehouse,
-                &config.name,
-                &crate::history::HistoryUpdate {
-                    version: new.version,
-                    previous: previous.map(|m| m.version),
-                    org_dir: &new.dir,
-                    changes: changes.as_deref(),
-                    run_id,
-                    snapshot_date: self.clock.today(),
-                },
-                txn,
-            )
-            .map_err(|e| ("history", e.into()))?;
-        }
-        laps.lap("history");
-        // Merge before publishing too: a merge failure fails the run with nothing committed.
-        let ods_input = match &staged {
-            Staged::New(new) => crate::merge::OdsInput {
-                version: new.version,
-                tables: new.tables(),
-                content_hash: content_hash.clone(),
-                changed: None,
-            }
-            .with_changed(changed_rows),
-            Staged::Unchanged { version } => {
-                crate::merge::OdsInput::published(store, *version).map_err(|e| ("merge", e.into()))?
-            }
-        };
-        let settings = crate::merge::MergeSettings::resolve(&config.merge, &config.name, &self.pipeline.path);
-        let merge = crate::merge::merge(
-            &self.warehouse,
-            &config.name,
-            &settings,
-            &ods_input,
-            run_id,
-            &self.clock,
+            laps,
             txn,
         )
-        .map_err(|e| ("merge", e.into()))?;
-        laps.lap("merge");
-        let outcome = match staged {
-            Staged::Unchanged { version } => CommitOutcome::Unchanged { version },
-            Staged::New(new) => CommitOutcome::Committed {
-                version: new.into_txn(txn).map_err(|e| ("commit", e.into()))?,
-            },
-        };
-        let (status, version) = match outcome {
-            CommitOutcome::Committed { version } => ("succeeded", version),
-            CommitOutcome::Unchanged { version } => ("unchanged", version),
-        };
-        let summary = RunSummary {
-            run_id: run_id.to_owned(),
-            pipeline: config.name.clone(),
-            status: status.to_owned(),
-            mode: mode.name().to_owned(),
-            mode_reason: String::new(),
-            snapshot_version: version,
-            previous_version: previous.map(|m| m.version),
-            snapshot_path: store.manifest_path(version),
-            watermark_before,
-            watermark_after,
-            records: counts,
-            tables: table_rows,
-            fetch: fetched.metrics,
-            content_hash,
-            diff,
-            merge: Some(merge),
-            accepted_shift,
-            unmapped_roles,
-            code_system_changes,
-            stages: laps.finish(),
-            duration_ms: 0,
-            report: None,
-        };
-        Ok((summary, fetched.location))
     }
 }
 

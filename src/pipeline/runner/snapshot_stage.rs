@@ -1,0 +1,284 @@
+//! The snapshot stages: the deletions and the code system, the tables (built, or carried forward
+//! and merged with the parsed records), the manifest, and the staged version.
+
+use super::*;
+
+/// What parsing hands to the snapshot stages.
+pub(super) struct Parsed<'a> {
+    /// The raw records the snapshot is derived from, by code.
+    pub(super) current: BTreeMap<String, RawRecord>,
+    /// The records parsed (and derived) this run, by code; the others are carried or parsed later.
+    pub(super) parsed: BTreeMap<String, OrgRecord>,
+    pub(super) quarantine: Vec<Quarantined>,
+    pub(super) counts: RecordCounts,
+    pub(super) pending: BTreeSet<String>,
+    /// The fetch, its records taken.
+    pub(super) fetched: crate::sources::Fetched,
+    pub(super) mapping: Option<crate::pipeline::roles::RoleMapping>,
+    /// The previous snapshot whose rows are carried forward, if any.
+    pub(super) carry_from: Option<&'a Manifest>,
+    pub(super) ctx: ParseContext,
+    pub(super) derivation: String,
+}
+
+impl Runner<'_> {
+    pub(super) fn snapshot(
+        &self,
+        step: Step<'_>,
+        parsed_records: Parsed<'_>,
+        mut laps: StageTimes,
+        txn: &mut crate::warehouse::Txn,
+    ) -> WorkResult {
+        let Step {
+            store,
+            source,
+            previous,
+            mode,
+            run_id,
+            watermark_before,
+            ..
+        } = step;
+        let Parsed {
+            mut current,
+            mut parsed,
+            quarantine,
+            mut counts,
+            pending,
+            fetched,
+            mapping,
+            carry_from,
+            ctx,
+            derivation,
+        } = parsed_records;
+        let config = &self.pipeline.config;
+        let baseline = matches!(mode, FetchMode::Baseline { .. });
+        let tolerate = |what: &str, e| tolerate_damage(baseline, &config.name, what, e);
+        let derive = |rec: &mut OrgRecord| {
+            crate::pipeline::hierarchy::apply(rec);
+            if let Some(m) = &mapping {
+                m.apply(rec);
+            }
+        };
+        let mapped_roles: Vec<String> = mapping
+            .as_ref()
+            .map(|m| m.role_ids().map(str::to_owned).collect())
+            .unwrap_or_default();
+        // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
+        let mut deletions = match previous.map(|m| store.read_deletions(m.version)) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tolerate("tombstones", e)?;
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        for deletion in &fetched.deletions {
+            if current.remove(&deletion.code).is_some() {
+                parsed.remove(&deletion.code);
+                counts.deleted_by_ods += 1;
+            }
+        }
+        deletions.extend(fetched.deletions.iter().cloned());
+        counts.quarantined = quarantine.len() as u64;
+
+        let code_system = fetched.code_system.clone().unwrap_or_default();
+        let code_system_changes = match (previous, &fetched.code_system) {
+            (Some(m), Some(now)) => {
+                let before = match store.read_code_system(m.version) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tolerate("code system", e)?;
+                        Vec::new()
+                    }
+                };
+                self.code_system_changes(&before, now, &mapped_roles)
+            }
+            _ => Vec::new(),
+        };
+        laps.lap("roles");
+        let carried = match carry_from {
+            Some(m) => {
+                let keep: std::collections::HashSet<String> =
+                    current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
+                // A whole file read every record again: its raw rows are today's (their origin,
+                // the file and line, moves), not the previous snapshot's.
+                Some(
+                    read_carried(store, m.version, keep, !fetched.complete)
+                        .map_err(|e| ("read previous snapshot", previous_hint(&config.name, e)))?,
+                )
+            }
+            None => None,
+        };
+        let redo = |r: &mut Records| parse_carried(&mut r.current, &mut r.parsed, &mut r.quarantine, &ctx, &derive);
+        let records = Records {
+            current,
+            parsed,
+            quarantine,
+        };
+        let (built, carried_count, quarantined) =
+            build_tables(carried, fetched.complete, records, code_system, deletions, &redo);
+        counts.carried = carried_count;
+        counts.quarantined = quarantined;
+        counts.organisations = built.rows("organisations") as u64;
+        let unmapped_roles = match &mapping {
+            Some(_) => crate::pipeline::roles::unmapped_in(built.batch("organisations")),
+            None => Vec::new(),
+        };
+        if !unmapped_roles.is_empty() {
+            tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
+        }
+        // The watermark never moves past a change that was not applied: with records pending,
+        // it stays where it was (and the pending codes are asked for again next run).
+        let watermark_after = match mode {
+            FetchMode::Codes { .. } => watermark_before,
+            _ if !pending.is_empty() => watermark_before,
+            // A baseline from a dated release (TRUD) is as of its publication date: the deltas
+            // start there, so nothing ODS changed since is missed.
+            _ if self.source.supports_deltas() => fetched.as_of.or(Some(self.clock.today())),
+            _ => None,
+        };
+        counts.pending = pending.iter().cloned().collect();
+        let fetch_summary = serde_json::json!({
+            "listed": fetched.metrics.listed,
+            "total_count_header": fetched.metrics.total_count_header,
+            "records_fetched": fetched.metrics.records_fetched,
+            "records_failed": fetched.metrics.records_failed,
+            "records": counts,
+            "relationships": fetched.metrics.relationships,
+            "unmapped_roles": unmapped_roles,
+            "code_system_changes": code_system_changes,
+        });
+        let manifest = Manifest {
+            manifest_format: crate::snapshot::MANIFEST_FORMAT,
+            pipeline: config.name.clone(),
+            version: 0,
+            previous_version: None,
+            run_id: run_id.to_owned(),
+            created_at: self.clock.now(),
+            mode: mode.name().to_owned(),
+            source: SourceInfo {
+                kind: source.kind().to_owned(),
+                location: fetched.location.clone(),
+                parameters: fetched.parameters.clone(),
+            },
+            watermark: watermark_after,
+            schema_version: crate::model::SCHEMA_VERSION,
+            derivation: Some(derivation),
+            odsync_version: env!("CARGO_PKG_VERSION").to_owned(),
+            content_hash: String::new(),
+            tables: BTreeMap::new(),
+            summary: fetch_summary,
+        };
+        laps.lap("build tables");
+        let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        // The tables are on disk now; the later stages read the files, so the batches go (at
+        // national scale they are gigabytes the merge would otherwise sit beside).
+        let table_rows: BTreeMap<String, u64> = built
+            .batches
+            .iter()
+            .map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64))
+            .collect();
+        let content_hash = built.content_hash;
+        drop(built.batches);
+        laps.lap("write snapshot");
+        self.publish(
+            step,
+            Snapshotted {
+                staged,
+                content_hash,
+                table_rows,
+                counts,
+                watermark_after,
+                unmapped_roles,
+                code_system_changes,
+                fetched,
+            },
+            laps,
+            txn,
+        )
+    }
+
+    /// The role code system against the previous snapshot's: vanished or renamed role codes
+    /// (warned about when the pipeline uses them).
+    fn code_system_changes(
+        &self,
+        before: &[tables::CodeSystemRole],
+        now: &[tables::CodeSystemRole],
+        mapped_roles: &[String],
+    ) -> Vec<crate::pipeline::roles::CodeSystemChange> {
+        let scope = &self.pipeline.config.scope;
+        let used = |id: &str| {
+            scope.primary_roles.iter().chain(&scope.roles).any(|r| r == id) || mapped_roles.iter().any(|r| r == id)
+        };
+        let changes = crate::pipeline::roles::compare_code_systems(before, now, &used);
+        for c in changes.iter().filter(|c| c.change != "added") {
+            tracing::warn!(
+                role = %c.role_id,
+                change = %c.change,
+                old = c.old_name.as_deref().unwrap_or(""),
+                new = c.new_name.as_deref().unwrap_or(""),
+                used_by_pipeline = c.used_by_pipeline,
+                "the ODS role code system changed"
+            );
+        }
+        changes
+    }
+}
+
+/// The records a snapshot is built from.
+struct Records {
+    current: BTreeMap<String, RawRecord>,
+    parsed: BTreeMap<String, OrgRecord>,
+    quarantine: Vec<Quarantined>,
+}
+
+/// The snapshot's tables: the parsed records' rows merged in key order with the rows `carried`
+/// forward, or (with nothing carried, or when a key collides with a carried one) every record
+/// derived again (`redo` parses the ones not parsed yet). Also returns how many organisations
+/// were carried and how many records are quarantined.
+fn build_tables(
+    carried: Option<tables::Carried>,
+    complete: bool,
+    mut records: Records,
+    code_system: Vec<tables::CodeSystemRole>,
+    deletions: Vec<crate::model::Deletion>,
+    redo: &dyn Fn(&mut Records),
+) -> (tables::SnapshotTables, u64, u64) {
+    if let Some(carried) = carried {
+        let carried_count = carried.keep.len() as u64;
+        let Records {
+            current,
+            parsed,
+            quarantine,
+        } = &records;
+        // A whole file read every record again: its raw rows are today's (their origin, the file
+        // and line, moves), not the previous snapshot's.
+        let new_raw: Vec<RawRecord> = if complete {
+            current.values().cloned().collect()
+        } else {
+            parsed.keys().filter_map(|c| current.get(c).cloned()).collect()
+        };
+        let attempt = tables::build_carried(
+            Some(carried),
+            parsed.values().cloned().collect(),
+            new_raw,
+            quarantine.clone(),
+            code_system.clone(),
+            deletions.clone(),
+        );
+        if let Some(built) = attempt {
+            return (built, carried_count, quarantine.len() as u64);
+        }
+        tracing::warn!("a fetched record repeats a row id another organisation has: every record is derived again");
+        redo(&mut records);
+    }
+    let quarantined = records.quarantine.len() as u64;
+    let built = tables::build(
+        records.parsed.into_values().collect(),
+        records.current.into_values().collect(),
+        records.quarantine,
+        code_system,
+        deletions,
+    );
+    (built, 0, quarantined)
+}
