@@ -93,4 +93,43 @@ mod tests {
         registered.sort();
         assert_eq!(on_disk, registered);
     }
+
+    /// Every query in the SQL files parses: the body of each `CREATE … AS`, view and query is
+    /// handed to DuckDB's parser (`json_serialize_sql`), with `{placeholders}` filled by a name.
+    /// DDL and DML statements (`CREATE TABLE (…)`, `INSERT`, `COPY`) are bound when they run, in
+    /// the stage tests. A typo in a rule then fails here, naming the file and the statement.
+    #[test]
+    fn every_query_in_the_sql_files_parses() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let placeholder = regex::Regex::new(r"\{[a-z_]+\}").unwrap();
+        let create_as = regex::Regex::new(
+            r"(?is)^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+|TEMPORARY\s+)?(?:TABLE|VIEW)\s+[\w.]+\s+AS\s+(.*)$",
+        )
+        .unwrap();
+        let query_start = regex::Regex::new(r"(?i)^\s*(SELECT|WITH|PIVOT|UNPIVOT|FROM)\b").unwrap();
+        let mut parsed = 0;
+        for (file, sql) in ALL {
+            let sql = placeholder.replace_all(sql, "x");
+            for statement in sql.split(";\n") {
+                let body: String = statement
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let query = match create_as.captures(&body) {
+                    Some(c) => c[1].to_owned(),
+                    None if query_start.is_match(&body) => body.clone(),
+                    None => continue,
+                };
+                let query = query.trim().trim_end_matches(';').to_owned();
+                let out: String = conn
+                    .query_row("SELECT json_serialize_sql(CAST(? AS VARCHAR))", [&query], |r| r.get(0))
+                    .unwrap();
+                assert!(out.contains("\"error\":false"), "{file}: {out}\n{query}");
+                parsed += 1;
+            }
+        }
+        // (Counted so that a change to the splitting cannot make the test check nothing.)
+        assert!(parsed >= 40, "only {parsed} queries were checked");
+    }
 }

@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -96,9 +96,25 @@ pub struct HttpMetrics {
     pub bytes: u64,
 }
 
+/// How the client waits (the throttle, backoff, `Retry-After`): the thread sleeps, except in
+/// tests, which record the delays asked for and assert them instead of waiting.
+pub trait Sleeper: Send + Sync {
+    fn sleep(&self, delay: Duration);
+}
+
+/// Sleeps the thread.
+pub struct ThreadSleeper;
+
+impl Sleeper for ThreadSleeper {
+    fn sleep(&self, delay: Duration) {
+        std::thread::sleep(delay);
+    }
+}
+
 pub struct HttpClient {
     client: Client,
     settings: HttpSettings,
+    sleeper: Arc<dyn Sleeper>,
     next_slot: Mutex<Instant>,
     requests: AtomicU64,
     retries: AtomicU64,
@@ -139,6 +155,7 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             settings,
+            sleeper: Arc::new(ThreadSleeper),
             next_slot: Mutex::new(Instant::now()),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -148,6 +165,17 @@ impl HttpClient {
 
     pub fn settings(&self) -> &HttpSettings {
         &self.settings
+    }
+
+    /// This client, waiting through `sleeper` instead of sleeping the thread.
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// Waits `delay` the way the client waits between attempts (a source's own pauses).
+    pub fn pause(&self, delay: Duration) {
+        self.sleeper.sleep(delay);
     }
 
     pub fn metrics(&self) -> HttpMetrics {
@@ -170,7 +198,7 @@ impl HttpClient {
             slot - now
         };
         if !wait.is_zero() {
-            std::thread::sleep(wait);
+            self.sleeper.sleep(wait);
         }
     }
 
@@ -259,7 +287,7 @@ impl HttpClient {
                     return Err(past_deadline(&shown));
                 }
                 tracing::warn!(url = %shown, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, "retrying: {last}");
-                std::thread::sleep(delay);
+                self.sleeper.sleep(delay);
             }
         }
         Err(HttpError::GaveUp {
@@ -313,6 +341,122 @@ pub fn redact(url: &reqwest::Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::{Fault, FaultAction, OrdServer};
+
+    /// Records the delays asked for; never sleeps.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Duration>>);
+
+    impl Sleeper for Recorder {
+        fn sleep(&self, delay: Duration) {
+            self.0.lock().unwrap().push(delay);
+        }
+    }
+
+    fn settings() -> HttpSettings {
+        HttpSettings {
+            requests_per_second: 1000.0,
+            concurrency: 1,
+            timeout: Duration::from_secs(5),
+            max_retries: 3,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(30),
+            user_agent: "odsync-test".into(),
+            max_retry_after: Duration::from_secs(600),
+            deadline: None,
+            deadline_secs: 0,
+        }
+    }
+
+    /// A client on the local server with `faults` on `/organisations/RWR`, recording its waits.
+    fn client_with(
+        faults: &[(u32, FaultAction)],
+        settings: HttpSettings,
+    ) -> (OrdServer, HttpClient, Arc<Recorder>, reqwest::Url) {
+        let states = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ord-states");
+        let server = OrdServer::start(&states, "demo-2021", 0).expect("server starts");
+        for (times, action) in faults {
+            server.push_fault(Fault {
+                path_contains: "/organisations/RWR".into(),
+                times: *times,
+                action: action.clone(),
+            });
+        }
+        let recorder = Arc::new(Recorder::default());
+        let client = HttpClient::new(settings).unwrap().with_sleeper(recorder.clone());
+        let url = reqwest::Url::parse(&format!("{}/organisations/RWR", server.base_url())).unwrap();
+        (server, client, recorder, url)
+    }
+
+    fn status(status: u16, retry_after: Option<&str>) -> FaultAction {
+        FaultAction::Status {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            body: None,
+        }
+    }
+
+    /// The waits between attempts (the throttle's sub-millisecond slots left out).
+    fn retry_waits(recorder: &Recorder) -> Vec<Duration> {
+        recorder
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|d| *d >= Duration::from_millis(100))
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_after_is_waited_for_exactly_and_other_failures_back_off_exponentially() {
+        let started = Instant::now();
+        let (_server, client, recorder, url) =
+            client_with(&[(1, status(429, Some("7"))), (2, status(503, None))], settings());
+        let response = client.get(&url).expect("succeeds on the fourth attempt");
+        assert!(!response.body.is_empty());
+        let waits = retry_waits(&recorder);
+        assert_eq!(waits.len(), 3, "{waits:?}");
+        assert_eq!(waits[0], Duration::from_secs(7), "Retry-After honoured to the second");
+        // Attempts 1 and 2 of a backoff with base 2 s: a random delay in [d/2, d], d = 2 s · 2^n.
+        for (n, wait) in waits[1..].iter().enumerate() {
+            let d = 2.0 * 2f64.powi(n as i32 + 1);
+            assert!(
+                (d / 2.0..=d).contains(&wait.as_secs_f64()),
+                "attempt {}: {wait:?} outside [{}, {d}] s",
+                n + 2,
+                d / 2.0
+            );
+        }
+        assert_eq!(client.metrics().retries, 3);
+        assert!(started.elapsed() < Duration::from_secs(5), "nothing slept for real");
+    }
+
+    #[test]
+    fn a_retry_that_would_end_past_the_deadline_fails_at_once_without_waiting() {
+        let mut s = settings();
+        s.deadline = Some(Instant::now() + Duration::from_secs(60));
+        s.deadline_secs = 60;
+        let (_server, client, recorder, url) = client_with(&[(1, status(503, Some("120")))], s);
+        let err = client.get(&url).err().expect("the request fails");
+        assert!(matches!(err, HttpError::Deadline { secs: 60, .. }), "{err}");
+        assert!(
+            retry_waits(&recorder).is_empty(),
+            "it did not wait for a retry it could not make"
+        );
+    }
+
+    #[test]
+    fn retries_give_up_after_the_limit_naming_the_last_error() {
+        let (_server, client, recorder, url) = client_with(&[(10, status(502, None))], settings());
+        let err = client.get(&url).err().expect("the request fails");
+        assert!(matches!(err, HttpError::GaveUp { attempts: 4, .. }), "{err}");
+        assert!(err.to_string().contains("HTTP 502"), "{err}");
+        // Three waits between four attempts, each within its backoff bound (capped at 30 s).
+        let waits = retry_waits(&recorder);
+        assert_eq!(waits.len(), 3, "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(30)), "{waits:?}");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {

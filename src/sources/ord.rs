@@ -323,7 +323,7 @@ impl OrdSource {
         for (attempt, q) in failed.into_iter().enumerate() {
             let code = q.code.clone().expect("record failures carry their code");
             if attempt == 0 {
-                std::thread::sleep(self.http.settings().backoff_base);
+                self.http.pause(self.http.settings().backoff_base);
             }
             tracing::warn!(code = %code, reason = %q.reason, "record failed; fetching it once more");
             match fetch_one(&code)? {
