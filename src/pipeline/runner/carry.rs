@@ -130,3 +130,12 @@ pub(super) fn tolerate_damage(
         Err(("read previous snapshot", previous_hint(pipeline, e)))
     }
 }
+
+/// The derived columns of a parsed record: the parent from the hierarchy rules, the type from the
+/// role mapping.
+pub(super) fn derive(mapping: Option<&crate::pipeline::roles::RoleMapping>, rec: &mut OrgRecord) {
+    crate::pipeline::hierarchy::apply(rec);
+    if let Some(m) = mapping {
+        m.apply(rec);
+    }
+}

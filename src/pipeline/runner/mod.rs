@@ -510,12 +510,7 @@ impl Runner<'_> {
                 && m.schema_version == crate::model::SCHEMA_VERSION
                 && m.derivation.as_deref() == Some(derivation.as_str())
         });
-        let derive = |rec: &mut OrgRecord| {
-            crate::pipeline::hierarchy::apply(rec);
-            if let Some(m) = &mapping {
-                m.apply(rec);
-            }
-        };
+        let derive = |rec: &mut OrgRecord| derive(mapping.as_ref(), rec);
         // Derived columns of the fetched records: the parent from the hierarchy rules, the type
         // from the role mapping (carried records are derived as they are parsed).
         parsed.values_mut().for_each(derive);

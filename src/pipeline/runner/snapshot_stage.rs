@@ -53,12 +53,7 @@ impl Runner<'_> {
         let config = &self.pipeline.config;
         let baseline = matches!(mode, FetchMode::Baseline { .. });
         let tolerate = |what: &str, e| tolerate_damage(baseline, &config.name, what, e);
-        let derive = |rec: &mut OrgRecord| {
-            crate::pipeline::hierarchy::apply(rec);
-            if let Some(m) = &mapping {
-                m.apply(rec);
-            }
-        };
+        let derive = |rec: &mut OrgRecord| derive(mapping.as_ref(), rec);
         let mapped_roles: Vec<String> = mapping
             .as_ref()
             .map(|m| m.role_ids().map(str::to_owned).collect())
