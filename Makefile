@@ -16,13 +16,15 @@ DUCKDB_SHA256  := 1b9f82478539bb9a1d1df44bd103121a12ae52142c07158dc52b97d2ec1d69
 ODSYNC_CACHE   ?= $(HOME)/.cache/odsync
 DUCKDB_DIR     := $(ODSYNC_CACHE)/libduckdb-$(DUCKDB_VERSION)
 
+# `testkit` builds the local ORD/FHIR server (`odsync serve`) and `odsync bench`, which the tests,
+# the demo and the benchmark need; `cargo build --release` alone ships odsync without them.
 ifeq ($(shell command -v npm >/dev/null 2>&1 && [ "$$(uname -sm)" = "Linux x86_64" ] && echo yes),yes)
   export DUCKDB_LIB_DIR := $(DUCKDB_DIR)
   LIBDUCKDB := $(DUCKDB_DIR)/libduckdb.so
-  CARGO_FEATURES :=
+  CARGO_FEATURES := --features testkit
 else
   LIBDUCKDB :=
-  CARGO_FEATURES := --features bundled
+  CARGO_FEATURES := --features bundled,testkit
 endif
 
 CARGO_TARGET_DIR ?= $(CURDIR)/target

@@ -204,9 +204,18 @@ fn commit(store: &SnapshotStore, records: Vec<OrgRecord>, run_id: &str, clock: &
         tables: BTreeMap::new(),
         summary: serde_json::Value::Null,
     };
-    match store.commit(&built, manifest)? {
-        crate::snapshot::CommitOutcome::Committed { version }
-        | crate::snapshot::CommitOutcome::Unchanged { version } => Ok(version),
+    match store.stage(&built, manifest)? {
+        crate::snapshot::Staged::Unchanged { version } => Ok(version),
+        crate::snapshot::Staged::New(staged) => {
+            let warehouse = store
+                .root()
+                .parent()
+                .expect("a pipeline folder is inside the warehouse");
+            let mut txn = crate::warehouse::Txn::new(warehouse, "bench", run_id);
+            let version = staged.into_txn(&mut txn)?;
+            txn.commit()?;
+            Ok(version)
+        }
     }
 }
 
@@ -224,7 +233,7 @@ fn bench_settings() -> crate::merge::MergeSettings {
     crate::merge::MergeSettings {
         ownership: crate::model::ODS_FIELDS
             .iter()
-            .map(|(f, _)| ((*f).to_owned(), crate::pipeline::Ownership::Review))
+            .map(|(f, _)| ((*f).to_owned(), crate::merge::Ownership::Review))
             .collect(),
         local_fields: vec!["trust_type".into()],
         local_table: None,

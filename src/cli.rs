@@ -119,11 +119,13 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Benchmark snapshot write, diff and merge on synthetic data (`make bench`)
     #[command(hide = true)]
+    #[cfg(feature = "testkit")]
     Bench(BenchArgs),
     /// Serve ORD fixture states on 127.0.0.1 (the local ORD-compatible test server)
     #[command(
         after_help = "Example:\n  odsync serve --states tests/fixtures/ord-states --state demo-2021 --port-file /tmp/ord.port\n\nSwitch state: curl -X POST http://127.0.0.1:PORT/_admin/state/demo-2025-07\nInject faults: curl -X POST -d '[{\"path_contains\":\"/organisations/RWR\",\"action\":{\"kind\":\"status\",\"status\":503}}]' http://127.0.0.1:PORT/_admin/faults"
     )]
+    #[cfg(feature = "testkit")]
     Serve(ServeArgs),
 }
 
@@ -374,6 +376,7 @@ pub struct ValidateArgs {
     pub pipelines: Vec<String>,
 }
 
+#[cfg(feature = "testkit")]
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Organisation counts to run
@@ -390,6 +393,7 @@ pub struct BenchArgs {
     pub stage: Option<String>,
 }
 
+#[cfg(feature = "testkit")]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Directory of fixture states (folders with a state.toml)

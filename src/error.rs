@@ -47,7 +47,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             )
             || matches!(
                 e.downcast_ref::<SnapshotError>(),
-                Some(SnapshotError::NoSuchVersion { .. } | SnapshotError::VersionExists { .. })
+                Some(SnapshotError::NoSuchVersion { .. })
             )
     });
     if user { 1 } else { 2 }

@@ -14,6 +14,7 @@ mod query;
 mod report;
 mod run;
 mod runs;
+#[cfg(feature = "testkit")]
 mod serve;
 mod snapshots;
 mod status;
@@ -105,7 +106,9 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&globals, &args),
         Command::Query(args) => query::run(&globals, &args),
         Command::Validate(args) => validate::run(&globals, &args),
+        #[cfg(feature = "testkit")]
         Command::Serve(args) => serve::run(&args),
+        #[cfg(feature = "testkit")]
         Command::Bench(args) => {
             let results = match &args.stage {
                 Some(stage) => vec![crate::bench::stage(stage, args.rows[0], &args.work)?],

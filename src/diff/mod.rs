@@ -19,9 +19,10 @@ mod read;
 mod shift;
 mod summary;
 
-pub use kinds::{RECODING_MIN_ORGS, Recoding, label_shift};
+#[cfg(feature = "testkit")]
+pub use kinds::RECODING_MIN_ORGS;
+pub use kinds::{Recoding, label_shift};
 
-pub use changes::changes_schema;
 use changes::*;
 use compare::*;
 use read::*;
@@ -136,7 +137,7 @@ thread_local! {
 }
 
 /// Runs `f` with diffs on this thread chunked at `rows` moved rows.
-#[cfg(test)]
+#[cfg(all(test, feature = "testkit"))]
 pub(crate) fn with_chunk_rows<T>(rows: usize, f: impl FnOnce() -> T) -> T {
     let before = CHUNK_ROWS.with(|c| c.replace(rows));
     let out = f();

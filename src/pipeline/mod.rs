@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::merge::{MergeConfig, Ownership};
+pub use crate::merge::MergeConfig;
 pub use crate::sources::scope::ScopeConfig;
 
 pub const DEFAULT_ORD_BASE_URL: &str = "https://directory.spineservices.nhs.uk/ORD/2-0-0";

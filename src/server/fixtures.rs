@@ -21,7 +21,9 @@ const ORG_ROOT: &str = "2.16.840.1.113883.2.1.3.2.4.18.48";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
+    /// For whoever reads state.toml; the server has no use for it.
     #[serde(default)]
+    #[allow(dead_code)]
     pub description: Option<String>,
     /// The date the server pretends it is (for `/sync`'s 185-day limit).
     pub served_on: NaiveDate,

@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use crate::warehouse::version_dir_name;
 use crate::warehouse::{Layout, Output, Tables};
 
 /// Version of the manifest's own layout (not of the data).
@@ -39,14 +38,6 @@ pub enum SnapshotError {
     Parquet { path: PathBuf, message: String },
     #[error("{path}: invalid manifest: {message}")]
     Manifest { path: PathBuf, message: String },
-    #[error(
-        "version {version} of `{pipeline}` already exists at `{path}`\nHelp: another run committed while this one ran; run again"
-    )]
-    VersionExists {
-        pipeline: String,
-        version: u64,
-        path: PathBuf,
-    },
     #[error(
         "no snapshot version {version} for pipeline `{pipeline}`\nHelp: `odsync snapshots list {pipeline}` shows the versions"
     )]
@@ -125,8 +116,6 @@ pub struct StagedVersion {
     /// The temporary folder holding the new version's files.
     pub dir: PathBuf,
     pub version: u64,
-    root: PathBuf,
-    pipeline: String,
     published: bool,
 }
 
@@ -160,36 +149,6 @@ impl StagedVersion {
     /// The staged tables, for the later stages of the same run.
     pub fn tables(&self) -> Tables {
         Tables::Flat(self.dir.clone())
-    }
-
-    /// Commits the version on its own (bench and tests; runs use [`StagedVersion::into_txn`]).
-    pub fn publish(mut self) -> Result<CommitOutcome, SnapshotError> {
-        let layout = Layout::of(&self.root);
-        if let Some(manifest) = layout.meta_path(Output::Snapshot, self.version)
-            && manifest.exists()
-        {
-            return Err(SnapshotError::VersionExists {
-                pipeline: self.pipeline.clone(),
-                version: self.version,
-                path: manifest,
-            });
-        }
-        let wh = |e: crate::warehouse::WarehouseError| SnapshotError::Io {
-            path: e.path.clone(),
-            source: std::io::Error::other(e.message.clone()),
-        };
-        let run_id = self
-            .dir
-            .file_name()
-            .map(|n| n.to_string_lossy().trim_start_matches(".tmp-").to_owned())
-            .unwrap_or_default();
-        let mut txn = crate::warehouse::Txn::at(&self.root, &run_id);
-        txn.stage_version(&self.dir, Output::Snapshot, self.version, false)
-            .map_err(wh)?;
-        self.published = true;
-        txn.commit().map_err(wh)?;
-        let _ = std::fs::remove_dir(&self.dir);
-        Ok(CommitOutcome::Committed { version: self.version })
     }
 }
 
@@ -407,15 +366,6 @@ impl SnapshotStore {
         Ok(out)
     }
 
-    /// Writes the tables as the next version unless the content equals the latest version's.
-    /// `manifest` is completed here (version, previous version, table infos).
-    pub fn commit(&self, tables: &SnapshotTables, manifest: Manifest) -> Result<CommitOutcome, SnapshotError> {
-        match self.stage(tables, manifest)? {
-            Staged::Unchanged { version } => Ok(CommitOutcome::Unchanged { version }),
-            Staged::New(staged) => staged.publish(),
-        }
-    }
-
     /// Writes the next version into its temporary folder without publishing it, so later stages
     /// (the diff) can read it and still abort the run with nothing committed.
     pub fn stage(&self, tables: &SnapshotTables, mut manifest: Manifest) -> Result<Staged, SnapshotError> {
@@ -442,8 +392,6 @@ impl SnapshotStore {
         let staged = StagedVersion {
             dir: tmp,
             version,
-            root: self.root.clone(),
-            pipeline: self.pipeline.clone(),
             published: false,
         };
         self.write_version(&staged.dir, tables, &mut manifest, version)?;

@@ -79,7 +79,6 @@ pub struct Response {
     pub url: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    pub elapsed: Duration,
 }
 
 impl Response {
@@ -167,7 +166,8 @@ impl HttpClient {
         &self.settings
     }
 
-    /// This client, waiting through `sleeper` instead of sleeping the thread.
+    /// This client, waiting through `sleeper` instead of sleeping the thread (the tests' hook).
+    #[cfg(all(test, feature = "testkit"))]
     pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
         self.sleeper = sleeper;
         self
@@ -228,7 +228,6 @@ impl HttpClient {
                 return Err(past_deadline(&shown));
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
             let delay = match self.client.get(url.clone()).send() {
                 Ok(resp) => {
                     let status = resp.status();
@@ -240,7 +239,6 @@ impl HttpClient {
                                 url: shown,
                                 headers,
                                 body: body.to_vec(),
-                                elapsed: started.elapsed(),
                             });
                         }
                         Ok(body) if !retryable(status) => {
@@ -338,7 +336,8 @@ pub fn redact(url: &reqwest::Url) -> String {
     crate::redact::url(url)
 }
 
-#[cfg(test)]
+// The tests talk to the local server, which only the `testkit` feature builds.
+#[cfg(all(test, feature = "testkit"))]
 mod tests {
     use super::*;
     use crate::server::{Fault, FaultAction, OrdServer};

@@ -26,8 +26,6 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct PipelineLock {
     file: File,
-    /// What the previous holder left, when it died holding the lock.
-    pub took_over: Option<String>,
 }
 
 impl Drop for PipelineLock {
@@ -74,9 +72,9 @@ pub fn lock_pipeline(warehouse: &Path, pipeline: &str, run_id: &str) -> Result<P
     let mut previous = String::new();
     let _ = file.read_to_string(&mut previous);
     let previous = previous.trim().to_owned();
-    let took_over = (!previous.is_empty()).then_some(previous);
-    if let Some(p) = &took_over {
-        tracing::warn!(lock = %path.display(), previous = %p, "took over the lock of an odsync process that is no longer running");
+    // What the previous holder left: it died holding the lock.
+    if !previous.is_empty() {
+        tracing::warn!(lock = %path.display(), previous = %previous, "took over the lock of an odsync process that is no longer running");
     }
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
@@ -88,5 +86,5 @@ pub fn lock_pipeline(warehouse: &Path, pipeline: &str, run_id: &str) -> Result<P
     )
     .map_err(io)?;
     file.sync_all().map_err(io)?;
-    Ok(PipelineLock { file, took_over })
+    Ok(PipelineLock { file })
 }

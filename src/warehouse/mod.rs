@@ -117,17 +117,6 @@ impl Txn {
         }
     }
 
-    /// A transaction over the pipeline folder `dir`.
-    pub fn at(dir: &Path, run_id: &str) -> Self {
-        Txn {
-            dir: dir.to_owned(),
-            run_id: run_id.to_owned(),
-            moves: Vec::new(),
-            temps: Vec::new(),
-            done: false,
-        }
-    }
-
     /// A temporary folder for a version of `output` (created empty), to stage into.
     pub fn temp_dir(&mut self, output: Output, version: u64) -> Result<PathBuf, WarehouseError> {
         let dir = self.dir.join(format!(
@@ -228,10 +217,6 @@ impl Txn {
         text.push('\n');
         let to = self.dir.join(STATE);
         self.stage_file(&to, text.as_bytes())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.moves.is_empty()
     }
 
     /// The commit point, then the moves. Returns once everything is in place and durable.

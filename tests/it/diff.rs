@@ -2,10 +2,10 @@
 
 use crate::common::{TestContext, ods_csv};
 use arrow::array::{Array, RecordBatch, StringArray};
-use odsync::diff::diff_tables;
-use odsync::model::tables::{self, TABLE_NAMES};
-use odsync::model::{OrgRecord, Organisation, Period};
-use odsync::warehouse::Tables;
+use odsync::testkit::Tables;
+use odsync::testkit::diff_tables;
+use odsync::testkit::tables::{self, TABLE_NAMES};
+use odsync::testkit::{OrgRecord, Organisation, Period};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -191,7 +191,7 @@ fn write_snapshot(dir: &Path, records: Vec<OrgRecord>) {
     std::fs::create_dir_all(dir).unwrap();
     let built = tables::build(records, vec![], vec![], vec![], vec![]);
     for (name, batch) in &built.batches {
-        odsync::snapshot::write_parquet(&dir.join(format!("{name}.parquet")), batch, &[]).unwrap();
+        odsync::testkit::write_parquet(&dir.join(format!("{name}.parquet")), batch, &[]).unwrap();
     }
     assert_eq!(built.batches.len(), TABLE_NAMES.len());
 }

@@ -40,7 +40,7 @@ fn with_key(ctx: &TestContext, now: &str, args: &[&str]) -> crate::common::Outpu
 #[test]
 fn the_rr8_example_maps_into_the_canonical_model() {
     let payload = std::fs::read(fixtures().join("ods/json/fhir-r4-Organization-RR8-example.json")).unwrap();
-    let rec = odsync::model::fhir_json::parse_organization(&payload).unwrap();
+    let rec = odsync::testkit::fhir_json::parse_organization(&payload).unwrap();
     let o = &rec.organisation;
     assert_eq!(o.code, "RR8");
     assert_eq!(o.name, "LEEDS TEACHING HOSPITALS NHS TRUST");
@@ -68,7 +68,7 @@ fn the_rr8_example_maps_into_the_canonical_model() {
     // FHIR has no organisation-level dates: the primary role's stand in.
     assert_eq!(o.operational.start, role.operational.start);
     // Something that is not an Organization is refused with a reason.
-    let err = odsync::model::fhir_json::parse_organization(br#"{"resourceType":"Bundle"}"#).unwrap_err();
+    let err = odsync::testkit::fhir_json::parse_organization(br#"{"resourceType":"Bundle"}"#).unwrap_err();
     assert!(err.contains("resourceType"), "{err}");
 }
 
@@ -221,7 +221,7 @@ fn the_fdc49_affiliations_map_into_relationships_with_their_dates_and_ids() {
     entry.extend(sample["entry"].as_array().unwrap().iter().cloned());
     entry.push(serde_json::json!({"resource": qf7}));
     let bundle = serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entry});
-    let rec = odsync::model::fhir_json::parse_organization(&serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let rec = odsync::testkit::fhir_json::parse_organization(&serde_json::to_vec(&bundle).unwrap()).unwrap();
     let rels: Vec<String> = rec
         .relationships
         .iter()
@@ -249,7 +249,7 @@ fn the_fdc49_affiliations_map_into_relationships_with_their_dates_and_ids() {
     // An affiliation of another organisation in the Bundle is refused, naming it.
     let mut wrong = bundle.clone();
     wrong["entry"][1]["resource"]["organization"]["identifier"]["value"] = "XYZ".into();
-    let err = odsync::model::fhir_json::parse_organization(&serde_json::to_vec(&wrong).unwrap()).unwrap_err();
+    let err = odsync::testkit::fhir_json::parse_organization(&serde_json::to_vec(&wrong).unwrap()).unwrap_err();
     assert!(err.contains("383689") && err.contains("XYZ"), "{err}");
 }
 

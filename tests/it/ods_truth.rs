@@ -382,7 +382,7 @@ fn a_recoding_is_one_event_with_its_moves_linked() {
     }
     let expected: BTreeMap<String, usize> = pairs
         .iter()
-        .filter(|(_, codes)| codes.len() >= odsync::diff::RECODING_MIN_ORGS)
+        .filter(|(_, codes)| codes.len() >= odsync::testkit::RECODING_MIN_ORGS)
         .map(|((o, n), codes)| (format!("{o}>{n}"), codes.len()))
         .collect();
     assert!(!expected.is_empty());
@@ -555,17 +555,17 @@ fn an_unknown_status_word_is_quarantined_never_read_as_active() {
 
 #[test]
 fn a_trust_closed_and_recoded_at_once_keeps_its_new_parent_and_its_type() {
-    use odsync::model::csv_row::{CsvKind, CsvLayout, parse_line};
+    use odsync::testkit::csv_row::{CsvKind, CsvLayout, parse_line};
     // The real RM3 line (closed 2021-09-30), its High Level Health Geography recoded to Z9B2Z.
     let line = "\"RM3\",\"SALFORD ROYAL NHS FOUNDATION TRUST\",\"Y62\",\"Z9B2Z\",\"STOTT LANE\",\"SALFORD\",\"\",\"MANCHESTER\",\"\",\"M6 8HD\",\"19930401\",\"20210930\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"0\",\"\",\"B\",\"\",\"\",\"\"\r\n";
     let layout = CsvLayout::new(CsvKind::Etr, None);
     let today = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
     let mut rec = parse_line(line.as_bytes(), &layout, today).unwrap();
     assert_eq!(rec.organisation.status.as_deref(), Some("Inactive"));
-    odsync::pipeline::hierarchy::apply(&mut rec);
+    odsync::testkit::hierarchy::apply(&mut rec);
     assert_eq!(rec.organisation.parent_code.as_deref(), Some("Z9B2Z"));
     let mapping =
-        odsync::pipeline::roles::parse(odsync::pipeline::BUILTIN_ROLE_MAPPING, Path::new("role_mapping.toml")).unwrap();
+        odsync::testkit::roles::parse(odsync::testkit::BUILTIN_ROLE_MAPPING, Path::new("role_mapping.toml")).unwrap();
     mapping.apply(&mut rec);
     assert_eq!(rec.organisation.org_type.as_deref(), Some("NHS Trust"));
 }

@@ -11,7 +11,7 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
         .map(|p| {
             let rel = p.strip_prefix(dir).unwrap().display().to_string();
             let hash = if p.is_file() {
-                odsync::model::tables::sha256_hex(&std::fs::read(&p).unwrap())
+                odsync::testkit::tables::sha256_hex(&std::fs::read(&p).unwrap())
             } else {
                 "dir".into()
             };

@@ -3,7 +3,7 @@
 //! runs of the real binary.
 
 use crate::common::{TestContext, fixtures, leftovers};
-use odsync::model::{OrgRecord, ord_json, ord_xml};
+use odsync::testkit::{OrgRecord, ord_json, ord_xml};
 use std::path::{Path, PathBuf};
 
 fn xml_sample(name: &str) -> Vec<u8> {

@@ -59,8 +59,6 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-pub use crate::pipeline::guard::ShiftError;
-
 #[derive(Debug, thiserror::Error)]
 #[error(
     "run `{run_id}` of pipeline `{pipeline}` failed at the {stage} stage: nothing was committed and the watermark did not move"
