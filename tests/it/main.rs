@@ -3,6 +3,7 @@
 
 mod common;
 
+mod cases;
 mod catalog;
 mod cli;
 mod csv_source;
