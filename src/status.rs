@@ -152,7 +152,8 @@ pub fn health(
     match (&last_success, hours_since_success) {
         (None, _) => problems.push("no successful run recorded".to_owned()),
         (Some(_), Some(h)) if h > limits.max_hours_since_success => problems.push(format!(
-            "last successful run {h} hours ago (more than {})",
+            "last successful run {h} hour{} ago (more than {})",
+            if h == 1 { "" } else { "s" },
             limits.max_hours_since_success
         )),
         _ => {}

@@ -1,14 +1,14 @@
 //! `odsync check <pipeline>`: a connection test that changes nothing.
 
-use super::{Globals, build_source};
+use super::Globals;
 use crate::cli::CheckArgs;
 use crate::sources::CheckReport;
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let pipeline = globals.load(&args.pipeline)?;
-    let (source, _) = build_source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
-    let report = source.check()?;
+    let built = globals.source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
+    let report = built.source.check()?;
     globals.printer.emit(&report, |r: &CheckReport| {
         let mut out = format!("{}: reachable in {} ms\n", r.location, r.latency_ms);
         if let Some(t) = r.total_in_scope {

@@ -132,6 +132,8 @@ fn record(globals: &Globals, pipeline: &str, list: &[Resolution], merge: bool) -
             "pipeline `{pipeline}` not found: --merge needs its pipeline file"
         ))
     })?;
-    super::merge::run_locked(globals, &pipeline, &lock)?;
+    let warehouse = globals.warehouse(Some(&pipeline));
+    let report = crate::pipeline::merge_now::merge_latest(&pipeline, &warehouse, &globals.clock, &lock)?;
+    globals.printer.emit(&report, super::merge_text)?;
     Ok(())
 }

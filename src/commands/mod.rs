@@ -25,13 +25,9 @@ use crate::cli::{Cli, Command};
 use crate::clock::Clock;
 use crate::env_vars;
 use crate::error::UserError;
-use crate::model::csv_row::CsvLayout;
-use crate::pipeline::{self, Pipeline, SourceConfig};
+use crate::pipeline::build::SourceOverrides;
+use crate::pipeline::{self, Pipeline};
 use crate::printer::Printer;
-use crate::sources::Source;
-use crate::sources::csv_bulk::CsvSource;
-use crate::sources::http::HttpClient;
-use crate::sources::ord::OrdSource;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -50,6 +46,27 @@ impl Globals {
             .clone()
             .or_else(|| pipeline.and_then(|p| p.config.warehouse.clone()))
             .unwrap_or_else(|| PathBuf::from("snapshots"))
+    }
+
+    /// `ODSYNC_CONTACT`, for the User-Agent of every request.
+    pub fn contact(&self) -> Option<String> {
+        std::env::var(env_vars::ODSYNC_CONTACT).ok().filter(|c| !c.is_empty())
+    }
+
+    /// The pipeline's `[source]` with the command line's overrides, ready to fetch.
+    pub fn source(
+        &self,
+        pipeline: &Pipeline,
+        ord_base_url: Option<&str>,
+        fhir_base_url: Option<&str>,
+    ) -> anyhow::Result<pipeline::build::BuiltSource> {
+        let contact = self.contact();
+        let overrides = SourceOverrides {
+            ord_base_url,
+            fhir_base_url,
+            contact: contact.as_deref(),
+        };
+        pipeline.config.source.build(&pipeline.config, &overrides)
     }
 
     pub fn load(&self, name: &str) -> anyhow::Result<Pipeline> {
@@ -132,80 +149,51 @@ pub fn run_cli(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The source a pipeline describes, with the base-URL overrides (ORD, FHIR) applied.
-pub fn build_source(
-    pipeline: &Pipeline,
-    base_url: Option<&str>,
-    fhir_base_url: Option<&str>,
-) -> anyhow::Result<(Box<dyn Source>, Option<CsvLayout>)> {
-    let contact = std::env::var(env_vars::ODSYNC_CONTACT).ok().filter(|c| !c.is_empty());
-    let http = HttpClient::new(pipeline.config.http.settings(contact.as_deref()))?;
-    // Every credential a configured location carries is masked wherever it could appear.
-    for location in [base_url, fhir_base_url].into_iter().flatten() {
-        crate::redact::register_url_secrets(location);
-    }
-    match &pipeline.config.source {
-        SourceConfig::Ord(o) => crate::redact::register_url_secrets(&o.base_url),
-        SourceConfig::Fhir(f) => crate::redact::register_url_secrets(&f.base_url),
-        SourceConfig::Csv(c) => crate::redact::register_url_secrets(&c.location),
-        SourceConfig::TrudXml(_) => {}
-    }
-    Ok(match &pipeline.config.source {
-        SourceConfig::Ord(ord) => {
-            let base = base_url.unwrap_or(&ord.base_url);
-            (
-                Box::new(OrdSource::new(base, http, pipeline.config.scope.clone())?),
-                None,
-            )
-        }
-        SourceConfig::Fhir(fhir) => {
-            let key = fhir.api_key().map_err(crate::error::UserError)?;
-            crate::redact::register_secret(&key);
-            let mut value = reqwest::header::HeaderValue::from_str(&key).map_err(|_| {
-                crate::error::UserError("the FHIR API key has characters an HTTP header cannot carry".into())
-            })?;
-            value.set_sensitive(true);
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert("apikey", value);
-            let mut settings = pipeline.config.http.settings(contact.as_deref());
-            settings.requests_per_second = settings
-                .requests_per_second
-                .min(crate::sources::fhir::MAX_REQUESTS_PER_SECOND);
-            let http = HttpClient::with_headers(settings, headers)?;
-            let source = crate::sources::fhir::FhirSource::new(
-                fhir_base_url.unwrap_or(&fhir.base_url),
-                http,
-                pipeline.config.scope.clone(),
-                fhir.page_size,
-            )?;
-            (Box::new(source), None)
-        }
-        SourceConfig::Csv(csv) => {
-            let layout = CsvLayout::new(csv.kind, csv.primary_role.as_deref());
-            let source = CsvSource::new(&csv.location, layout.clone(), csv.zip_entry.clone(), http);
-            (Box::new(source), Some(layout))
-        }
-        SourceConfig::TrudXml(trud) => (trud_source(trud, pipeline), None),
-    })
-}
-
-fn trud_source(trud: &crate::pipeline::TrudSourceConfig, pipeline: &Pipeline) -> Box<dyn Source> {
-    Box::new(crate::sources::trud_xml::TrudXmlSource::new(
-        &trud.location,
-        trud.sha256.clone(),
-        trud.archive,
-        pipeline.config.scope.clone(),
-    ))
-}
-
-/// The pipeline's `[baseline]` source, if it has one (validation allows only TRUD XML).
-pub fn build_baseline(pipeline: &Pipeline) -> Option<Box<dyn Source>> {
-    match &pipeline.config.baseline {
-        Some(SourceConfig::TrudXml(trud)) => Some(trud_source(trud, pipeline)),
-        _ => None,
-    }
-}
-
 pub(crate) fn display_path(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// The merge report as `odsync merge`, `odsync run` and `conflicts resolve --merge` print it.
+pub fn merge_text(r: &crate::merge::MergeReport) -> String {
+    if r.status == "unchanged" {
+        return format!("merge unchanged: same inputs as merged version {}\n", r.merged_version);
+    }
+    let rules: Vec<String> = r.rules.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let v = |x: &Option<String>| x.clone().unwrap_or_else(|| "∅".into());
+    let opened: String = r
+        .new_conflicts
+        .iter()
+        .map(|c| {
+            format!(
+                "    new conflict {} {} ({}): yours {} / ODS {}\n",
+                c.code,
+                c.field,
+                c.kind,
+                v(&c.local_value),
+                v(&c.ods_value)
+            )
+        })
+        .collect();
+    let more = (r.conflicts_new as usize).saturating_sub(r.new_conflicts.len());
+    let opened = if more > 0 {
+        format!("{opened}    … {more} more (open_conflicts)\n")
+    } else {
+        opened
+    };
+    let head = format!(
+        "merged version {} (snapshot {} over base {}): {} rows, {} touched, {} not in ODS\n  rules: {}\n  conflicts: {} open ({} new), {} resolved, {} superseded, {} ignored\n",
+        r.merged_version,
+        r.ods_version,
+        r.base_version.map_or("none".into(), |v| v.to_string()),
+        r.rows,
+        r.touched,
+        r.not_in_ods,
+        rules.join(", "),
+        r.conflicts_open,
+        r.conflicts_new,
+        r.conflicts_resolved,
+        r.conflicts_superseded,
+        r.conflicts_ignored
+    );
+    head + &opened
 }

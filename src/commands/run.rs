@@ -1,20 +1,20 @@
 //! `odsync run <pipeline>`: the scheduled job.
 
-use super::{Globals, build_baseline, build_source, display_path};
+use super::{Globals, display_path};
 use crate::cli::RunArgs;
 use crate::pipeline::runner::{RunOptions, RunSummary, Runner};
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = globals.load(&args.pipeline)?;
-    let (source, csv_layout) = build_source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
+    let built = globals.source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
     let runner = Runner {
         pipeline: &pipeline,
         warehouse: globals.warehouse(Some(&pipeline)),
-        source,
-        baseline_source: build_baseline(&pipeline),
+        source: built.source,
+        baseline_source: pipeline.config.baseline_source(),
         clock: globals.clock,
-        csv_layout,
+        csv_layout: built.csv_layout,
     };
     let options = RunOptions {
         full: args.full,
@@ -120,7 +120,7 @@ fn human(s: &RunSummary) -> String {
         out.push_str(&format!("  accepted publication shift: {shift}\n"));
     }
     if let Some(m) = &s.merge {
-        out.push_str(&format!("  trust table: {}", super::merge::human(m)));
+        out.push_str(&format!("  trust table: {}", super::merge_text(m)));
     }
     out
 }

@@ -40,24 +40,25 @@ pub fn run(globals: &Globals, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         None => {
             crate::warehouse::layout::pipelines_in(&warehouse)
                 .into_iter()
-                .map(|name| match globals.load(&name) {
-                    Ok(p) => facts_of(&p),
+                // A pipeline file that exists but does not load is an error, never skipped.
+                .map(|name| match globals.load_known(&name)? {
+                    Some(p) => Ok(facts_of(&p)),
                     // Known only from the warehouse: the manifest says the source kind.
-                    Err(_) => {
+                    None => {
                         let kind = crate::snapshot::SnapshotStore::new(&warehouse, &name)
                             .latest()
                             .ok()
                             .flatten()
                             .map(|m| m.source.kind)
                             .unwrap_or_default();
-                        PipelineFacts {
+                        Ok(PipelineFacts {
                             uses_sync: matches!(kind.as_str(), "ord" | "fhir"),
                             overlap_days: 2,
                             name,
-                        }
+                        })
                     }
                 })
-                .collect()
+                .collect::<anyhow::Result<_>>()?
         }
     };
     let catalog = Catalog::open_existing_read_only(&warehouse)?;
@@ -88,8 +89,10 @@ pub fn run(globals: &Globals, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             out.push_str(&format!(
                 "  last success: {}{}\n",
                 run(&h.last_success),
-                h.hours_since_success
-                    .map_or(String::new(), |n| format!(", {n} hours ago"))
+                h.hours_since_success.map_or(String::new(), |n| format!(
+                    ", {n} hour{} ago",
+                    if n == 1 { "" } else { "s" }
+                ))
             ));
             out.push_str(&format!(
                 "  version {}; watermark {}{}\n",

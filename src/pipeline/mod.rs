@@ -1,8 +1,10 @@
 //! Pipeline definitions: `pipelines/<name>.toml`, parsed strictly (unknown keys are errors) and
 //! validated as a whole so that every problem in a file is reported at once.
 
+pub mod build;
 pub mod guard;
 pub mod hierarchy;
+pub mod merge_now;
 pub mod roles;
 pub mod runner;
 pub mod window;
