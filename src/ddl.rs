@@ -395,3 +395,13 @@ fn reference(pipeline: &str, tables: &[TableDef]) -> Result<String, DdlError> {
     }
     Ok(out)
 }
+
+impl crate::error::Classify for DdlError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            DdlError::Empty { .. } => crate::error::ErrorClass::User,
+            DdlError::Read { .. } => crate::error::ErrorClass::Environment,
+            DdlError::Type { .. } | DdlError::Undocumented(_) => crate::error::ErrorClass::Bug,
+        }
+    }
+}

@@ -57,6 +57,24 @@ pub fn session(
 }
 
 /// DuckDB's error text, with what to do when it ran out of its memory limit.
+/// The class of a failed SQL stage from DuckDB's message: memory, disk and file problems are the
+/// machine's; anything else in odsync's own SQL is a bug.
+pub fn class_of(message: &str) -> crate::error::ErrorClass {
+    const MACHINE: [&str; 6] = [
+        "Out of Memory",
+        "IO Error",
+        "No space left",
+        "Permission denied",
+        "Could not set lock",
+        "Conflicting lock",
+    ];
+    if MACHINE.iter().any(|m| message.contains(m)) {
+        crate::error::ErrorClass::Environment
+    } else {
+        crate::error::ErrorClass::Bug
+    }
+}
+
 pub fn explain(e: duckdb::Error) -> String {
     let text = e.to_string();
     if text.contains("Out of Memory") {

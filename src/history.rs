@@ -101,3 +101,9 @@ pub fn update(
     txn.stage_version(&tmp, Output::History, version, true).map_err(wh)?;
     Ok(())
 }
+
+impl crate::error::Classify for HistoryError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::engine::class_of(&self.message)
+    }
+}

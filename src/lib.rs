@@ -38,6 +38,7 @@ pub(crate) mod status;
 pub(crate) mod verify;
 pub(crate) mod warehouse;
 
+pub use commands::outcome::{exit_code, failure_json};
 pub use commands::run_cli;
 
 /// What the integration tests exercise below the command line: the parsers, the diff and the

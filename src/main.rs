@@ -40,12 +40,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if odsync::error::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = odsync::error::exit_code(&e);
+            let code = odsync::exit_code(&e);
             let text = odsync::redact::text(&format!("{e:#}"));
             eprintln!("error: {text}");
             if json {
                 // Schedulers parse stdout: a failure is one JSON document too.
-                println!("{}", odsync::error::failure_json(&e, &text, code));
+                println!("{}", odsync::failure_json(&e, &text, code));
             }
             ExitCode::from(code)
         }

@@ -590,3 +590,10 @@ impl Catalog {
         Ok(QueryResult { columns, rows: out })
     }
 }
+
+/// The catalog is a file other programs may hold; a bad `odsync query` lands here too.
+impl crate::error::Classify for CatalogError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Environment
+    }
+}

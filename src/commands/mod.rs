@@ -9,6 +9,7 @@ mod gc;
 mod history;
 mod merge;
 mod migrate;
+pub mod outcome;
 mod provenance;
 mod query;
 mod report;

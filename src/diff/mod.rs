@@ -137,6 +137,16 @@ thread_local! {
 }
 
 /// Runs `f` with diffs on this thread chunked at `rows` moved rows.
+impl crate::error::Classify for DiffError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            DiffError::Read { .. } => crate::error::ErrorClass::Environment,
+            DiffError::Snapshot(e) => e.class(),
+            DiffError::NotEnoughVersions { .. } => crate::error::ErrorClass::User,
+        }
+    }
+}
+
 #[cfg(all(test, feature = "testkit"))]
 pub(crate) fn with_chunk_rows<T>(rows: usize, f: impl FnOnce() -> T) -> T {
     let before = CHUNK_ROWS.with(|c| c.replace(rows));

@@ -339,3 +339,13 @@ pub fn read_overrides(path: &Path, fields: &[&str], today: chrono::NaiveDate) ->
     }
     Ok(out)
 }
+
+impl crate::error::Classify for MergeError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            MergeError::BadInput { .. } | MergeError::Input { .. } => crate::error::ErrorClass::User,
+            MergeError::Sql { message, .. } => crate::engine::class_of(message),
+            MergeError::Snapshot(e) => e.class(),
+        }
+    }
+}

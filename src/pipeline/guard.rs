@@ -307,3 +307,10 @@ fn reported_deleted(history: &Path) -> BTreeSet<String> {
     }
     out
 }
+
+/// A publication shift waits for the user's decision (`--accept-shift`).
+impl crate::error::Classify for ShiftError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::User
+    }
+}

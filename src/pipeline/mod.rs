@@ -643,6 +643,12 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
     problems
 }
 
+impl crate::error::Classify for PipelineError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::User
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -419,3 +419,13 @@ fn changes_detail(changes: &Path, new_orgs: &Path, old_orgs: &Path) -> Result<De
     }
     Ok((parents, notable))
 }
+
+impl crate::error::Classify for ReportError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            ReportError::Io { .. } => crate::error::ErrorClass::Environment,
+            ReportError::NoRun { .. } => crate::error::ErrorClass::User,
+            ReportError::Render(_) => crate::error::ErrorClass::Bug,
+        }
+    }
+}

@@ -573,3 +573,15 @@ fn binary_col<'a>(batch: &'a RecordBatch, name: &str, path: &Path) -> Result<&'a
             message: format!("missing binary column `{name}`"),
         })
 }
+
+impl crate::error::Classify for SnapshotError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            // Unreadable, unwritable or damaged files: `odsync verify` says which.
+            SnapshotError::Io { .. } | SnapshotError::Parquet { .. } | SnapshotError::Manifest { .. } => {
+                crate::error::ErrorClass::Environment
+            }
+            SnapshotError::NoSuchVersion { .. } => crate::error::ErrorClass::User,
+        }
+    }
+}

@@ -337,6 +337,13 @@ pub fn redact(url: &reqwest::Url) -> String {
 }
 
 // The tests talk to the local server, which only the `testkit` feature builds.
+/// Every HTTP failure is the network's or the server's.
+impl crate::error::Classify for HttpError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Environment
+    }
+}
+
 #[cfg(all(test, feature = "testkit"))]
 mod tests {
     use super::*;

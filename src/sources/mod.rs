@@ -132,3 +132,21 @@ pub trait Source: Send + Sync {
     fn fetch(&self, mode: &FetchMode, retry_codes: &[String]) -> Result<Fetched, SourceError>;
     fn check(&self) -> Result<CheckReport, SourceError>;
 }
+
+impl crate::error::Classify for SourceError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass::*;
+        match self {
+            SourceError::Http(e) => e.class(),
+            // The upstream answered inconsistently, or the file cannot be read.
+            SourceError::TotalCountMismatch { .. } | SourceError::BadResponse { .. } | SourceError::Io { .. } => {
+                Environment
+            }
+            // The pipeline points at the wrong file, or the watermark needs a `--full` run.
+            SourceError::SyncTooOld { .. }
+            | SourceError::NotAZip { .. }
+            | SourceError::Csv { .. }
+            | SourceError::Trud { .. } => User,
+        }
+    }
+}

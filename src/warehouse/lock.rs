@@ -88,3 +88,9 @@ pub fn lock_pipeline(warehouse: &Path, pipeline: &str, run_id: &str) -> Result<P
     file.sync_all().map_err(io)?;
     Ok(PipelineLock { file })
 }
+
+impl crate::error::Classify for LockError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Environment
+    }
+}

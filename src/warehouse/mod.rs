@@ -428,6 +428,12 @@ pub fn sync_tree(dir: &Path) -> Result<(), WarehouseError> {
     sync_dir(dir)
 }
 
+impl crate::error::Classify for WarehouseError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Environment
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

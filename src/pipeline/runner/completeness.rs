@@ -126,3 +126,10 @@ impl Runner<'_> {
         Ok(())
     }
 }
+
+/// The upstream answered less than a complete pull.
+impl crate::error::Classify for CompletenessError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Environment
+    }
+}
