@@ -46,7 +46,7 @@ impl Default for Thresholds {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RunBrief {
     pub run_id: String,
-    pub status: String,
+    pub status: crate::model::states::RunStatus,
     pub finished_at: Option<String>,
     pub snapshot_version: Option<i64>,
     /// The first line of a failed run's error.
@@ -59,7 +59,7 @@ pub struct RunBrief {
 pub struct PipelineHealth {
     pub pipeline: String,
     /// `ok` or `unhealthy`.
-    pub status: String,
+    pub status: crate::model::states::Health,
     pub last_run: Option<RunBrief>,
     pub last_success: Option<RunBrief>,
     pub hours_since_success: Option<u64>,
@@ -107,16 +107,13 @@ pub fn health(
     };
     let brief = |r: &crate::catalog::RunRecord| RunBrief {
         run_id: r.run_id.clone(),
-        status: r.status.clone(),
+        status: r.status,
         finished_at: r.finished_at.clone(),
         snapshot_version: r.snapshot_version,
         error: r.error.as_deref().and_then(|e| e.lines().next()).map(str::to_owned),
     };
     let last_run = runs.first().map(brief);
-    let last_success = runs
-        .iter()
-        .find(|r| matches!(r.status.as_str(), "succeeded" | "unchanged"))
-        .map(brief);
+    let last_success = runs.iter().find(|r| r.status.committed()).map(brief);
     let hours_since_success = last_success
         .as_ref()
         .and_then(|r| run_time(&r.run_id))
@@ -159,7 +156,7 @@ pub fn health(
         _ => {}
     }
     if let Some(r) = &last_run
-        && r.status == "failed"
+        && r.status == crate::model::states::RunStatus::Failed
     {
         problems.push(format!(
             "the last run failed: {}",
@@ -206,7 +203,11 @@ pub fn health(
     }
     Ok(PipelineHealth {
         pipeline: name.to_owned(),
-        status: if problems.is_empty() { "ok" } else { "unhealthy" }.to_owned(),
+        status: if problems.is_empty() {
+            crate::model::states::Health::Ok
+        } else {
+            crate::model::states::Health::Unhealthy
+        },
         last_run,
         last_success,
         hours_since_success,

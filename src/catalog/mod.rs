@@ -92,7 +92,7 @@ pub struct RunRecord {
     pub source_location: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub status: String,
+    pub status: crate::model::states::RunStatus,
     pub watermark_before: Option<NaiveDate>,
     pub watermark_after: Option<NaiveDate>,
     pub records_fetched: Option<i64>,
@@ -452,7 +452,7 @@ impl Catalog {
                     run.source_location,
                     ts_of(&Some(run.started_at.clone())),
                     ts_of(&run.finished_at),
-                    run.status,
+                    run.status.as_str(),
                     run.watermark_before.map(|d| d.to_string()),
                     run.watermark_after.map(|d| d.to_string()),
                     run.records_fetched,
@@ -494,7 +494,9 @@ impl Catalog {
                     source_location: r.get(6)?,
                     started_at: r.get(7)?,
                     finished_at: r.get(8)?,
-                    status: r.get(9)?,
+                    status: r.get::<_, String>(9)?.parse().map_err(|e: String| {
+                        duckdb::Error::FromSqlConversionFailure(9, duckdb::types::Type::Text, e.into())
+                    })?,
                     watermark_before: date(r.get(10)?),
                     watermark_after: date(r.get(11)?),
                     records_fetched: r.get(12)?,

@@ -156,7 +156,7 @@ pub(crate) fn display_path(path: &Path) -> String {
 
 /// The merge report as `odsync merge`, `odsync run` and `conflicts resolve --merge` print it.
 pub fn merge_text(r: &crate::merge::MergeReport) -> String {
-    if r.status == "unchanged" {
+    if r.status == crate::model::states::MergeStatus::Unchanged {
         return format!("merge unchanged: same inputs as merged version {}\n", r.merged_version);
     }
     let rules: Vec<String> = r.rules.iter().map(|(k, v)| format!("{k} {v}")).collect();

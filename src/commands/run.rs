@@ -2,6 +2,7 @@
 
 use super::{Globals, display_path};
 use crate::cli::RunArgs;
+use crate::model::states::RunStatus;
 use crate::pipeline::runner::{RunOptions, RunSummary, Runner};
 use std::process::ExitCode;
 
@@ -23,7 +24,7 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
     };
     let mut summary = runner.run(&options)?;
-    if summary.status != "dry_run" {
+    if summary.status != RunStatus::DryRun {
         // After the commit, and never a reason to fail it: a report that cannot be written is a
         // warning, and `odsync report` writes it again.
         let warehouse = globals.warehouse(Some(&pipeline));
@@ -39,10 +40,10 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 fn human(s: &RunSummary) -> String {
     let mut out = String::new();
-    let verb = match s.status.as_str() {
-        "unchanged" => "unchanged: same content as",
-        "dry_run" => "dry run, nothing committed: would be",
-        _ => "committed",
+    let verb = match s.status {
+        RunStatus::Unchanged => "unchanged: same content as",
+        RunStatus::DryRun => "dry run, nothing committed: would be",
+        RunStatus::Succeeded | RunStatus::Running | RunStatus::Failed => "committed",
     };
     out.push_str(&format!(
         "{}: {} run {} — {} version {}\n",

@@ -67,14 +67,14 @@ pub fn run(globals: &Globals, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|f| health(&warehouse, f, catalog.as_ref(), now, &limits))
         .collect::<anyhow::Result<_>>()?;
-    let unhealthy = report.iter().any(|h| h.status != "ok");
+    let unhealthy = report.iter().any(|h| h.status != crate::model::states::Health::Ok);
     globals.printer.emit(&report, |report: &Vec<PipelineHealth>| {
         if report.is_empty() {
             return format!("no pipeline has run in `{}` yet\n", warehouse.display());
         }
         let mut out = String::new();
         for h in report {
-            out.push_str(&format!("{}: {}\n", h.pipeline, h.status.to_uppercase()));
+            out.push_str(&format!("{}: {}\n", h.pipeline, h.status.as_str().to_uppercase()));
             let run = |r: &Option<crate::status::RunBrief>| {
                 r.as_ref().map_or("none".to_owned(), |r| {
                     format!(

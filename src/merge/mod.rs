@@ -116,7 +116,7 @@ impl MergeSettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MergeReport {
     /// `merged`, or `unchanged` when the inputs equal the previous merge's.
-    pub status: String,
+    pub status: crate::model::states::MergeStatus,
     pub merged_version: u64,
     pub ods_version: u64,
     pub base_version: Option<u64>,

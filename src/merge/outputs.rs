@@ -24,7 +24,7 @@ pub(super) fn write(
     tracing::trace!(ms = started.elapsed().as_millis() as u64, "merge trust rows ready");
     let trusts_file = tmp.join("trusts.parquet");
     let mut report = MergeReport {
-        status: "merged".into(),
+        status: crate::model::states::MergeStatus::Merged,
         merged_version,
         ods_version,
         base_version,

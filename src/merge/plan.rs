@@ -75,7 +75,7 @@ pub(super) fn plan(job: &Job<'_>) -> Result<Planned, MergeError> {
         && prev.inputs_hash == inputs_hash
     {
         return Ok(Planned::Unchanged(MergeReport {
-            status: "unchanged".into(),
+            status: crate::model::states::MergeStatus::Unchanged,
             ..prev.clone()
         }));
     }

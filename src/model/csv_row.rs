@@ -8,6 +8,7 @@
 //! `source_field` names the column they came from.
 
 use super::{OrgRecord, Organisation, Period, Relationship, Role};
+use crate::model::states::OrgStatus;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -233,10 +234,10 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
         None
     };
     let status = match detail {
-        Some("Closed") => "Inactive",
-        Some(_) => "Active",
-        None if close.is_some_and(|c| c <= today) => "Inactive",
-        None => "Active",
+        Some("Closed") => OrgStatus::Inactive.as_str(),
+        Some(_) => OrgStatus::Active.as_str(),
+        None if close.is_some_and(|c| c <= today) => OrgStatus::Inactive.as_str(),
+        None => OrgStatus::Active.as_str(),
     };
     // Field 26: a numeric prescribing setting (legacy) or role codes (DSE, `RO80|RO87`); both
     // become the same non-primary roles, and the setting column says the same in both profiles.
@@ -353,7 +354,7 @@ pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<O
 /// `ACTIVE`/`INACTIVE`/`DORMANT`/`PROPOSED` (docs/ods-reference.md 4.4, 4.10).
 pub fn epraccur_status(text: &str) -> Result<&'static str, String> {
     Ok(match text {
-        "A" | "ACTIVE" => "Active",
+        "A" | "ACTIVE" => OrgStatus::Active.as_str(),
         "C" | "INACTIVE" | "CLOSED" => "Closed",
         "D" | "DORMANT" => "Dormant",
         "P" | "PROPOSED" => "Proposed",

@@ -25,6 +25,7 @@
 
 use super::ord_json::text;
 use super::{OrgRecord, Organisation, Period, Relationship, Role, parse_iso_date};
+use crate::model::states::OrgStatus;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -146,10 +147,14 @@ fn parse_affiliation(aff: &Value, code: &str, roles: &BTreeMap<String, String>) 
         unique_rel_id: instance.or_else(|| (!id.is_empty()).then_some(id)),
         operational,
         legal,
-        status: aff
-            .get("active")
-            .and_then(Value::as_bool)
-            .map(|a| if a { "Active" } else { "Inactive" }.to_owned()),
+        status: aff.get("active").and_then(Value::as_bool).map(|a| {
+            if a {
+                OrgStatus::Active.as_str()
+            } else {
+                OrgStatus::Inactive.as_str()
+            }
+            .to_owned()
+        }),
         source_field: None,
     })
 }
@@ -230,7 +235,14 @@ fn parse_org(
             is_primary: i == 0,
             operational,
             legal,
-            status: active.map(|a| if a { "Active" } else { "Inactive" }.to_owned()),
+            status: active.map(|a| {
+                if a {
+                    OrgStatus::Active.as_str()
+                } else {
+                    OrgStatus::Inactive.as_str()
+                }
+                .to_owned()
+            }),
         });
     }
     let last_change_date = extensions(org, TYPED_DATETIME)
@@ -291,10 +303,14 @@ fn parse_org(
     let organisation = Organisation {
         code,
         name,
-        status: org
-            .get("active")
-            .and_then(Value::as_bool)
-            .map(|a| if a { "Active" } else { "Inactive" }.to_owned()),
+        status: org.get("active").and_then(Value::as_bool).map(|a| {
+            if a {
+                OrgStatus::Active.as_str()
+            } else {
+                OrgStatus::Inactive.as_str()
+            }
+            .to_owned()
+        }),
         record_class: type_code("ODSRecordClass"),
         primary_role: primary.map(|r| r.role_id.clone()),
         operational: primary.map(|r| r.operational.clone()).unwrap_or_default(),

@@ -12,6 +12,7 @@ pub mod csv_row;
 pub mod fhir_json;
 pub mod ord_json;
 pub mod ord_xml;
+pub mod states;
 pub mod tables;
 
 use chrono::NaiveDate;

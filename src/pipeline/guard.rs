@@ -11,6 +11,7 @@
 //! incomplete or wrong file.
 
 use crate::diff::{Diff, ShiftLimits};
+use crate::model::states::OrgStatus;
 use crate::snapshot::Manifest;
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,7 +132,7 @@ pub fn assess(
     if !appeared.is_empty() {
         let closed: Vec<&Option<String>> = appeared
             .values()
-            .filter(|(st, _)| st.as_deref() == Some("Inactive"))
+            .filter(|(st, _)| st.as_deref() == Some(OrgStatus::Inactive.as_str()))
             .map(|(_, end)| end)
             .collect();
         let ends: BTreeSet<&str> = closed.iter().filter_map(|e| e.as_deref()).collect();
@@ -165,7 +166,7 @@ pub fn assess(
         let vanished = vanished_organisations(diff);
         let closed = vanished
             .iter()
-            .filter(|c| old.get(*c).is_some_and(|st| st == "Inactive"))
+            .filter(|c| old.get(*c).is_some_and(|st| st == OrgStatus::Inactive.as_str()))
             .count();
         open_vanished = vanished.len() - closed;
         a.explanation.push(format!(

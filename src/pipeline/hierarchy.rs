@@ -13,10 +13,11 @@
 //! change of parent is a `reparented` change in the diff and is merged with provenance. The dated
 //! history of every parent link stays in the `relationships` table (see the `hierarchy` view).
 
+use crate::model::states::OrgStatus;
 use crate::model::{OrgRecord, Relationship};
 
 fn active(rel: &Relationship) -> bool {
-    rel.status.as_deref() != Some("Inactive") && rel.operational.end.is_none()
+    rel.status.as_deref() != Some(OrgStatus::Inactive.as_str()) && rel.operational.end.is_none()
 }
 
 /// Sets `parent_code` and `parent_relationship` on one record.
@@ -26,7 +27,7 @@ fn active(rel: &Relationship) -> bool {
 /// ended last. Otherwise every closure would also read as a move to no parent, and a trust closed
 /// and recoded in one release would lose its new parent.
 pub fn apply(rec: &mut OrgRecord) {
-    let closed = rec.organisation.status.as_deref() == Some("Inactive");
+    let closed = rec.organisation.status.as_deref() == Some(OrgStatus::Inactive.as_str());
     let rels = &rec.relationships;
     let find = |pred: &dyn Fn(&Relationship) -> bool| {
         if closed {

@@ -10,6 +10,7 @@ pub mod runner;
 pub mod window;
 
 use crate::model::csv_row::CsvKind;
+use crate::model::states::OrgStatus;
 use crate::sources::http::HttpSettings;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -526,8 +527,8 @@ pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
         }
     }
     if let Some(status) = &config.scope.status
-        && status != "Active"
-        && status != "Inactive"
+        && status != OrgStatus::Active.as_str()
+        && status != OrgStatus::Inactive.as_str()
     {
         problems.push(format!("`scope.status`: `{status}` must be `Active` or `Inactive`"));
     }

@@ -5,6 +5,7 @@
 //! rule maps are reported per run, never silently ignored.
 
 use crate::model::OrgRecord;
+use crate::model::states::OrgStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -145,7 +146,7 @@ impl RoleMapping {
     /// organisation, the roles it held when it closed (ending no earlier than it did), so a
     /// closed GP practice stays a GP practice instead of losing its type.
     pub fn apply(&self, rec: &mut OrgRecord) {
-        let org_closed = rec.organisation.status.as_deref() == Some("Inactive");
+        let org_closed = rec.organisation.status.as_deref() == Some(OrgStatus::Inactive.as_str());
         let org_end = rec.organisation.operational.end;
         let active = |id: &str| {
             rec.roles.iter().any(|r| {
@@ -156,7 +157,7 @@ impl RoleMapping {
                             _ => true,
                         }
                     } else {
-                        r.status.as_deref() != Some("Inactive")
+                        r.status.as_deref() != Some(OrgStatus::Inactive.as_str())
                     }
             })
         };

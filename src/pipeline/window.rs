@@ -11,6 +11,7 @@
 //! Only a closed organisation is kept. An open one that vanishes is a `deleted` change: ODS
 //! withdrew it, or the file is incomplete (the completeness rules and the shift guard judge that).
 
+use crate::model::states::OrgStatus;
 use crate::model::{OrgRecord, ParseContext, RawRecord, parse_raw};
 use std::collections::BTreeMap;
 
@@ -30,7 +31,7 @@ pub fn keep_closed(
         }
         // Judged on today's clock, as the rest of the snapshot is: a close date that has passed.
         let Ok(rec) = parse_raw(raw, ctx) else { continue };
-        if rec.organisation.status.as_deref() == Some("Inactive") && in_scope(&rec) {
+        if rec.organisation.status.as_deref() == Some(OrgStatus::Inactive.as_str()) && in_scope(&rec) {
             current.insert(code.clone(), raw.clone());
             parsed.insert(code.clone(), rec);
             kept.push(code.clone());

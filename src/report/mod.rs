@@ -311,7 +311,7 @@ fn recent_runs(warehouse: &Path, pipeline: &str) -> Vec<RecentRun> {
                 run_number: r.run_number,
                 run_id: r.run_id,
                 started_at: r.started_at.chars().take(19).collect(),
-                status: r.status,
+                status: r.status.to_string(),
                 seconds,
                 shown_seconds: seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
                 fetched: r.records_fetched,

@@ -23,6 +23,7 @@ use super::http::{HttpClient, HttpError, redact};
 use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::fhir_json::referenced_code;
+use crate::model::states::OrgStatus;
 use crate::model::{Deletion, Quarantined, RawFormat, RawRecord};
 use reqwest::Url;
 use serde_json::Value;
@@ -96,7 +97,14 @@ impl FhirSource {
                 q.append_pair("roleCode", &roles.join(","));
             }
             if let Some(status) = &self.scope.status {
-                q.append_pair("active", if status == "Active" { "true" } else { "false" });
+                q.append_pair(
+                    "active",
+                    if status == OrgStatus::Active.as_str() {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                );
             }
             for (k, v) in extra {
                 q.append_pair(k, v);

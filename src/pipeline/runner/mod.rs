@@ -32,6 +32,7 @@ use super::Pipeline;
 use crate::catalog::{Catalog, RunRecord};
 use crate::clock::Clock;
 use crate::model::csv_row::CsvLayout;
+use crate::model::states::RunStatus;
 use crate::model::tables;
 use crate::model::{OrgRecord, ParseContext, Quarantined, RawRecord, parse_raw};
 use crate::snapshot::{CommitOutcome, Manifest, SnapshotStore, SourceInfo, Staged};
@@ -234,7 +235,7 @@ impl Runner<'_> {
             source_location: None,
             started_at: now.to_rfc3339(),
             finished_at: None,
-            status: "running".into(),
+            status: RunStatus::Running,
             watermark_before,
             watermark_after: None,
             records_fetched: None,
@@ -286,7 +287,7 @@ impl Runner<'_> {
                 Ok((mut summary, _)) => {
                     summary.mode_reason = mode_reason;
                     summary.duration_ms = started.elapsed().as_millis() as u64;
-                    summary.status = "dry_run".into();
+                    summary.status = RunStatus::DryRun;
                     Ok(summary)
                 }
                 Err((stage, error)) => Err(RunError {
@@ -315,7 +316,7 @@ impl Runner<'_> {
             Ok((mut summary, location)) => {
                 summary.mode_reason = mode_reason;
                 summary.duration_ms = started.elapsed().as_millis() as u64;
-                record.status = summary.status.clone();
+                record.status = summary.status;
                 record.accepted_shift = (!summary.accepted_shift.is_empty()).then(|| summary.accepted_shift.join("; "));
                 record.source_location = Some(location);
                 record.watermark_after = summary.watermark_after;
@@ -331,7 +332,7 @@ impl Runner<'_> {
             }
             // (The transaction, uncommitted, was dropped with the closure: its staging is gone.)
             Err((stage, error)) => {
-                record.status = "failed".into();
+                record.status = RunStatus::Failed;
                 record.error = Some(crate::redact::text(&format!("{stage}: {error:#}")));
                 record.finished_at = Some(self.clock.now().to_rfc3339());
                 crate::catalog::record_run(&self.warehouse, &record);

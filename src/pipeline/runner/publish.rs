@@ -120,13 +120,13 @@ impl Runner<'_> {
             },
         };
         let (status, version) = match outcome {
-            CommitOutcome::Committed { version } => ("succeeded", version),
-            CommitOutcome::Unchanged { version } => ("unchanged", version),
+            CommitOutcome::Committed { version } => (crate::model::states::RunStatus::Succeeded, version),
+            CommitOutcome::Unchanged { version } => (crate::model::states::RunStatus::Unchanged, version),
         };
         let summary = RunSummary {
             run_id: run_id.to_owned(),
             pipeline: config.name.clone(),
-            status: status.to_owned(),
+            status,
             mode: mode.name().to_owned(),
             mode_reason: String::new(),
             snapshot_version: version,

@@ -37,8 +37,8 @@ pub struct RecordCounts {
 pub struct RunSummary {
     pub run_id: String,
     pub pipeline: String,
-    /// `succeeded` (a new version) or `unchanged` (same content as the latest version).
-    pub status: String,
+    /// `succeeded` (a new version), `unchanged` (same content as the latest version) or `dry_run`.
+    pub status: crate::model::states::RunStatus,
     pub mode: String,
     pub mode_reason: String,
     pub snapshot_version: u64,

@@ -1,0 +1,136 @@
+//! Closed sets the domain names, as types. Each serialises (serde, `Display`, `as_str`) to the
+//! exact string the catalog, the manifests, the reports and `--json` have always carried, and
+//! parses back from it with an error that lists the known values.
+
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            #[allow(dead_code)]
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // `pad`, not `write_str`: widths and alignment (`{:<10}`) apply as to a string.
+                f.pad(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} `{other}` (known: {})",
+                        stringify!($name),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+closed_set!(
+    /// How a run ended (the `runs` table, `RunSummary.status`).
+    RunStatus {
+        /// Started, not finished (never recorded: a run is recorded when it ends).
+        Running => "running",
+        /// Committed a new snapshot version.
+        Succeeded => "succeeded",
+        /// Same content as the latest version: nothing new committed but the watermark.
+        Unchanged => "unchanged",
+        /// Failed at a stage: nothing committed.
+        Failed => "failed",
+        /// `--dry-run`: did the work, committed nothing, recorded nothing.
+        DryRun => "dry_run",
+    }
+);
+
+impl RunStatus {
+    /// A run that committed (a new version, or the same content again).
+    pub fn committed(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Unchanged)
+    }
+}
+
+closed_set!(
+    /// What a merge did (`MergeReport.status`).
+    MergeStatus {
+        /// A new merged version.
+        Merged => "merged",
+        /// The inputs equal the latest merged version's: nothing merged.
+        Unchanged => "unchanged",
+    }
+);
+
+/// A report being built is a merge until it is found to be unchanged.
+impl Default for MergeStatus {
+    fn default() -> Self {
+        MergeStatus::Merged
+    }
+}
+
+closed_set!(
+    /// An organisation's (or a role's, a relationship's) ODS status.
+    OrgStatus {
+        Active => "Active",
+        Inactive => "Inactive",
+    }
+);
+
+closed_set!(
+    /// `odsync status`'s verdict on one pipeline.
+    Health {
+        Ok => "ok",
+        Unhealthy => "unhealthy",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_value_round_trips_through_its_string_and_serde() {
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), *s);
+            let json = serde_json::to_string(s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), *s);
+        }
+        assert_eq!(RunStatus::DryRun.as_str(), "dry_run");
+        assert_eq!(OrgStatus::Inactive.to_string(), "Inactive");
+        assert_eq!(format!("[{:<10}]", RunStatus::Failed), "[failed    ]");
+        let err = "done".parse::<RunStatus>().unwrap_err();
+        assert!(err.contains("`done`") && err.contains("succeeded, unchanged"), "{err}");
+    }
+}
