@@ -43,7 +43,7 @@ fn human(s: &RunSummary) -> String {
     let verb = match s.status {
         RunStatus::Unchanged => "unchanged: same content as",
         RunStatus::DryRun => "dry run, nothing committed: would be",
-        RunStatus::Succeeded | RunStatus::Running | RunStatus::Failed => "committed",
+        RunStatus::Succeeded | RunStatus::Running | RunStatus::Failed | RunStatus::Abandoned => "committed",
     };
     out.push_str(&format!(
         "{}: {} run {} — {} version {}\n",

@@ -62,7 +62,7 @@ macro_rules! closed_set {
 closed_set!(
     /// How a run ended (the `runs` table, `RunSummary.status`).
     RunStatus {
-        /// Started, not finished (never recorded: a run is recorded when it ends).
+        /// Started, not finished: the row `start_run` writes, until the run ends.
         Running => "running",
         /// Committed a new snapshot version.
         Succeeded => "succeeded",
@@ -72,6 +72,9 @@ closed_set!(
         Failed => "failed",
         /// `--dry-run`: did the work, committed nothing, recorded nothing.
         DryRun => "dry_run",
+        /// Died without finishing (killed, crashed): the next run of the pipeline, holding its
+        /// lock, marks a `running` row so (sql/catalog/create_runs.sql).
+        Abandoned => "abandoned",
     }
 );
 
