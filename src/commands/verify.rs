@@ -22,7 +22,7 @@ pub fn run(globals: &Globals, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let reports: Vec<VerifyReport> = names
         .iter()
-        .map(|n| crate::verify::verify(&warehouse, n, args.repair))
+        .map(|n| crate::verify::verify(&warehouse, n, args.repair, &globals.clock))
         .collect();
     let failed = reports.iter().any(|r| !r.problems.is_empty());
     globals.printer.emit(&reports, |reports: &Vec<VerifyReport>| {
