@@ -14,6 +14,7 @@ mod carry;
 mod completeness;
 mod diff_stage;
 mod fetch_stage;
+mod parse_stage;
 mod publish;
 mod snapshot_stage;
 mod stages;
@@ -22,9 +23,7 @@ mod summary;
 use carry::*;
 pub use completeness::CompletenessError;
 use diff_stage::{DiffInputs, DiffStage, diff_stage};
-use fetch_stage::Fetch;
 use publish::Snapshotted;
-use snapshot_stage::Parsed;
 use stages::*;
 pub use summary::{RecordCounts, RunSummary, StageTime};
 
@@ -87,6 +86,16 @@ struct Step<'a> {
     accept_shift: bool,
     /// `--full`: derive every record again, even one byte-identical to its previous copy.
     rederive: bool,
+}
+
+/// How a run fetches: decided before it starts.
+struct Plan<'s> {
+    mode: FetchMode,
+    /// The source this run fetches from: `source`, or the baseline source for a baseline.
+    active: &'s dyn Source,
+    from_baseline_source: bool,
+    /// Why this mode, for the summary and the `runs` row.
+    mode_reason: String,
 }
 
 /// The summary and the source location, or the stage that failed and why.
@@ -183,49 +192,13 @@ impl Runner<'_> {
             }
             .or(previous.as_ref().and_then(|m| m.watermark)),
         };
-        let overlap = match &self.pipeline.config.source {
-            crate::pipeline::SourceConfig::Ord(o) => o.overlap_days,
-            crate::pipeline::SourceConfig::Csv(_) | crate::pipeline::SourceConfig::TrudXml(_) => 0,
-            crate::pipeline::SourceConfig::Fhir(f) => f.overlap_days,
-        };
-        let mode = choose_mode(
-            options,
-            self.source.supports_deltas(),
-            previous.is_some(),
-            watermark_before,
-            overlap,
-            self.clock.today(),
-        );
-        // A different source kind than the previous snapshot's: its records cannot be patched
-        // with deltas in another format, so the new source's full scope replaces them.
-        // (A snapshot from the pipeline's own baseline source is the start its deltas build on.)
-        let baseline_kind = self.baseline_source.as_ref().map(|b| b.kind());
-        let mode = match (previous.as_ref().map(|p| p.source.kind.as_str()), mode) {
-            (Some(old), FetchMode::Incremental { .. } | FetchMode::Codes { .. })
-                if old != self.source.kind() && Some(old) != baseline_kind =>
-            {
-                FetchMode::Baseline {
-                    reason: format!(
-                        "the source changed from {old} to {}: a baseline replaces the previous records",
-                        self.source.kind()
-                    ),
-                }
-            }
-            (_, mode) => mode,
-        };
-        let (active, from_baseline_source): (&dyn Source, bool) = match (&mode, &self.baseline_source) {
-            (FetchMode::Baseline { .. }, Some(b)) => (b.as_ref(), true),
-            _ => (self.source.as_ref(), false),
-        };
-        let mode_reason = match &mode {
-            FetchMode::Baseline { reason } if self.baseline_source.is_some() => {
-                format!("{reason}; from the [baseline] source ({})", active.kind())
-            }
-            FetchMode::Baseline { reason } => reason.clone(),
-            FetchMode::Incremental { since } => format!("/sync from {since} (watermark minus {overlap} days)"),
-            FetchMode::Codes { codes } => format!("refresh of {} given codes", codes.len()),
-        };
-        let mut record = RunRecord {
+        let Plan {
+            mode,
+            active,
+            from_baseline_source,
+            mode_reason,
+        } = self.plan(options, previous.as_ref(), watermark_before);
+        let record = RunRecord {
             run_id: run_id.clone(),
             pipeline: name.clone(),
             run_number,
@@ -269,21 +242,7 @@ impl Runner<'_> {
             rederive: options.full,
         };
         if options.dry_run {
-            // Everything staged goes with the uncommitted transaction; nothing is recorded. The
-            // output folders a first diff or merge creates go too, so the warehouse is as before.
-            let layout = crate::warehouse::Layout::new(&self.warehouse, &name);
-            let mut folders: Vec<PathBuf> = layout.temp_parents();
-            folders.push(layout.dir().join(crate::warehouse::layout::META));
-            // Deepest first, so `_meta/ods` goes before `_meta`.
-            folders.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-            folders.retain(|p| !p.exists());
-            let result = self.work(step, &mut txn);
-            drop(txn);
-            for folder in folders {
-                // Only if empty: `remove_dir` refuses a folder that holds anything.
-                let _ = std::fs::remove_dir(folder);
-            }
-            return match result {
+            return match self.dry_run(step, txn) {
                 Ok((mut summary, _)) => {
                     summary.mode_reason = mode_reason;
                     summary.duration_ms = started.elapsed().as_millis() as u64;
@@ -312,6 +271,19 @@ impl Runner<'_> {
             crate::warehouse::failpoint("run:committed");
             Ok((summary, location))
         });
+        self.record_outcome(record, result, mode_reason, started)
+    }
+
+    /// Records how the run ended in `runs` (after the commit nothing may turn the run into a
+    /// failure) and returns the summary, or the failure as a `RunError` naming the stage.
+    fn record_outcome(
+        &self,
+        mut record: RunRecord,
+        result: WorkResult,
+        mode_reason: String,
+        started: Instant,
+    ) -> anyhow::Result<RunSummary> {
+        let (run_id, name) = (record.run_id.clone(), record.pipeline.clone());
         match result {
             Ok((mut summary, location)) => {
                 summary.mode_reason = mode_reason;
@@ -347,193 +319,81 @@ impl Runner<'_> {
         }
     }
 
-    /// The fallible middle of a run; errors carry the stage they happened in. Everything it
-    /// writes is staged in `txn`, which the caller commits.
-    fn work(&self, step: Step<'_>, txn: &mut crate::warehouse::Txn) -> WorkResult {
-        let Step {
-            source,
-            previous,
-            mode,
-            rederive,
-            ..
-        } = step;
-        let config = &self.pipeline.config;
-        let Fetch {
-            mut fetched,
-            previous_raw,
-            previous_quarantine,
-            unchanged,
-            mut laps,
-        } = self.fetch_stage(step)?;
-        let mut counts = RecordCounts {
-            fetched: fetched.records.len() as u64,
-            unchanged: unchanged.len() as u64,
-            ..RecordCounts::default()
+    /// The run's mode (`choose_mode`, then a change of source kind forces a baseline) and the
+    /// source it fetches from (the `[baseline]` source for a baseline, when there is one).
+    fn plan<'s>(
+        &'s self,
+        options: &RunOptions,
+        previous: Option<&Manifest>,
+        watermark_before: Option<NaiveDate>,
+    ) -> Plan<'s> {
+        let overlap = match &self.pipeline.config.source {
+            crate::pipeline::SourceConfig::Ord(o) => o.overlap_days,
+            crate::pipeline::SourceConfig::Csv(_) | crate::pipeline::SourceConfig::TrudXml(_) => 0,
+            crate::pipeline::SourceConfig::Fhir(f) => f.overlap_days,
         };
-
-        let ctx = ParseContext {
-            today: self.clock.today(),
-            csv: self.csv_layout.clone(),
-        };
-        let mapping_source = self.pipeline.role_mapping();
-        let derivation = derivation_id(&mapping_source, &config.scope);
-        // A whole file (a bulk CSV, a TRUD release) repeats, day after day, records that did not
-        // change: a record byte-identical to its previous copy is not parsed again, and its rows
-        // are carried forward from the previous snapshot, as a delta carries the organisations it
-        // did not fetch (see `reuse_unchanged`).
-        let reuse = fetched.complete
-            && !rederive
-            && previous.is_some_and(|m| reuse_unchanged(m, &derivation, source.kind(), &fetched.parameters, ctx.today));
-        let skip: std::collections::HashSet<String> = if reuse { unchanged } else { Default::default() };
-        // The raw set this snapshot is derived from: the fetch itself (baseline) or the previous
-        // snapshot with the fetched records applied (delta).
-        let mut current: BTreeMap<String, RawRecord> = BTreeMap::new();
-        let mut quarantine: Vec<Quarantined> = Vec::new();
-        // This run's failures: records that could not be fetched or parsed, lines that are not rows.
-        let mut failed: Vec<Quarantined> = fetched.failures.clone();
-        let mut previous_by_code: BTreeMap<String, RawRecord> =
-            previous_raw.into_iter().map(|r| (r.code.clone(), r)).collect();
-        if !fetched.complete {
-            let attempted: BTreeSet<&str> = fetched
-                .records
-                .iter()
-                .map(|r| r.code.as_str())
-                .chain(fetched.failures.iter().filter_map(|q| q.code.as_deref()))
-                .collect();
-            // Quarantined earlier and not retried now: still unresolved, so it stays.
-            quarantine.extend(
-                previous_quarantine
-                    .into_iter()
-                    .filter(|q| q.code.as_deref().is_none_or(|c| !attempted.contains(c))),
-            );
-            // A delta starts from every previous record (so a failed one is already kept).
-            current = std::mem::take(&mut previous_by_code);
-        }
-        let mut parsed: BTreeMap<String, OrgRecord> = BTreeMap::new();
-        let fetched_records = std::mem::take(&mut fetched.records);
-        let records_len = fetched_records.len();
-        counts.out_of_scope += fetched.out_of_scope;
-        // Parsing is the costly part of a large fetch: it runs on every core (a source that
-        // parsed already hands its records over instead).
-        // `None`: byte-identical to its previous copy, so not parsed (its rows are carried).
-        let results: Vec<Option<Result<OrgRecord, String>>> = if fetched.parsed.len() == records_len && records_len > 0
-        {
-            std::mem::take(&mut fetched.parsed)
-                .into_iter()
-                .zip(&fetched_records)
-                .map(|(rec, raw)| (!skip.contains(&raw.code)).then_some(Ok(rec)))
-                .collect()
-        } else {
-            use rayon::prelude::*;
-            fetched_records
-                .par_iter()
-                .map(|raw| (!skip.contains(&raw.code)).then(|| parse_raw(raw, &ctx)))
-                .collect()
-        };
-        let mut reused = 0;
-        for (raw, result) in fetched_records.into_iter().zip(results) {
-            let Some(result) = result else {
-                current.insert(raw.code.clone(), raw);
-                reused += 1;
-                continue;
-            };
-            match result {
-                Ok(rec) if rec.organisation.code != raw.code => failed.push(Quarantined {
-                    code: Some(raw.code.clone()),
-                    source: raw.origin.clone(),
-                    reason: format!("asked for `{}` but the record is `{}`", raw.code, rec.organisation.code),
-                    raw: raw.payload,
-                }),
-                Ok(rec) if config.scope.matches(&rec) => {
-                    parsed.insert(raw.code.clone(), rec);
-                    current.insert(raw.code.clone(), raw);
-                }
-                Ok(_) => {
-                    counts.out_of_scope += 1;
-                    current.remove(&raw.code);
-                }
-                Err(reason) => failed.push(Quarantined {
-                    code: Some(raw.code.clone()),
-                    source: raw.origin.clone(),
-                    reason,
-                    raw: raw.payload,
-                }),
-            }
-        }
-        self.check_completeness(source, mode, &fetched, records_len, &failed, parsed.len() + reused)
-            .map_err(|e| ("completeness", e.into()))?;
-        // A record that failed keeps its previous copy: a failure is never a deletion. (A delta
-        // already holds it; a baseline or a bulk file takes it back from the previous snapshot.)
-        let mut pending: BTreeSet<String> = BTreeSet::new();
-        for q in &failed {
-            if let Some(code) = &q.code {
-                if source.supports_deltas() {
-                    pending.insert(code.clone());
-                }
-                if !current.contains_key(code)
-                    && let Some(prev) = previous_by_code.get(code)
-                {
-                    current.insert(code.clone(), prev.clone());
-                }
-            }
-        }
-        // A closed organisation that left a bulk file's publication window is kept, not deleted.
-        if fetched.complete && source.kind() == "csv" && previous.is_some_and(|m| m.source.kind == "csv") {
-            let kept =
-                crate::pipeline::window::keep_closed(&previous_by_code, &mut current, &mut parsed, &ctx, &|rec| {
-                    config.scope.matches(rec)
-                });
-            counts.left_window = kept.len() as u64;
-            counts.left_window_examples = kept.into_iter().take(10).collect();
-        }
-        if !failed.is_empty() {
-            tracing::warn!(
-                failed = failed.len(),
-                examples = ?failed.iter().take(5).map(|q| format!("{}: {}", q.source, q.reason)).collect::<Vec<_>>(),
-                "records that failed are quarantined and keep their previous version"
-            );
-        }
-        quarantine.extend(failed);
-        // A delta carries the untouched organisations' rows forward column-wise from the previous
-        // snapshot when they would be derived the same way now (same schema version, same role
-        // mapping): only the fetched records are parsed. Otherwise (and for a baseline, or when
-        // a source repeats an id across organisations) every record is derived again. Either
-        // way the tables equal a baseline of the same records (tests/it/trud.rs).
-        let mapping = Some(
-            mapping_source
-                .load()
-                .map_err(|e| ("role mapping", anyhow::anyhow!(e)))?,
+        let mode = choose_mode(
+            options,
+            self.source.supports_deltas(),
+            previous.is_some(),
+            watermark_before,
+            overlap,
+            self.clock.today(),
         );
-        let carry_from = previous.filter(|m| {
-            (!fetched.complete || reuse)
-                && m.schema_version == crate::model::SCHEMA_VERSION
-                && m.derivation.as_deref() == Some(derivation.as_str())
-        });
-        let derive = |rec: &mut OrgRecord| derive(mapping.as_ref(), rec);
-        // Derived columns of the fetched records: the parent from the hierarchy rules, the type
-        // from the role mapping (carried records are derived as they are parsed).
-        parsed.values_mut().for_each(derive);
-        if carry_from.is_none() {
-            parse_carried(&mut current, &mut parsed, &mut quarantine, &ctx, &derive);
+        // A different source kind than the previous snapshot's: its records cannot be patched
+        // with deltas in another format, so the new source's full scope replaces them.
+        // (A snapshot from the pipeline's own baseline source is the start its deltas build on.)
+        let baseline_kind = self.baseline_source.as_ref().map(|b| b.kind());
+        let mode = match (previous.map(|p| p.source.kind.as_str()), mode) {
+            (Some(old), FetchMode::Incremental { .. } | FetchMode::Codes { .. })
+                if old != self.source.kind() && Some(old) != baseline_kind =>
+            {
+                FetchMode::Baseline {
+                    reason: format!(
+                        "the source changed from {old} to {}: a baseline replaces the previous records",
+                        self.source.kind()
+                    ),
+                }
+            }
+            (_, mode) => mode,
+        };
+        let (active, from_baseline_source): (&dyn Source, bool) = match (&mode, &self.baseline_source) {
+            (FetchMode::Baseline { .. }, Some(b)) => (b.as_ref(), true),
+            _ => (self.source.as_ref(), false),
+        };
+        let mode_reason = match &mode {
+            FetchMode::Baseline { reason } if self.baseline_source.is_some() => {
+                format!("{reason}; from the [baseline] source ({})", active.kind())
+            }
+            FetchMode::Baseline { reason } => reason.clone(),
+            FetchMode::Incremental { since } => format!("/sync from {since} (watermark minus {overlap} days)"),
+            FetchMode::Codes { codes } => format!("refresh of {} given codes", codes.len()),
+        };
+        Plan {
+            mode,
+            active,
+            from_baseline_source,
+            mode_reason,
         }
-        laps.lap("parse");
-        self.snapshot(
-            step,
-            Parsed {
-                current,
-                parsed,
-                quarantine,
-                counts,
-                pending,
-                fetched,
-                mapping,
-                carry_from,
-                ctx,
-                derivation,
-            },
-            laps,
-            txn,
-        )
+    }
+
+    /// `--dry-run`: the same work in a transaction that is dropped, so nothing is committed or
+    /// recorded; the output folders a first diff or merge creates go too, so the warehouse is
+    /// as before.
+    fn dry_run(&self, step: Step<'_>, mut txn: crate::warehouse::Txn) -> WorkResult {
+        let layout = crate::warehouse::Layout::new(&self.warehouse, &self.pipeline.config.name);
+        let mut folders: Vec<PathBuf> = layout.temp_parents();
+        folders.push(layout.dir().join(crate::warehouse::layout::META));
+        // Deepest first, so `_meta/ods` goes before `_meta`.
+        folders.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        folders.retain(|p| !p.exists());
+        let result = self.work(step, &mut txn);
+        drop(txn);
+        for folder in folders {
+            // Only if empty: `remove_dir` refuses a folder that holds anything.
+            let _ = std::fs::remove_dir(folder);
+        }
+        result
     }
 }
 
