@@ -93,6 +93,8 @@ fn run_time(run_id: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The health of one pipeline at `now`.
+///
+/// Long on purpose: one flat list of thresholds, each adding its own problem text.
 pub fn health(
     warehouse: &Path,
     facts: &PipelineFacts,

@@ -187,6 +187,10 @@ pub fn split_fields(line: &[u8]) -> Result<Vec<String>, String> {
     Ok(fields)
 }
 
+/// Parses one line of a bulk file into a record.
+///
+/// Long on purpose: the 27 fields in file order, each checked and mapped once, so a reader can
+/// hold the line's layout (docs/ods-reference.md 4) beside the code.
 pub fn parse_line(line: &[u8], layout: &CsvLayout, today: NaiveDate) -> Result<OrgRecord, String> {
     let f = split_fields(line)?;
     // Field numbers below are 1-based, as in the ODS file specifications.

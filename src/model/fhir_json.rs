@@ -197,6 +197,10 @@ pub fn parse_organization(payload: &[u8]) -> Result<OrgRecord, String> {
     parse_org(org, &affiliations, &roles)
 }
 
+/// One `Organization` with its affiliations, mapped into the canonical record.
+///
+/// Long on purpose: one block per FHIR element (identifier, name, active, period extensions,
+/// address, telecom, roles, affiliations), in the order the canonical model lists the fields.
 fn parse_org(
     org: &Value,
     affiliations: &[&Value],

@@ -168,6 +168,10 @@ fn apply_date(date: DateBuild, operational: &mut Period, legal: &mut Period, fie
 }
 
 /// Parses one `<Organisation>` element (with or without a namespace prefix).
+///
+/// Long on purpose: one event loop with one arm per element of the TRUD layout, each mapped as
+/// `ord_json` maps the same key; split up, the element stack it keeps would have to be threaded
+/// through every piece.
 pub fn parse_organisation(payload: &[u8]) -> Result<OrgRecord, String> {
     let mut reader = quick_xml::Reader::from_reader(payload);
     let mut stack: Vec<Tag> = Vec::with_capacity(8);

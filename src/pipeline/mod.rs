@@ -489,6 +489,8 @@ fn validate_trud(trud: &TrudSourceConfig, section: &str, problems: &mut Vec<Stri
 }
 
 /// Every semantic problem in a parsed pipeline, each naming its key.
+///
+/// Long on purpose: a flat list of independent checks, one per key or rule, in file order.
 pub fn validate(config: &PipelineConfig, path: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();

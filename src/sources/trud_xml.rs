@@ -374,6 +374,9 @@ fn find_open(buf: &[u8], from: usize, finder: &memchr::memmem::Finder<'_>) -> Re
 }
 
 /// Reads one HSCOrgRefData XML file as a stream.
+///
+/// Long on purpose: one pass over the stream (header, then elements cut out chunk by chunk,
+/// then the end check) whose buffer and offsets are shared by every step.
 pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError> {
     let not_release = |what: &str| {
         (

@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 impl Runner<'_> {
     /// The fallible middle of a run; errors carry the stage they happened in. Everything it
     /// writes is staged in `txn`, which the caller commits.
+    ///
+    /// Long on purpose: the order of the raw-set updates (delta start, fetched records, failures
+    /// kept, the publication window, carry or re-derive) is the invariant; it reads top to bottom.
     pub(super) fn work(&self, step: Step<'_>, txn: &mut crate::warehouse::Txn) -> WorkResult {
         let Step {
             source,

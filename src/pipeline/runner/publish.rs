@@ -17,6 +17,10 @@ pub(super) struct Snapshotted {
 }
 
 impl Runner<'_> {
+    /// Diff, guard, history, merge, then the staged version into the transaction and the summary.
+    ///
+    /// Long on purpose: it sequences four stages that share the staged version and the timings;
+    /// each stage's work lives in its own module (`diff_stage`, `history`, `merge`).
     pub(super) fn publish(
         &self,
         step: Step<'_>,

@@ -21,6 +21,13 @@ pub(super) struct Parsed<'a> {
     pub(super) derivation: String,
 }
 
+/// The previous snapshot's deletions and code system, brought up to date.
+struct Sidecars {
+    deletions: Vec<crate::model::Deletion>,
+    code_system: Vec<tables::CodeSystemRole>,
+    code_system_changes: Vec<crate::pipeline::roles::CodeSystemChange>,
+}
+
 impl Runner<'_> {
     pub(super) fn snapshot(
         &self,
@@ -31,10 +38,7 @@ impl Runner<'_> {
     ) -> WorkResult {
         let Step {
             store,
-            source,
-            previous,
             mode,
-            run_id,
             watermark_before,
             ..
         } = step;
@@ -51,45 +55,17 @@ impl Runner<'_> {
             derivation,
         } = parsed_records;
         let config = &self.pipeline.config;
-        let baseline = matches!(mode, FetchMode::Baseline { .. });
-        let tolerate = |what: &str, e| tolerate_damage(baseline, &config.name, what, e);
         let derive = |rec: &mut OrgRecord| derive(mapping.as_ref(), rec);
         let mapped_roles: Vec<String> = mapping
             .as_ref()
             .map(|m| m.role_ids().map(str::to_owned).collect())
             .unwrap_or_default();
-        // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
-        let mut deletions = match previous.map(|m| store.read_deletions(m.version)) {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                tolerate("tombstones", e)?;
-                Vec::new()
-            }
-            None => Vec::new(),
-        };
-        for deletion in &fetched.deletions {
-            if current.remove(&deletion.code).is_some() {
-                parsed.remove(&deletion.code);
-                counts.deleted_by_ods += 1;
-            }
-        }
-        deletions.extend(fetched.deletions.iter().cloned());
+        let Sidecars {
+            deletions,
+            code_system,
+            code_system_changes,
+        } = self.sidecars(step, &fetched, &mut current, &mut parsed, &mut counts, &mapped_roles)?;
         counts.quarantined = quarantine.len() as u64;
-
-        let code_system = fetched.code_system.clone().unwrap_or_default();
-        let code_system_changes = match (previous, &fetched.code_system) {
-            (Some(m), Some(now)) => {
-                let before = match store.read_code_system(m.version) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tolerate("code system", e)?;
-                        Vec::new()
-                    }
-                };
-                self.code_system_changes(&before, now, &mapped_roles)
-            }
-            _ => Vec::new(),
-        };
         laps.lap("roles");
         let carried = match carry_from {
             Some(m) => {
@@ -122,48 +98,17 @@ impl Runner<'_> {
         if !unmapped_roles.is_empty() {
             tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
         }
-        // The watermark never moves past a change that was not applied: with records pending,
-        // it stays where it was (and the pending codes are asked for again next run).
-        let watermark_after = match mode {
-            FetchMode::Codes { .. } => watermark_before,
-            _ if !pending.is_empty() => watermark_before,
-            // A baseline from a dated release (TRUD) is as of its publication date: the deltas
-            // start there, so nothing ODS changed since is missed.
-            _ if self.source.supports_deltas() => fetched.as_of.or(Some(self.clock.today())),
-            _ => None,
-        };
+        let watermark_after = self.watermark_after(mode, &pending, &fetched, watermark_before);
         counts.pending = pending.iter().cloned().collect();
-        let fetch_summary = serde_json::json!({
-            "listed": fetched.metrics.listed,
-            "total_count_header": fetched.metrics.total_count_header,
-            "records_fetched": fetched.metrics.records_fetched,
-            "records_failed": fetched.metrics.records_failed,
-            "records": counts,
-            "relationships": fetched.metrics.relationships,
-            "unmapped_roles": unmapped_roles,
-            "code_system_changes": code_system_changes,
-        });
-        let manifest = Manifest {
-            manifest_format: crate::snapshot::MANIFEST_FORMAT,
-            pipeline: config.name.clone(),
-            version: 0,
-            previous_version: None,
-            run_id: run_id.to_owned(),
-            created_at: self.clock.now(),
-            mode: mode.name().to_owned(),
-            source: SourceInfo {
-                kind: source.kind().to_owned(),
-                location: fetched.location.clone(),
-                parameters: fetched.parameters.clone(),
-            },
-            watermark: watermark_after,
-            schema_version: crate::model::SCHEMA_VERSION,
-            derivation: Some(derivation),
-            odsync_version: env!("CARGO_PKG_VERSION").to_owned(),
-            content_hash: String::new(),
-            tables: BTreeMap::new(),
-            summary: fetch_summary,
-        };
+        let manifest = self.manifest(
+            step,
+            &fetched,
+            &counts,
+            &unmapped_roles,
+            &code_system_changes,
+            watermark_after,
+            derivation,
+        );
         laps.lap("build tables");
         let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
         // The tables are on disk now; the later stages read the files, so the batches go (at
@@ -191,6 +136,130 @@ impl Runner<'_> {
             laps,
             txn,
         )
+    }
+
+    /// What the previous snapshot keeps beside its tables: the deletions ODS announced (the
+    /// record leaves the snapshot and stays as a tombstone; announced now, it is removed from
+    /// `current`) and the role code system, compared with the fetched one.
+    fn sidecars(
+        &self,
+        step: Step<'_>,
+        fetched: &crate::sources::Fetched,
+        current: &mut BTreeMap<String, RawRecord>,
+        parsed: &mut BTreeMap<String, OrgRecord>,
+        counts: &mut RecordCounts,
+        mapped_roles: &[String],
+    ) -> Result<Sidecars, (&'static str, anyhow::Error)> {
+        let Step {
+            store, previous, mode, ..
+        } = step;
+        let baseline = matches!(mode, FetchMode::Baseline { .. });
+        let tolerate = |what: &str, e| tolerate_damage(baseline, &self.pipeline.config.name, what, e);
+        // Deletions ODS announced: the record leaves the snapshot and stays as a tombstone.
+        let mut deletions = match previous.map(|m| store.read_deletions(m.version)) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                tolerate("tombstones", e)?;
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        for deletion in &fetched.deletions {
+            if current.remove(&deletion.code).is_some() {
+                parsed.remove(&deletion.code);
+                counts.deleted_by_ods += 1;
+            }
+        }
+        deletions.extend(fetched.deletions.iter().cloned());
+
+        let code_system = fetched.code_system.clone().unwrap_or_default();
+        let code_system_changes = match (previous, &fetched.code_system) {
+            (Some(m), Some(now)) => {
+                let before = match store.read_code_system(m.version) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tolerate("code system", e)?;
+                        Vec::new()
+                    }
+                };
+                self.code_system_changes(&before, now, mapped_roles)
+            }
+            _ => Vec::new(),
+        };
+        Ok(Sidecars {
+            deletions,
+            code_system,
+            code_system_changes,
+        })
+    }
+
+    /// The watermark never moves past a change that was not applied: with records pending, it
+    /// stays where it was (and the pending codes are asked for again next run).
+    fn watermark_after(
+        &self,
+        mode: &FetchMode,
+        pending: &BTreeSet<String>,
+        fetched: &crate::sources::Fetched,
+        watermark_before: Option<NaiveDate>,
+    ) -> Option<NaiveDate> {
+        match mode {
+            FetchMode::Codes { .. } => watermark_before,
+            _ if !pending.is_empty() => watermark_before,
+            // A baseline from a dated release (TRUD) is as of its publication date: the deltas
+            // start there, so nothing ODS changed since is missed.
+            _ if self.source.supports_deltas() => fetched.as_of.or(Some(self.clock.today())),
+            _ => None,
+        }
+    }
+
+    /// The new version's manifest: where it came from, how it was derived, what the fetch
+    /// counted (versions, tables and content hash are filled in when it is staged).
+    #[allow(clippy::too_many_arguments)]
+    fn manifest(
+        &self,
+        step: Step<'_>,
+        fetched: &crate::sources::Fetched,
+        counts: &RecordCounts,
+        unmapped_roles: &[crate::pipeline::roles::UnmappedRole],
+        code_system_changes: &[crate::pipeline::roles::CodeSystemChange],
+        watermark_after: Option<NaiveDate>,
+        derivation: String,
+    ) -> Manifest {
+        let Step {
+            source, mode, run_id, ..
+        } = step;
+        let config = &self.pipeline.config;
+        let fetch_summary = serde_json::json!({
+            "listed": fetched.metrics.listed,
+            "total_count_header": fetched.metrics.total_count_header,
+            "records_fetched": fetched.metrics.records_fetched,
+            "records_failed": fetched.metrics.records_failed,
+            "records": counts,
+            "relationships": fetched.metrics.relationships,
+            "unmapped_roles": unmapped_roles,
+            "code_system_changes": code_system_changes,
+        });
+        Manifest {
+            manifest_format: crate::snapshot::MANIFEST_FORMAT,
+            pipeline: config.name.clone(),
+            version: 0,
+            previous_version: None,
+            run_id: run_id.to_owned(),
+            created_at: self.clock.now(),
+            mode: mode.name().to_owned(),
+            source: SourceInfo {
+                kind: source.kind().to_owned(),
+                location: fetched.location.clone(),
+                parameters: fetched.parameters.clone(),
+            },
+            watermark: watermark_after,
+            schema_version: crate::model::SCHEMA_VERSION,
+            derivation: Some(derivation),
+            odsync_version: env!("CARGO_PKG_VERSION").to_owned(),
+            content_hash: String::new(),
+            tables: BTreeMap::new(),
+            summary: fetch_summary,
+        }
     }
 
     /// The role code system against the previous snapshot's: vanished or renamed role codes
