@@ -79,7 +79,7 @@ mod tests {
         RunError {
             run_id: "r".into(),
             pipeline: "p".into(),
-            stage: "merge",
+            stage: crate::model::states::Stage::Merge,
             source: cause,
         }
         .into()

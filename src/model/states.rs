@@ -118,6 +118,31 @@ closed_set!(
     }
 );
 
+closed_set!(
+    /// A stage of a run: laps in the summary's `stages`, the `stage` span of every log line, and
+    /// where a failed run stopped (`RunError`, the `runs` row's error, `--json`).
+    Stage {
+        Fetch => "fetch",
+        ReadPrevious => "read previous",
+        Parse => "parse",
+        Roles => "roles",
+        BuildTables => "build tables",
+        WriteSnapshot => "write snapshot",
+        Diff => "diff",
+        History => "history",
+        Merge => "merge",
+        Commit => "commit",
+        /// Failures only: the pull is incomplete (`[quality]`).
+        Completeness => "completeness",
+        /// Failures only: the role mapping does not load.
+        RoleMapping => "role mapping",
+        /// Failures only: a table of the previous snapshot a delta builds on cannot be read.
+        ReadPreviousSnapshot => "read previous snapshot",
+        /// Failures only: the publication-shift guard stopped the run.
+        ShiftGuard => "shift guard",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

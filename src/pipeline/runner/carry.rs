@@ -120,14 +120,14 @@ pub(super) fn tolerate_damage(
     pipeline: &str,
     what: &str,
     e: crate::snapshot::SnapshotError,
-) -> Result<(), (&'static str, anyhow::Error)> {
+) -> Result<(), (Stage, anyhow::Error)> {
     if baseline {
         tracing::warn!(
             "the previous snapshot's {what} cannot be read ({e}); the baseline goes on without it (`odsync verify` names the damage)"
         );
         Ok(())
     } else {
-        Err(("read previous snapshot", previous_hint(pipeline, e)))
+        Err((Stage::ReadPreviousSnapshot, previous_hint(pipeline, e)))
     }
 }
 

@@ -32,7 +32,7 @@ pub(super) struct DiffStage {
     pub(super) accepted_shift: Vec<String>,
 }
 
-pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (&'static str, anyhow::Error)> {
+pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (Stage, anyhow::Error)> {
     let DiffInputs {
         store,
         new,
@@ -55,7 +55,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (&'static s
         today,
         [prev.source.kind.as_str(), source_kind],
     )
-    .map_err(|e| ("diff", e.into()))?;
+    .map_err(|e| (Stage::Diff, e.into()))?;
     let history = store.layout().table_file("history", prev.version);
     let verdict = crate::pipeline::guard::assess(
         &diff,
@@ -69,7 +69,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (&'static s
     let mut accepted_shift = Vec::new();
     if !verdict.reasons.is_empty() {
         if !accept_shift {
-            return Err(("shift guard", verdict.error().into()));
+            return Err((Stage::ShiftGuard, verdict.error().into()));
         }
         let texts: Vec<String> = verdict
             .reasons
@@ -79,7 +79,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (&'static s
             .collect();
         crate::diff::label_shift(&mut diff, &verdict.label_keys);
         new.annotate("accepted_shift", serde_json::json!(texts))
-            .map_err(|e| ("shift guard", e.into()))?;
+            .map_err(|e| (Stage::ShiftGuard, e.into()))?;
         accepted_shift = texts;
     }
     let changes_dir = crate::snapshot::stage_output(
@@ -91,7 +91,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (&'static s
         &serde_json::to_value(&diff.summary).expect("serialises"),
         &[("odsync.run_id", run_id)],
     )
-    .map_err(|e| ("diff", e.into()))?;
+    .map_err(|e| (Stage::Diff, e.into()))?;
     Ok(DiffStage {
         summary: Some(diff.summary),
         changes_dir: Some(changes_dir),

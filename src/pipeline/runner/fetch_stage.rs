@@ -16,7 +16,7 @@ pub(super) struct Fetch {
 }
 
 impl Runner<'_> {
-    pub(super) fn fetch_stage(&self, step: Step<'_>) -> Result<Fetch, (&'static str, anyhow::Error)> {
+    pub(super) fn fetch_stage(&self, step: Step<'_>) -> Result<Fetch, (Stage, anyhow::Error)> {
         let Step {
             store,
             source,
@@ -55,10 +55,11 @@ impl Runner<'_> {
             _ => Vec::new(),
         };
         let mut laps = StageTimes::start();
-        let fetched = source.fetch(mode, &retry_codes).map_err(|e| ("fetch", e.into()))?;
-        laps.lap("fetch");
+        let fetched = source.fetch(mode, &retry_codes).map_err(|e| (Stage::Fetch, e.into()))?;
+        laps.lap(Stage::Fetch);
         if from_baseline_source {
-            self.check_baseline_date(&fetched).map_err(|e| ("fetch", e.into()))?;
+            self.check_baseline_date(&fetched)
+                .map_err(|e| (Stage::Fetch, e.into()))?;
         }
 
         // A baseline needs the previous records only to keep the previous copy of a record that
@@ -71,7 +72,7 @@ impl Runner<'_> {
             }
             None => Vec::new(),
         };
-        laps.lap("read previous");
+        laps.lap(Stage::ReadPrevious);
         // Byte-identical to the previous copy (a map of borrowed payloads: no hashing needed).
         let previous_payload: std::collections::HashMap<&str, &[u8]> = previous_raw
             .iter()

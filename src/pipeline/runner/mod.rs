@@ -31,7 +31,7 @@ use super::Pipeline;
 use crate::catalog::{Catalog, RunRecord};
 use crate::clock::Clock;
 use crate::model::csv_row::CsvLayout;
-use crate::model::states::RunStatus;
+use crate::model::states::{RunStatus, Stage};
 use crate::model::tables;
 use crate::model::{OrgRecord, ParseContext, Quarantined, RawRecord, parse_raw};
 use crate::snapshot::{CommitOutcome, Manifest, SnapshotStore, SourceInfo, Staged};
@@ -66,7 +66,7 @@ pub struct RunOptions {
 pub struct RunError {
     pub run_id: String,
     pub pipeline: String,
-    pub stage: &'static str,
+    pub stage: Stage,
     #[source]
     pub source: anyhow::Error,
 }
@@ -99,7 +99,7 @@ struct Plan<'s> {
 }
 
 /// The summary and the source location, or the stage that failed and why.
-type WorkResult = Result<(RunSummary, String), (&'static str, anyhow::Error)>;
+type WorkResult = Result<(RunSummary, String), (Stage, anyhow::Error)>;
 
 pub struct Runner<'a> {
     pub pipeline: &'a Pipeline,
@@ -265,9 +265,9 @@ impl Runner<'_> {
                 watermark: summary.watermark_after,
                 snapshot_version: Some(summary.snapshot_version),
             })
-            .map_err(|e| ("commit", e.into()))?;
+            .map_err(|e| (Stage::Commit, e.into()))?;
             crate::warehouse::failpoint("run:staged");
-            txn.commit().map_err(|e| ("commit", e.into()))?;
+            txn.commit().map_err(|e| (Stage::Commit, e.into()))?;
             crate::warehouse::failpoint("run:committed");
             Ok((summary, location))
         });

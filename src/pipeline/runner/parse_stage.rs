@@ -5,7 +5,7 @@
 use super::carry::*;
 use super::fetch_stage::Fetch;
 use super::snapshot_stage::Parsed;
-use super::{RecordCounts, Runner, Step, WorkResult};
+use super::{RecordCounts, Runner, Stage, Step, WorkResult};
 use crate::model::{OrgRecord, ParseContext, Quarantined, RawRecord, parse_raw};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,7 +87,7 @@ impl Runner<'_> {
             &mut counts,
         );
         self.check_completeness(source, mode, &fetched, records_len, &failed, parsed.len() + reused)
-            .map_err(|e| ("completeness", e.into()))?;
+            .map_err(|e| (Stage::Completeness, e.into()))?;
         let pending = keep_failed(&failed, source.supports_deltas(), &mut current, &previous_by_code);
         // A closed organisation that left a bulk file's publication window is kept, not deleted.
         if fetched.complete && source.kind() == "csv" && previous.is_some_and(|m| m.source.kind == "csv") {
@@ -114,7 +114,7 @@ impl Runner<'_> {
         let mapping = Some(
             mapping_source
                 .load()
-                .map_err(|e| ("role mapping", anyhow::anyhow!(e)))?,
+                .map_err(|e| (Stage::RoleMapping, anyhow::anyhow!(e)))?,
         );
         let carry_from = previous.filter(|m| {
             (!fetched.complete || reuse)
@@ -128,7 +128,7 @@ impl Runner<'_> {
         if carry_from.is_none() {
             parse_carried(&mut current, &mut parsed, &mut quarantine, &ctx, &derive);
         }
-        laps.lap("parse");
+        laps.lap(Stage::Parse);
         self.snapshot(
             step,
             Parsed {

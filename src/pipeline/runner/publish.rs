@@ -73,7 +73,7 @@ impl Runner<'_> {
             })?,
             _ => DiffStage::default(),
         };
-        laps.lap("diff");
+        laps.lap(Stage::Diff);
         if let Staged::New(new) = &staged {
             let changes = changes_dir.as_ref().map(|d| d.join("changes.parquet"));
             crate::history::update(
@@ -89,9 +89,9 @@ impl Runner<'_> {
                 },
                 txn,
             )
-            .map_err(|e| ("history", e.into()))?;
+            .map_err(|e| (Stage::History, e.into()))?;
         }
-        laps.lap("history");
+        laps.lap(Stage::History);
         // Merge before publishing too: a merge failure fails the run with nothing committed.
         let ods_input = match &staged {
             Staged::New(new) => crate::merge::OdsInput {
@@ -102,7 +102,7 @@ impl Runner<'_> {
             }
             .with_changed(changed_rows),
             Staged::Unchanged { version } => {
-                crate::merge::OdsInput::published(store, *version).map_err(|e| ("merge", e.into()))?
+                crate::merge::OdsInput::published(store, *version).map_err(|e| (Stage::Merge, e.into()))?
             }
         };
         let settings = crate::merge::MergeSettings::resolve(&config.merge, &config.name, &self.pipeline.path);
@@ -115,12 +115,12 @@ impl Runner<'_> {
             &self.clock,
             txn,
         )
-        .map_err(|e| ("merge", e.into()))?;
-        laps.lap("merge");
+        .map_err(|e| (Stage::Merge, e.into()))?;
+        laps.lap(Stage::Merge);
         let outcome = match staged {
             Staged::Unchanged { version } => CommitOutcome::Unchanged { version },
             Staged::New(new) => CommitOutcome::Committed {
-                version: new.into_txn(txn).map_err(|e| ("commit", e.into()))?,
+                version: new.into_txn(txn).map_err(|e| (Stage::Commit, e.into()))?,
             },
         };
         let (status, version) = match outcome {

@@ -66,7 +66,7 @@ impl Runner<'_> {
             code_system_changes,
         } = self.sidecars(step, &fetched, &mut current, &mut parsed, &mut counts, &mapped_roles)?;
         counts.quarantined = quarantine.len() as u64;
-        laps.lap("roles");
+        laps.lap(Stage::Roles);
         let carried = match carry_from {
             Some(m) => {
                 let keep: std::collections::HashSet<String> =
@@ -75,7 +75,7 @@ impl Runner<'_> {
                 // the file and line, moves), not the previous snapshot's.
                 Some(
                     read_carried(store, m.version, keep, !fetched.complete)
-                        .map_err(|e| ("read previous snapshot", previous_hint(&config.name, e)))?,
+                        .map_err(|e| (Stage::ReadPreviousSnapshot, previous_hint(&config.name, e)))?,
                 )
             }
             None => None,
@@ -109,8 +109,8 @@ impl Runner<'_> {
             watermark_after,
             derivation,
         );
-        laps.lap("build tables");
-        let staged = store.stage(&built, manifest).map_err(|e| ("commit", e.into()))?;
+        laps.lap(Stage::BuildTables);
+        let staged = store.stage(&built, manifest).map_err(|e| (Stage::Commit, e.into()))?;
         // The tables are on disk now; the later stages read the files, so the batches go (at
         // national scale they are gigabytes the merge would otherwise sit beside).
         let table_rows: BTreeMap<String, u64> = built
@@ -120,7 +120,7 @@ impl Runner<'_> {
             .collect();
         let content_hash = built.content_hash;
         drop(built.batches);
-        laps.lap("write snapshot");
+        laps.lap(Stage::WriteSnapshot);
         self.publish(
             step,
             Snapshotted {
@@ -149,7 +149,7 @@ impl Runner<'_> {
         parsed: &mut BTreeMap<String, OrgRecord>,
         counts: &mut RecordCounts,
         mapped_roles: &[String],
-    ) -> Result<Sidecars, (&'static str, anyhow::Error)> {
+    ) -> Result<Sidecars, (Stage, anyhow::Error)> {
         let Step {
             store, previous, mode, ..
         } = step;

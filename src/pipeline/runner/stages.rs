@@ -5,17 +5,17 @@ use super::*;
 /// Laps of one run's stages, for the summary and the logs.
 /// The stages of a run's work, in order: each runs inside a `stage` span (so every log line, in
 /// JSON too, names its stage) and, on a terminal, under a spinner naming it.
-pub(super) const STAGES: [&str; 10] = [
-    "fetch",
-    "read previous",
-    "parse",
-    "roles",
-    "build tables",
-    "write snapshot",
-    "diff",
-    "history",
-    "merge",
-    "commit",
+pub(super) const STAGES: [Stage; 10] = [
+    Stage::Fetch,
+    Stage::ReadPrevious,
+    Stage::Parse,
+    Stage::Roles,
+    Stage::BuildTables,
+    Stage::WriteSnapshot,
+    Stage::Diff,
+    Stage::History,
+    Stage::Merge,
+    Stage::Commit,
 ];
 
 pub(super) struct StageTimes {
@@ -47,13 +47,13 @@ impl StageTimes {
         times
     }
 
-    pub(super) fn enter(&mut self, stage: &'static str) {
+    pub(super) fn enter(&mut self, stage: Stage) {
         self.span = None;
-        self.span = Some(tracing::info_span!("stage", stage).entered());
-        self.spinner.set_message(stage);
+        self.span = Some(tracing::info_span!("stage", stage = stage.as_str()).entered());
+        self.spinner.set_message(stage.as_str());
     }
 
-    pub(super) fn lap(&mut self, stage: &'static str) {
+    pub(super) fn lap(&mut self, stage: Stage) {
         let ms = self.started.elapsed().as_millis() as u64;
         tracing::debug!(ms, "stage done");
         self.done.push(StageTime { stage, ms });
@@ -63,7 +63,7 @@ impl StageTimes {
             .position(|s| *s == stage)
             .and_then(|i| STAGES.get(i + 1))
             .copied()
-            .unwrap_or("commit");
+            .unwrap_or(Stage::Commit);
         self.enter(next);
     }
 

@@ -70,6 +70,6 @@ pub struct RunSummary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTime {
-    pub stage: &'static str,
+    pub stage: crate::model::states::Stage,
     pub ms: u64,
 }
