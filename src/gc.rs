@@ -6,7 +6,9 @@
 //! - the latest history version (each history version holds the whole history, so older ones are
 //!   redundant) and the latest merged version.
 //!
-//! A version's outputs (changes, history, merged tables made on it) go with it. Each version
+//! A version's outputs (changes, history, merged tables made on it) go with it, and so do the run
+//! reports (`_reports/<run>.html`, `.json`) of runs older than the oldest snapshot kept: they
+//! describe data that is gone. `latest.html` stays. Each version
 //! folder is first renamed to a `.tmp-gc-…` name, its meta folder (manifest, summary) first so
 //! the version stops being listed before its tables go; a crash leaves only what recovery removes.
 
@@ -15,7 +17,7 @@ use crate::warehouse::{Output, PipelineLock, WarehouseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GcReport {
@@ -23,6 +25,8 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Folders removed (or, with --dry-run, that would be), relative to the warehouse.
     pub removed: Vec<String>,
+    /// Run reports removed (or that would be): those of runs before the oldest snapshot kept.
+    pub reports_removed: Vec<String>,
     /// Snapshot versions kept, each with why.
     pub kept: Vec<(u64, String)>,
 }
@@ -108,10 +112,14 @@ pub fn gc(
     for m in merged.iter().filter(|m| !merged_keep.contains(m)) {
         doomed.extend(layout.version_folders(Output::Merged, *m));
     }
-    let removed: Vec<String> = doomed
-        .iter()
-        .map(|p| p.strip_prefix(warehouse).unwrap_or(p).display().to_string())
-        .collect();
+    let reports = stale_reports(warehouse, pipeline, &store, &keep);
+    let shown = |paths: &[std::path::PathBuf]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| p.strip_prefix(warehouse).unwrap_or(p).display().to_string())
+            .collect()
+    };
+    let (removed, reports_removed) = (shown(&doomed), shown(&reports));
     if !policy.dry_run {
         for p in &doomed {
             let name = p
@@ -127,7 +135,14 @@ pub fn gc(
             std::fs::rename(p, &tmp).map_err(io)?;
             std::fs::remove_dir_all(&tmp).map_err(io)?;
         }
-        let mut parents: Vec<&Path> = doomed.iter().filter_map(|p| p.parent()).collect();
+        for p in &reports {
+            std::fs::remove_file(p).map_err(|e| WarehouseError {
+                path: p.clone(),
+                message: e.to_string(),
+                help: "check the warehouse permissions; what was not removed stays usable",
+            })?;
+        }
+        let mut parents: Vec<&Path> = doomed.iter().chain(&reports).filter_map(|p| p.parent()).collect();
         parents.sort();
         parents.dedup();
         for parent in parents {
@@ -138,6 +153,37 @@ pub fn gc(
         pipeline: pipeline.to_owned(),
         dry_run: policy.dry_run,
         removed,
+        reports_removed,
         kept,
     })
+}
+
+/// The reports of runs before the run that made the oldest snapshot kept. Run ids start with the
+/// run's UTC time (`20250716T020000Z-<pipeline>-0002`), so within a pipeline they sort in time
+/// order. Nothing is removed when that manifest cannot be read (never remove what cannot be
+/// judged) or when the folder does not exist.
+fn stale_reports(warehouse: &Path, pipeline: &str, store: &SnapshotStore, keep: &BTreeSet<u64>) -> Vec<PathBuf> {
+    let Some(oldest) = keep.first() else {
+        return Vec::new();
+    };
+    let Ok(manifest) = store.manifest(*oldest) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(warehouse.join(pipeline).join(crate::report::REPORTS)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let run = name.strip_suffix(".html").or_else(|| name.strip_suffix(".json"));
+            run.is_some_and(|r| r != "latest" && !r.starts_with('.') && r < manifest.run_id.as_str())
+        })
+        .collect();
+    out.sort();
+    out
 }

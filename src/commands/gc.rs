@@ -28,8 +28,12 @@ pub fn run(globals: &Globals, args: &GcArgs) -> anyhow::Result<ExitCode> {
     }
     globals.printer.emit(&report, |r: &GcReport| {
         let verb = if r.dry_run { "would remove" } else { "removed" };
-        let mut out = format!("{}: {verb} {} folder(s)\n", r.pipeline, r.removed.len());
-        for p in &r.removed {
+        let mut out = format!("{}: {verb} {} folder(s)", r.pipeline, r.removed.len());
+        if !r.reports_removed.is_empty() {
+            out.push_str(&format!(" and {} run report file(s)", r.reports_removed.len()));
+        }
+        out.push('\n');
+        for p in r.removed.iter().chain(&r.reports_removed) {
             out.push_str(&format!("  - {p}\n"));
         }
         for (v, why) in &r.kept {
