@@ -113,7 +113,7 @@ pub fn gc(
         doomed.extend(layout.version_folders(Output::Merged, *m));
     }
     let reports = stale_reports(warehouse, pipeline, &store, &keep);
-    let shown = |paths: &[std::path::PathBuf]| -> Vec<String> {
+    let shown = |paths: &[PathBuf]| -> Vec<String> {
         paths
             .iter()
             .map(|p| p.strip_prefix(warehouse).unwrap_or(p).display().to_string())
@@ -127,20 +127,11 @@ pub fn gc(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = p.with_file_name(format!(".tmp-gc-{name}"));
-            let io = |e: std::io::Error| WarehouseError {
-                path: p.clone(),
-                message: e.to_string(),
-                help: "check the warehouse permissions; what was not removed stays usable",
-            };
-            std::fs::rename(p, &tmp).map_err(io)?;
-            std::fs::remove_dir_all(&tmp).map_err(io)?;
+            std::fs::rename(p, &tmp).map_err(io(p))?;
+            std::fs::remove_dir_all(&tmp).map_err(io(p))?;
         }
         for p in &reports {
-            std::fs::remove_file(p).map_err(|e| WarehouseError {
-                path: p.clone(),
-                message: e.to_string(),
-                help: "check the warehouse permissions; what was not removed stays usable",
-            })?;
+            std::fs::remove_file(p).map_err(io(p))?;
         }
         let mut parents: Vec<&Path> = doomed.iter().chain(&reports).filter_map(|p| p.parent()).collect();
         parents.sort();
@@ -156,6 +147,15 @@ pub fn gc(
         reports_removed,
         kept,
     })
+}
+
+/// A failed removal of `path`: what stays is still usable.
+fn io(path: &Path) -> impl Fn(std::io::Error) -> WarehouseError + '_ {
+    move |e| WarehouseError {
+        path: path.to_owned(),
+        message: e.to_string(),
+        help: "check the warehouse permissions; what was not removed stays usable",
+    }
 }
 
 /// The reports of runs before the run that made the oldest snapshot kept. Run ids start with the
