@@ -3,6 +3,7 @@
 
 mod common;
 
+mod architecture;
 mod cases;
 mod catalog;
 mod cli;
