@@ -147,14 +147,10 @@ fn parse_affiliation(aff: &Value, code: &str, roles: &BTreeMap<String, String>) 
         unique_rel_id: instance.or_else(|| (!id.is_empty()).then_some(id)),
         operational,
         legal,
-        status: aff.get("active").and_then(Value::as_bool).map(|a| {
-            if a {
-                OrgStatus::Active.as_str()
-            } else {
-                OrgStatus::Inactive.as_str()
-            }
-            .to_owned()
-        }),
+        status: aff
+            .get("active")
+            .and_then(Value::as_bool)
+            .map(|a| OrgStatus::from_active(a).as_str().to_owned()),
         source_field: None,
     })
 }
@@ -239,14 +235,7 @@ fn parse_org(
             is_primary: i == 0,
             operational,
             legal,
-            status: active.map(|a| {
-                if a {
-                    OrgStatus::Active.as_str()
-                } else {
-                    OrgStatus::Inactive.as_str()
-                }
-                .to_owned()
-            }),
+            status: active.map(|a| OrgStatus::from_active(a).as_str().to_owned()),
         });
     }
     let last_change_date = extensions(org, TYPED_DATETIME)
@@ -307,14 +296,10 @@ fn parse_org(
     let organisation = Organisation {
         code,
         name,
-        status: org.get("active").and_then(Value::as_bool).map(|a| {
-            if a {
-                OrgStatus::Active.as_str()
-            } else {
-                OrgStatus::Inactive.as_str()
-            }
-            .to_owned()
-        }),
+        status: org
+            .get("active")
+            .and_then(Value::as_bool)
+            .map(|a| OrgStatus::from_active(a).as_str().to_owned()),
         record_class: type_code("ODSRecordClass"),
         primary_role: primary.map(|r| r.role_id.clone()),
         operational: primary.map(|r| r.operational.clone()).unwrap_or_default(),

@@ -95,6 +95,13 @@ closed_set!(
     }
 );
 
+impl OrgStatus {
+    /// FHIR's `active` flag as an ODS status.
+    pub fn from_active(active: bool) -> Self {
+        if active { OrgStatus::Active } else { OrgStatus::Inactive }
+    }
+}
+
 /// A report being built is a merge until it is found to be unchanged.
 impl Default for MergeStatus {
     fn default() -> Self {
