@@ -61,11 +61,13 @@ fn write_small_outputs(conn: &Connection, tmp: &Path) -> Result<(), MergeError> 
         ("provenance", "code, field"),
         ("sources", "code, field"),
     ] {
+        let started = std::time::Instant::now();
         conn.execute_batch(&format!(
             "COPY (SELECT * FROM {table} ORDER BY {order}) TO {} (FORMAT parquet, COMPRESSION zstd)",
             crate::sql::quote_path(&tmp.join(format!("{table}.parquet")))
         ))
         .map_err(sql_err("write outputs"))?;
+        tracing::trace!(ms = started.elapsed().as_millis() as u64, table, "merge output written");
     }
     Ok(())
 }
