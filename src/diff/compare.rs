@@ -11,10 +11,6 @@ pub(super) fn null_dates(n: usize) -> ArrayRef {
     Arc::new(Date32Array::from(vec![None; n]))
 }
 
-pub(super) fn constant(value: &str, n: usize) -> ArrayRef {
-    Arc::new(StringArray::from(vec![Some(value); n]))
-}
-
 /// A one-line description of a child row for row-level changes: `RE5:QM7`, `RO197`, …
 pub(super) fn child_label(table: &str, batch: &RecordBatch) -> ArrayRef {
     let s = |name: &str| batch.column_by_name(name).map(text);
@@ -46,30 +42,26 @@ pub(super) fn child_kind(table: &str, batch: &RecordBatch, added: bool) -> Array
         "relationships" => {
             let types = text(col(batch, "rel_type"));
             let types = types.as_any().downcast_ref::<StringArray>().expect("text");
-            Arc::new(
-                types
-                    .iter()
-                    .map(|t| {
-                        Some(if t.is_some_and(|t| PARENT_REL_TYPES.contains(&t)) {
-                            "reparented"
-                        } else {
-                            "changed"
-                        })
-                    })
-                    .collect::<StringArray>(),
-            )
+            ChangeKind::column(types.iter().map(|t| {
+                if t.is_some_and(|t| PARENT_REL_TYPES.contains(&t)) {
+                    ChangeKind::Reparented
+                } else {
+                    ChangeKind::Changed
+                }
+            }))
         }
         "successors" if added => {
             let types = text(col(batch, "type"));
             let types = types.as_any().downcast_ref::<StringArray>().expect("text");
-            Arc::new(
-                types
-                    .iter()
-                    .map(|t| Some(if t == Some("Successor") { "succeeded" } else { "changed" }))
-                    .collect::<StringArray>(),
-            )
+            ChangeKind::column(types.iter().map(|t| {
+                if t == Some("Successor") {
+                    ChangeKind::Succeeded
+                } else {
+                    ChangeKind::Changed
+                }
+            }))
         }
-        _ => constant("changed", n),
+        _ => ChangeKind::Changed.repeat(n),
     }
 }
 
@@ -156,7 +148,7 @@ pub(super) fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Change
                 Some(&field),
                 null_strings(n),
                 f(&values),
-                constant("added", n),
+                ChangeKind::Added.repeat(n),
                 f(&effective),
                 None,
             );
@@ -187,7 +179,7 @@ pub(super) fn emit_deleted(
     let is_org = spec.table == "organisations";
     let n = batch.num_rows();
     let kind = if is_org {
-        constant("deleted", n)
+        ChangeKind::Deleted.repeat(n)
     } else {
         child_kind(spec.table, batch, false)
     };
@@ -454,34 +446,35 @@ pub(super) fn org_kind(field: &str, old: &ArrayRef, new: &ArrayRef, new_end: &Ar
     let old = old.as_any().downcast_ref::<StringArray>().expect("text");
     let new = new.as_any().downcast_ref::<StringArray>().expect("text");
     let n = new.len();
-    let per_row = |kind: &dyn Fn(Option<&str>, Option<&str>) -> &'static str| -> ArrayRef {
-        Arc::new(
-            old.iter()
-                .zip(new.iter())
-                .map(|(o, v)| Some(kind(o, v)))
-                .collect::<StringArray>(),
-        )
+    let per_row = |kind: &dyn Fn(Option<&str>, Option<&str>) -> ChangeKind| -> ArrayRef {
+        ChangeKind::column(old.iter().zip(new.iter()).map(|(o, v)| kind(o, v)))
     };
     let kinds: ArrayRef = match field {
-        "name" => constant("renamed", n),
-        "parent_code" => constant("reparented", n),
+        "name" => ChangeKind::Renamed.repeat(n),
+        "parent_code" => ChangeKind::Reparented.repeat(n),
         "status" => per_row(&|o, v| match (o, v) {
-            (_, Some("Inactive")) => "closed",
-            (Some("Inactive"), _) => "reopened",
-            _ => "changed",
+            (_, Some("Inactive")) => ChangeKind::Closed,
+            (Some("Inactive"), _) => ChangeKind::Reopened,
+            _ => ChangeKind::Changed,
         }),
         // The finer status (Active, Dormant, Proposed, Closed): a move between the open states
         // (a practice going dormant) is `changed`, with its true old and new values.
         "status_detail" => per_row(&|o, v| match (o, v) {
-            (_, Some("Closed")) => "closed",
-            (Some("Closed"), _) => "reopened",
-            (Some("Proposed"), _) => "opened",
-            _ => "changed",
+            (_, Some("Closed")) => ChangeKind::Closed,
+            (Some("Closed"), _) => ChangeKind::Reopened,
+            (Some("Proposed"), _) => ChangeKind::Opened,
+            _ => ChangeKind::Changed,
         }),
         // A flag about the release, not the organisation (see `Organisation::amended_record`).
-        "amended_record" => constant("metadata", n),
-        "operational_end" => per_row(&|_, v| if v.is_some() { "closed" } else { "reopened" }),
-        _ => constant("changed", n),
+        "amended_record" => ChangeKind::Metadata.repeat(n),
+        "operational_end" => per_row(&|_, v| {
+            if v.is_some() {
+                ChangeKind::Closed
+            } else {
+                ChangeKind::Reopened
+            }
+        }),
+        _ => ChangeKind::Changed.repeat(n),
     };
     // A close takes effect on the (new) operational end date, which may lie in the future.
     let effective: ArrayRef = match field {

@@ -13,6 +13,7 @@
 //! - **Shift labels per column and qualifier** ([`label_shift`]).
 
 use super::{Diff, PARENT_REL_TYPES, text};
+use crate::model::states::ChangeKind;
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -64,17 +65,17 @@ pub(super) fn relabel(rows: &Rows<'_>) -> ArrayRef {
         if rows.table.value(i) != "organisations" {
             continue;
         }
-        match rows.kind.value(i) {
-            "added" => {
+        match ChangeKind::at(rows.kind, i) {
+            Some(ChangeKind::Added) => {
                 added.insert(rows.code.value(i));
             }
-            "deleted" => {
+            Some(ChangeKind::Deleted) => {
                 deleted.insert(rows.code.value(i));
             }
-            "closed" => {
+            Some(ChangeKind::Closed) => {
                 closed.insert(rows.code.value(i));
             }
-            "reopened" => {
+            Some(ChangeKind::Reopened) => {
                 reopened.insert(rows.code.value(i));
             }
             _ if rows.field.is_valid(i) && rows.field.value(i) == "parent_code" => {
@@ -90,16 +91,17 @@ pub(super) fn relabel(rows: &Rows<'_>) -> ArrayRef {
                 Some(if rows.table.value(i) == "organisations" {
                     kind
                 } else if added.contains(code) {
-                    "added"
+                    ChangeKind::Added.as_str()
                 } else if deleted.contains(code) {
-                    "deleted"
+                    ChangeKind::Deleted.as_str()
                 } else if let Some(k) = lifecycle(rows, i, &closed, &reopened) {
-                    k
-                } else if kind == "reparented"
+                    k.as_str()
+                } else if ChangeKind::at(rows.kind, i) == Some(ChangeKind::Reparented)
                     && (!reparented.contains(code) || (rows.field.is_valid(i) && rows.field.value(i) != "target_code"))
                 {
-                    "changed"
+                    ChangeKind::Changed.as_str()
                 } else {
+                    // The kind `compare.rs` gave the row, kept as written.
                     kind
                 })
             })
@@ -109,15 +111,15 @@ pub(super) fn relabel(rows: &Rows<'_>) -> ArrayRef {
 
 /// A child row's status or end date that changed with its organisation's closure (or reopening)
 /// is that closure: its roles and links end with it.
-fn lifecycle(rows: &Rows<'_>, i: usize, closed: &HashSet<&str>, reopened: &HashSet<&str>) -> Option<&'static str> {
+fn lifecycle(rows: &Rows<'_>, i: usize, closed: &HashSet<&str>, reopened: &HashSet<&str>) -> Option<ChangeKind> {
     if !rows.field.is_valid(i) || !matches!(rows.field.value(i), "status" | "operational_end" | "legal_end") {
         return None;
     }
     let code = rows.code.value(i);
     if closed.contains(code) {
-        Some("closed")
+        Some(ChangeKind::Closed)
     } else if reopened.contains(code) {
-        Some("reopened")
+        Some(ChangeKind::Reopened)
     } else {
         None
     }
@@ -206,7 +208,7 @@ pub fn label_shift(diff: &mut Diff, keys: &[String]) {
             let hit = previous.value(i)
                 || qualified.as_deref().is_some_and(|q| keys.contains(q))
                 || (!row_level && keys.contains(plain.as_str()))
-                || (orgs_moved && matches!(kind.value(i), "added" | "deleted"))
+                || (orgs_moved && matches!(ChangeKind::at(&kind, i), Some(ChangeKind::Added | ChangeKind::Deleted)))
                 || (row_level && t != "organisations" && keys.contains(plain.as_str()));
             Some(hit)
         })

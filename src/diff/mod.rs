@@ -30,6 +30,7 @@ pub use shift::{ShiftLimits, ShiftStats, check_shift};
 pub use summary::DiffSummary;
 use summary::*;
 
+use crate::model::states::ChangeKind;
 use crate::model::tables::TABLE_NAMES;
 use crate::snapshot::SnapshotStore;
 use crate::warehouse::Tables;

@@ -150,6 +150,62 @@ closed_set!(
     }
 );
 
+closed_set!(
+    /// What one change row of a diff means (`change_kind` of the changes table, the history, the
+    /// summary's `by_kind`). `diff/compare.rs` labels each row from the field that changed,
+    /// `diff/kinds.rs` relabels child rows by what happened to their organisation.
+    ChangeKind {
+        Added => "added",
+        Deleted => "deleted",
+        Changed => "changed",
+        Renamed => "renamed",
+        Reparented => "reparented",
+        /// Status to Inactive/Closed, or an operational end date set.
+        Closed => "closed",
+        Reopened => "reopened",
+        /// A `Proposed` organisation became operational (`status_detail`).
+        Opened => "opened",
+        /// A successor added (an organisation merged into another).
+        Succeeded => "succeeded",
+        /// A flag about the release, not the organisation (`amended_record`).
+        Metadata => "metadata",
+    }
+);
+
+closed_set!(
+    /// How a role code changed in ODS's role code system between two snapshots
+    /// (`CodeSystemChange`, the run summary and the manifest).
+    CodeChange {
+        Added => "added",
+        Removed => "removed",
+        Renamed => "renamed",
+    }
+);
+
+impl ChangeKind {
+    /// The kind in row `i` of a `change_kind` column; `None` for a null or a value this version
+    /// does not know (a table written by another version: callers treat it as no kind they test).
+    pub fn at(column: &arrow::array::StringArray, i: usize) -> Option<Self> {
+        use arrow::array::Array;
+        column.is_valid(i).then(|| column.value(i).parse().ok()).flatten()
+    }
+
+    /// A `change_kind` column.
+    pub fn column(kinds: impl IntoIterator<Item = ChangeKind>) -> arrow::array::ArrayRef {
+        std::sync::Arc::new(
+            kinds
+                .into_iter()
+                .map(|k| Some(k.as_str()))
+                .collect::<arrow::array::StringArray>(),
+        )
+    }
+
+    /// `n` rows of one kind.
+    pub fn repeat(self, n: usize) -> arrow::array::ArrayRef {
+        Self::column(std::iter::repeat_n(self, n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +218,15 @@ mod tests {
             assert_eq!(json, format!("\"{s}\""));
             assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), *s);
         }
+        for k in ChangeKind::ALL {
+            assert_eq!(k.as_str().parse::<ChangeKind>().unwrap(), *k);
+        }
+        let column = ChangeKind::column([ChangeKind::Closed, ChangeKind::Metadata]);
+        let column = column.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        assert_eq!(column.value(1), "metadata");
+        assert_eq!(ChangeKind::at(column, 0), Some(ChangeKind::Closed));
+        let foreign = arrow::array::StringArray::from(vec![Some("merged"), None]);
+        assert_eq!((ChangeKind::at(&foreign, 0), ChangeKind::at(&foreign, 1)), (None, None));
         assert_eq!(RunStatus::DryRun.as_str(), "dry_run");
         assert_eq!(OrgStatus::Inactive.to_string(), "Inactive");
         assert_eq!(format!("[{:<10}]", RunStatus::Failed), "[failed    ]");

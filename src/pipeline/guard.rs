@@ -11,7 +11,7 @@
 //! incomplete or wrong file.
 
 use crate::diff::{Diff, ShiftLimits};
-use crate::model::states::OrgStatus;
+use crate::model::states::{ChangeKind, OrgStatus};
 use crate::snapshot::Manifest;
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use std::collections::{BTreeMap, BTreeSet};
@@ -245,7 +245,7 @@ fn added_organisations(diff: &Diff) -> BTreeMap<String, (Option<String>, Option<
     };
     let mut out: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     for i in 0..c.num_rows() {
-        if table.value(i) != "organisations" || kind.value(i) != "added" || field.is_null(i) {
+        if table.value(i) != "organisations" || ChangeKind::at(kind, i) != Some(ChangeKind::Added) || field.is_null(i) {
             continue;
         }
         let entry = out.entry(code.value(i).to_owned()).or_default();
@@ -266,7 +266,7 @@ fn vanished_organisations(diff: &Diff) -> BTreeSet<String> {
         return BTreeSet::new();
     };
     (0..c.num_rows())
-        .filter(|&i| table.value(i) == "organisations" && kind.value(i) == "deleted")
+        .filter(|&i| table.value(i) == "organisations" && ChangeKind::at(kind, i) == Some(ChangeKind::Deleted))
         .map(|i| code.value(i).to_owned())
         .collect()
 }
@@ -301,7 +301,7 @@ fn reported_deleted(history: &Path) -> BTreeSet<String> {
             continue;
         };
         for i in 0..b.num_rows() {
-            if kind.is_valid(i) && kind.value(i) == "deleted" && current.value(i) {
+            if ChangeKind::at(kind, i) == Some(ChangeKind::Deleted) && current.value(i) {
                 out.insert(code.value(i).to_owned());
             }
         }

@@ -5,6 +5,7 @@
 //! rule maps are reported per run, never silently ignored.
 
 use crate::model::OrgRecord;
+use crate::model::states::CodeChange;
 use crate::model::states::OrgStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,8 +61,7 @@ pub struct UnmappedRole {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CodeSystemChange {
     pub role_id: String,
-    /// `removed`, `renamed` or `added`.
-    pub change: String,
+    pub change: CodeChange,
     pub old_name: Option<String>,
     pub new_name: Option<String>,
     /// The pipeline names this role (its scope or role mapping): worth acting on.
@@ -85,26 +85,27 @@ pub fn compare_code_systems(
             .collect()
     };
     let (old, new) = (index(previous), index(current));
-    let change = |role_id: &str, kind: &str, old_name: Option<&Option<String>>, new_name: Option<&Option<String>>| {
-        CodeSystemChange {
-            role_id: role_id.to_owned(),
-            change: kind.to_owned(),
-            old_name: old_name.cloned().flatten(),
-            new_name: new_name.cloned().flatten(),
-            used_by_pipeline: used(role_id),
-        }
-    };
+    let change =
+        |role_id: &str, kind: CodeChange, old_name: Option<&Option<String>>, new_name: Option<&Option<String>>| {
+            CodeSystemChange {
+                role_id: role_id.to_owned(),
+                change: kind,
+                old_name: old_name.cloned().flatten(),
+                new_name: new_name.cloned().flatten(),
+                used_by_pipeline: used(role_id),
+            }
+        };
     let mut out = Vec::new();
     for (id, name) in &old {
         match new.get(id) {
-            None => out.push(change(id, "removed", Some(name), None)),
-            Some(n) if n != name => out.push(change(id, "renamed", Some(name), Some(n))),
+            None => out.push(change(id, CodeChange::Removed, Some(name), None)),
+            Some(n) if n != name => out.push(change(id, CodeChange::Renamed, Some(name), Some(n))),
             Some(_) => {}
         }
     }
     for (id, name) in &new {
         if !old.contains_key(id) {
-            out.push(change(id, "added", None, Some(name)));
+            out.push(change(id, CodeChange::Added, None, Some(name)));
         }
     }
     out.sort_by(|a, b| (a.change.as_str(), a.role_id.as_str()).cmp(&(b.change.as_str(), b.role_id.as_str())));

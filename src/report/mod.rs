@@ -13,6 +13,7 @@
 mod charts;
 
 use crate::catalog::{Catalog, RunRecord};
+use crate::model::states::ChangeKind;
 use crate::sql::quote_path;
 use crate::warehouse::{Layout, Output};
 use serde::Serialize;
@@ -367,22 +368,23 @@ fn changes_detail(changes: &Path, new_orgs: &Path, old_orgs: &Path) -> Result<De
         .collect::<Result<Vec<_>, _>>()?;
     let mut notable = Vec::new();
     for kind in [
-        "closed",
-        "succeeded",
-        "renamed",
-        "reparented",
-        "deleted",
-        "added",
-        "reopened",
-        "opened",
+        ChangeKind::Closed,
+        ChangeKind::Succeeded,
+        ChangeKind::Renamed,
+        ChangeKind::Reparented,
+        ChangeKind::Deleted,
+        ChangeKind::Added,
+        ChangeKind::Reopened,
+        ChangeKind::Opened,
     ] {
         let preferred = match kind {
-            "renamed" => "name",
-            "reparented" => "parent_code",
-            "closed" | "reopened" | "opened" => "status",
-            "succeeded" => "target_code",
+            ChangeKind::Renamed => "name",
+            ChangeKind::Reparented => "parent_code",
+            ChangeKind::Closed | ChangeKind::Reopened | ChangeKind::Opened => "status",
+            ChangeKind::Succeeded => "target_code",
             _ => "name",
         };
+        let kind = kind.as_str();
         let total: i64 = conn.query_row(
             "SELECT count(DISTINCT code) FROM changes WHERE change_kind = ?",
             [kind],

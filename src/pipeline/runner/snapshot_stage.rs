@@ -275,7 +275,10 @@ impl Runner<'_> {
             scope.primary_roles.iter().chain(&scope.roles).any(|r| r == id) || mapped_roles.iter().any(|r| r == id)
         };
         let changes = crate::pipeline::roles::compare_code_systems(before, now, &used);
-        for c in changes.iter().filter(|c| c.change != "added") {
+        for c in changes
+            .iter()
+            .filter(|c| c.change != crate::model::states::CodeChange::Added)
+        {
             tracing::warn!(
                 role = %c.role_id,
                 change = %c.change,
