@@ -192,7 +192,8 @@ fn commit(store: &SnapshotStore, records: Vec<OrgRecord>, run_id: &str, clock: &
         created_at: clock.now(),
         mode: "baseline".into(),
         source: SourceInfo {
-            kind: "synthetic".into(),
+            // Synthetic rows in every table, as an ORD pull has (no table left uncompared).
+            kind: crate::model::states::SourceKind::Ord,
             location: "odsync bench".into(),
             parameters: serde_json::Value::Null,
         },

@@ -46,6 +46,7 @@ pub use commands::run_cli;
 #[cfg(feature = "testkit")]
 pub mod testkit {
     pub use crate::diff::{RECODING_MIN_ORGS, diff_tables};
+    pub use crate::model::states::SourceKind;
     pub use crate::model::{OrgRecord, Organisation, Period, csv_row, fhir_json, ord_json, ord_xml, tables};
     pub use crate::pipeline::{BUILTIN_ROLE_MAPPING, hierarchy, roles};
     pub use crate::snapshot::write_parquet;

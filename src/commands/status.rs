@@ -49,10 +49,9 @@ pub fn run(globals: &Globals, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                             .latest()
                             .ok()
                             .flatten()
-                            .map(|m| m.source.kind)
-                            .unwrap_or_default();
+                            .map(|m| m.source.kind);
                         Ok(PipelineFacts {
-                            uses_sync: matches!(kind.as_str(), "ord" | "fhir"),
+                            uses_sync: kind.is_some_and(|k| k.has_change_feed()),
                             overlap_days: 2,
                             name,
                         })

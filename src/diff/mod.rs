@@ -166,17 +166,18 @@ pub fn diff_versions(store: &SnapshotStore, from: u64, to: u64, today: NaiveDate
         from,
         to,
         today,
-        [old.source.kind.as_str(), new.source.kind.as_str()],
+        [old.source.kind, new.source.kind],
     )
 }
 
 /// Child tables a source kind does not fill: comparing them across a change of source would
 /// report every row of the other side as deleted or added.
-pub fn unsupplied(kind: &str) -> &'static [&'static str] {
+pub fn unsupplied(kind: crate::model::states::SourceKind) -> &'static [&'static str] {
+    use crate::model::states::SourceKind;
     match kind {
         // Successions are on no documented FHIR resource; the bulk CSV files have none either.
-        "fhir" | "csv" => &["successors"],
-        _ => &[],
+        SourceKind::Fhir | SourceKind::Csv => &["successors"],
+        SourceKind::Ord | SourceKind::TrudXml => &[],
     }
 }
 
@@ -188,15 +189,15 @@ pub fn diff_tables(
     from: u64,
     to: u64,
     today: NaiveDate,
-    sources: [&str; 2],
+    sources: [crate::model::states::SourceKind; 2],
 ) -> Result<Diff, DiffError> {
     debug_assert!(TABLE_NAMES.contains(&"organisations"));
     let mut changes = Changes::default();
     let mut not_compared = Vec::new();
     for spec in &SPECS {
-        if let Some(kind) = sources.iter().find(|k| unsupplied(k).contains(&spec.table)) {
+        if let Some(kind) = sources.iter().find(|k| unsupplied(**k).contains(&spec.table)) {
             // Only worth saying when the other side does supply it.
-            if sources.iter().any(|k| !unsupplied(k).contains(&spec.table)) {
+            if sources.iter().any(|k| !unsupplied(*k).contains(&spec.table)) {
                 not_compared.push(format!("{}: the {kind} source does not supply them", spec.table));
             }
             continue;

@@ -182,6 +182,23 @@ closed_set!(
     }
 );
 
+closed_set!(
+    /// Where a snapshot's records came from (`[source] type`, the manifest's `source.kind`).
+    SourceKind {
+        Ord => "ord",
+        Csv => "csv",
+        Fhir => "fhir",
+        TrudXml => "trud_xml",
+    }
+);
+
+impl SourceKind {
+    /// An API with a `/sync`-style change feed: runs take deltas from a watermark.
+    pub fn has_change_feed(self) -> bool {
+        matches!(self, SourceKind::Ord | SourceKind::Fhir)
+    }
+}
+
 impl ChangeKind {
     /// The kind in row `i` of a `change_kind` column; `None` for a null or a value this version
     /// does not know (a table written by another version: callers treat it as no kind they test).

@@ -10,7 +10,7 @@ pub mod runner;
 pub mod window;
 
 use crate::model::csv_row::CsvKind;
-use crate::model::states::OrgStatus;
+use crate::model::states::{OrgStatus, SourceKind};
 use crate::sources::http::HttpSettings;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -175,12 +175,12 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> SourceKind {
         match self {
-            SourceConfig::Ord(_) => "ord",
-            SourceConfig::Csv(_) => "csv",
-            SourceConfig::Fhir(_) => "fhir",
-            SourceConfig::TrudXml(_) => "trud_xml",
+            SourceConfig::Ord(_) => SourceKind::Ord,
+            SourceConfig::Csv(_) => SourceKind::Csv,
+            SourceConfig::Fhir(_) => SourceKind::Fhir,
+            SourceConfig::TrudXml(_) => SourceKind::TrudXml,
         }
     }
 }

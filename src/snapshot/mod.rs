@@ -61,7 +61,7 @@ pub struct TableInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceInfo {
-    pub kind: String,
+    pub kind: crate::model::states::SourceKind,
     /// URL or path, never with credentials.
     pub location: String,
     pub parameters: serde_json::Value,

@@ -9,6 +9,7 @@
 use super::http::HttpClient;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::csv_row::{CsvLayout, split_fields};
+use crate::model::states::SourceKind;
 use crate::model::{Quarantined, RawFormat, RawRecord};
 use std::collections::HashMap;
 use std::io::Read;
@@ -317,8 +318,8 @@ fn first_field(line: &[u8]) -> Option<String> {
 }
 
 impl Source for CsvSource {
-    fn kind(&self) -> &'static str {
-        "csv"
+    fn kind(&self) -> SourceKind {
+        SourceKind::Csv
     }
 
     fn supports_deltas(&self) -> bool {

@@ -23,7 +23,7 @@ use super::http::{HttpClient, HttpError, redact};
 use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::fhir_json::referenced_code;
-use crate::model::states::OrgStatus;
+use crate::model::states::{OrgStatus, SourceKind};
 use crate::model::{Deletion, Quarantined, RawFormat, RawRecord};
 use reqwest::Url;
 use serde_json::Value;
@@ -602,8 +602,8 @@ fn with_param(url: &Url, name: &str, value: &str) -> Url {
 }
 
 impl Source for FhirSource {
-    fn kind(&self) -> &'static str {
-        "fhir"
+    fn kind(&self) -> SourceKind {
+        SourceKind::Fhir
     }
 
     fn supports_deltas(&self) -> bool {

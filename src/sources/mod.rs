@@ -9,6 +9,7 @@ pub mod ord;
 pub mod scope;
 pub mod trud_xml;
 
+use crate::model::states::SourceKind;
 use crate::model::tables::CodeSystemRole;
 use crate::model::{Quarantined, RawRecord};
 use chrono::NaiveDate;
@@ -125,7 +126,7 @@ pub enum SourceError {
 
 pub trait Source: Send + Sync {
     /// `ord`, `csv`, …: recorded in runs and manifests.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> SourceKind;
     /// Whether `FetchMode::Incremental` / `Codes` are meaningful (a bulk file is always whole).
     fn supports_deltas(&self) -> bool;
     /// `retry_codes`: codes earlier runs could not fetch (pending), asked for again by a delta.

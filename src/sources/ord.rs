@@ -11,6 +11,7 @@ use super::http::{HttpClient, HttpError, Response, redact};
 use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::ord_json::{list, text, truthy};
+use crate::model::states::SourceKind;
 use crate::model::tables::CodeSystemRole;
 use crate::model::{Quarantined, RawFormat, RawRecord};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -340,8 +341,8 @@ impl OrdSource {
 }
 
 impl Source for OrdSource {
-    fn kind(&self) -> &'static str {
-        "ord"
+    fn kind(&self) -> SourceKind {
+        SourceKind::Ord
     }
 
     fn supports_deltas(&self) -> bool {

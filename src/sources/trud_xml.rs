@@ -22,6 +22,7 @@
 
 use super::scope::ScopeConfig;
 use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
+use crate::model::states::SourceKind;
 use crate::model::tables::CodeSystemRole;
 use crate::model::{OrgRecord, Quarantined, RawFormat, RawRecord};
 use chrono::NaiveDate;
@@ -673,8 +674,8 @@ fn prefer_new(old: &Candidate, new: &Candidate) -> (bool, Option<&'static str>) 
 }
 
 impl Source for TrudXmlSource {
-    fn kind(&self) -> &'static str {
-        "trud_xml"
+    fn kind(&self) -> SourceKind {
+        SourceKind::TrudXml
     }
 
     fn supports_deltas(&self) -> bool {

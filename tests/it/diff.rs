@@ -5,7 +5,7 @@ use arrow::array::{Array, RecordBatch, StringArray};
 use odsync::testkit::Tables;
 use odsync::testkit::diff_tables;
 use odsync::testkit::tables::{self, TABLE_NAMES};
-use odsync::testkit::{OrgRecord, Organisation, Period};
+use odsync::testkit::{OrgRecord, Organisation, Period, SourceKind};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -288,7 +288,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         write_snapshot(&dir.path().join("a"), a.clone());
         write_snapshot(&dir.path().join("b"), a);
-        let d = diff_tables(&Tables::Flat(dir.path().join("a")), &Tables::Flat(dir.path().join("b")), 1, 2, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), ["ord", "ord"]).unwrap();
+        let d = diff_tables(&Tables::Flat(dir.path().join("a")), &Tables::Flat(dir.path().join("b")), 1, 2, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), [SourceKind::Ord, SourceKind::Ord]).unwrap();
         prop_assert_eq!(d.changes.num_rows(), 0);
     }
 
@@ -297,7 +297,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         write_snapshot(&dir.path().join("a"), a);
         write_snapshot(&dir.path().join("b"), b);
-        let d = diff_tables(&Tables::Flat(dir.path().join("a")), &Tables::Flat(dir.path().join("b")), 1, 2, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), ["ord", "ord"]).unwrap();
+        let d = diff_tables(&Tables::Flat(dir.path().join("a")), &Tables::Flat(dir.path().join("b")), 1, 2, chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), [SourceKind::Ord, SourceKind::Ord]).unwrap();
         let (ma, mb) = (org_map(&dir.path().join("a")), org_map(&dir.path().join("b")));
         let template = org_map(&dir.path().join("b")).into_values().next().or_else(|| ma.values().next().cloned()).unwrap_or_default();
         prop_assert_eq!(apply(ma, &d.changes, &template), mb);

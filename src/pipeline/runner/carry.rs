@@ -29,7 +29,7 @@ pub(super) fn derivation_id(
 pub(super) fn reuse_unchanged(
     previous: &Manifest,
     derivation: &str,
-    source_kind: &str,
+    source_kind: crate::model::states::SourceKind,
     parameters: &serde_json::Value,
     today: NaiveDate,
 ) -> bool {
@@ -39,7 +39,7 @@ pub(super) fn reuse_unchanged(
     if !same_derivation {
         return false;
     }
-    if source_kind != "csv" {
+    if source_kind != crate::model::states::SourceKind::Csv {
         // The API and XML parsers read a record alone, whatever the day.
         return true;
     }

@@ -9,7 +9,7 @@ pub(super) struct DiffInputs<'a, 't> {
     pub(super) store: &'a SnapshotStore,
     pub(super) new: &'a crate::snapshot::StagedVersion,
     pub(super) prev: &'a Manifest,
-    pub(super) source_kind: &'a str,
+    pub(super) source_kind: crate::model::states::SourceKind,
     pub(super) guard: &'a crate::diff::ShiftLimits,
     pub(super) parameters: &'a serde_json::Value,
     pub(super) left_window: u64,
@@ -53,7 +53,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (Stage, any
         prev.version,
         new.version,
         today,
-        [prev.source.kind.as_str(), source_kind],
+        [prev.source.kind, source_kind],
     )
     .map_err(|e| (Stage::Diff, e.into()))?;
     let history = store.layout().table_file("history", prev.version);

@@ -204,7 +204,7 @@ impl Runner<'_> {
             run_number,
             mode: mode.name().to_owned(),
             mode_reason: Some(mode_reason.clone()),
-            source: active.kind().to_owned(),
+            source: active.kind(),
             source_location: None,
             started_at: now.to_rfc3339(),
             finished_at: None,
@@ -344,7 +344,7 @@ impl Runner<'_> {
         // with deltas in another format, so the new source's full scope replaces them.
         // (A snapshot from the pipeline's own baseline source is the start its deltas build on.)
         let baseline_kind = self.baseline_source.as_ref().map(|b| b.kind());
-        let mode = match (previous.map(|p| p.source.kind.as_str()), mode) {
+        let mode = match (previous.map(|p| p.source.kind), mode) {
             (Some(old), FetchMode::Incremental { .. } | FetchMode::Codes { .. })
                 if old != self.source.kind() && Some(old) != baseline_kind =>
             {

@@ -90,7 +90,10 @@ impl Runner<'_> {
             .map_err(|e| (Stage::Completeness, e.into()))?;
         let pending = keep_failed(&failed, source.supports_deltas(), &mut current, &previous_by_code);
         // A closed organisation that left a bulk file's publication window is kept, not deleted.
-        if fetched.complete && source.kind() == "csv" && previous.is_some_and(|m| m.source.kind == "csv") {
+        if fetched.complete
+            && source.kind() == crate::model::states::SourceKind::Csv
+            && previous.is_some_and(|m| m.source.kind == crate::model::states::SourceKind::Csv)
+        {
             let kept =
                 crate::pipeline::window::keep_closed(&previous_by_code, &mut current, &mut parsed, &ctx, &|rec| {
                     config.scope.matches(rec)

@@ -248,7 +248,7 @@ impl Runner<'_> {
             created_at: self.clock.now(),
             mode: mode.name().to_owned(),
             source: SourceInfo {
-                kind: source.kind().to_owned(),
+                kind: source.kind(),
                 location: fetched.location.clone(),
                 parameters: fetched.parameters.clone(),
             },
