@@ -2,6 +2,7 @@
 //! model. A source only fetches; parsing, scope checks and quarantine happen in the runner so
 //! every source is held to the same rules.
 
+pub mod config;
 pub mod csv_bulk;
 pub mod fhir;
 pub mod http;
