@@ -29,7 +29,10 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
         // warning, and `odsync report` writes it again.
         let warehouse = globals.warehouse(Some(&pipeline));
         let doc = serde_json::to_value(&summary).expect("the summary serialises");
-        match crate::report::write_for_run(&warehouse, &summary.pipeline, &doc) {
+        let writing = std::time::Instant::now();
+        let written = crate::report::write_for_run(&warehouse, &summary.pipeline, &doc);
+        tracing::debug!(ms = writing.elapsed().as_millis() as u64, "run report written");
+        match written {
             Ok(path) => summary.report = Some(path),
             Err(e) => tracing::warn!("the run is committed, but its report was not written: {e}"),
         }

@@ -267,7 +267,9 @@ impl Runner<'_> {
             })
             .map_err(|e| (Stage::Commit, e.into()))?;
             crate::warehouse::failpoint("run:staged");
+            let committing = Instant::now();
             txn.commit().map_err(|e| (Stage::Commit, e.into()))?;
+            tracing::debug!(ms = committing.elapsed().as_millis() as u64, "committed");
             crate::warehouse::failpoint("run:committed");
             Ok((summary, location))
         });
@@ -299,7 +301,9 @@ impl Runner<'_> {
                 record.snapshot_version = Some(summary.snapshot_version as i64);
                 record.finished_at = Some(self.clock.now().to_rfc3339());
                 // Committed: from here nothing may turn the run into a failure.
+                let recording = Instant::now();
                 crate::catalog::record_run(&self.warehouse, &record);
+                tracing::debug!(ms = recording.elapsed().as_millis() as u64, "run recorded in the catalog");
                 Ok(summary)
             }
             // (The transaction, uncommitted, was dropped with the closure: its staging is gone.)
