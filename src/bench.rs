@@ -4,6 +4,7 @@
 //! wall time, rows/s and peak RSS: snapshot write, diff, merge + conflicts + provenance.
 
 use crate::clock::Clock;
+use crate::model::states::Table;
 use crate::model::tables;
 use crate::model::{OrgRecord, Organisation, Period};
 use crate::snapshot::{Manifest, SnapshotStore, SourceInfo};
@@ -362,7 +363,7 @@ pub fn run(sizes: &[usize], work: &Path, pair_dir: Option<&Path>) -> anyhow::Res
             std::fs::create_dir_all(dir)?;
             for (v, label) in [(1, "a"), (2, "b"), (3, "worst")] {
                 std::fs::copy(
-                    store.tables(v).file("organisations"),
+                    store.tables(v).file(Table::Organisations),
                     dir.join(format!("organisations-{n}-{label}.parquet")),
                 )?;
             }

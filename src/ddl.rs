@@ -69,7 +69,7 @@ pub fn describe(warehouse: &Path, pipeline: &str) -> Result<Vec<TableDef>, DdlEr
         let Some(version) = layout.versions(output).last().copied() else {
             continue;
         };
-        for table in output.tables() {
+        for &table in output.tables() {
             let file = layout.table_file(table, version);
             if !file.exists() {
                 continue;
@@ -98,7 +98,7 @@ pub fn describe(warehouse: &Path, pipeline: &str) -> Result<Vec<TableDef>, DdlEr
                 ty: "BIGINT".into(),
             });
             out.push(TableDef {
-                name: table,
+                name: table.as_str(),
                 output,
                 columns,
             });
@@ -286,7 +286,7 @@ fn views(table: &str, output: Output) -> Vec<String> {
     }
     crate::catalog::OUTPUT_VIEWS
         .iter()
-        .filter(|(t, _, _)| *t == table)
+        .filter(|(t, _, _)| t.as_str() == table)
         .flat_map(|(_, all, latest)| [(*all).to_owned(), (*latest).to_owned()])
         .collect()
 }

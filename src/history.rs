@@ -3,6 +3,7 @@
 //! than recomputed, plus the as-of views in the catalog.
 
 use crate::model::ODS_FIELDS;
+use crate::model::states::Table;
 use crate::sql::{SQL_UPDATE_HISTORY, quote_path};
 use crate::warehouse::{Layout, Output};
 use chrono::NaiveDate;
@@ -59,7 +60,9 @@ pub fn update(
          CREATE TEMP TABLE history_params (version BIGINT, run_id VARCHAR, snapshot_date DATE);\n",
         quote_path(&org_dir.join("organisations.parquet"))
     );
-    let prev_file = previous.map(|p| layout.table_file("history", p)).filter(|p| p.exists());
+    let prev_file = previous
+        .map(|p| layout.table_file(Table::History, p))
+        .filter(|p| p.exists());
     match &prev_file {
         Some(p) => sql.push_str(&format!("CREATE TEMP VIEW prev_history AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n", quote_path(p))),
         None => sql.push_str(

@@ -7,6 +7,7 @@
 //! after the first, each merge's ODS snapshot) present for published versions and absent for
 //! unpublished ones, their Parquet footers readable; the resolutions log and the state file parse.
 
+use crate::model::states::Table;
 use crate::model::tables::sha256_hex;
 use crate::snapshot::{Manifest, SnapshotStore};
 use crate::warehouse::{Layout, Output, version_dir_name};
@@ -164,7 +165,15 @@ impl Checker<'_> {
         if manifest.version != v {
             self.damaged(v, &mpath, format!("the manifest says version {}", manifest.version));
         }
-        for (table, info) in &manifest.tables {
+        for (name, info) in &manifest.tables {
+            let Ok(table) = name.parse::<Table>() else {
+                self.damaged(
+                    v,
+                    &mpath,
+                    format!("the manifest lists a table `{name}` odsync does not write"),
+                );
+                continue;
+            };
             let path = self.layout.table_file(table, v);
             self.files_checked += 1;
             let bytes = match std::fs::read(&path) {
@@ -209,7 +218,7 @@ impl Checker<'_> {
                     format!("remove {} (it belongs to no version)", folders.join(", ")),
                 );
             }
-            for table in output.tables() {
+            for &table in output.tables() {
                 let p = self.layout.table_file(table, *o);
                 if !p.exists() {
                     continue;
@@ -247,9 +256,9 @@ impl Checker<'_> {
         let missing: Vec<u64> = expected.iter().copied().filter(|v| !outs.contains(v)).collect();
         for v in missing {
             let what = if output == Output::History {
-                "history"
+                Table::History
             } else {
-                "changes"
+                Table::Changes
             };
             let path = self.layout.table_dir(main).join(version_dir_name(v));
             self.problem(&path, format!("no {what} for published version {v}"), fix.clone());

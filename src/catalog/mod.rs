@@ -8,7 +8,8 @@
 
 use crate::sql;
 
-use crate::model::tables::TABLE_NAMES;
+use crate::model::states::Table;
+use crate::model::tables::SNAPSHOT_TABLES;
 use chrono::{DateTime, NaiveDate, Utc};
 use duckdb::{Connection, params};
 use serde::Serialize;
@@ -30,17 +31,17 @@ const HELP: &str =
 pub const CATALOG_FILE: &str = "catalog.duckdb";
 
 /// Derived outputs and their views: (table, all-versions view, latest-version view).
-pub const OUTPUT_VIEWS: [(&str, &str, &str); 5] = [
-    ("history", "history_versions", "latest_history"),
-    ("changes", "snapshot_changes", "changes_latest"),
-    ("trusts", "merged_trusts", "latest_trusts"),
-    ("conflicts", "merged_conflicts", "conflicts_latest"),
-    ("provenance", "provenance_log", "provenance_by_merge"),
+pub const OUTPUT_VIEWS: [(Table, &str, &str); 5] = [
+    (Table::History, "history_versions", "latest_history"),
+    (Table::Changes, "snapshot_changes", "changes_latest"),
+    (Table::Trusts, "merged_trusts", "latest_trusts"),
+    (Table::Conflicts, "merged_conflicts", "conflicts_latest"),
+    (Table::Provenance, "provenance_log", "provenance_by_merge"),
 ];
 
 /// Whether `<warehouse>/*/<table>/version=*/part-0.parquet` exists for any pipeline.
-fn any_table(warehouse: &Path, table: &str) -> bool {
-    in_every_pipeline(warehouse, table).any(|v| {
+fn any_table(warehouse: &Path, table: Table) -> bool {
+    in_every_pipeline(warehouse, table.as_str()).any(|v| {
         v.file_name().to_string_lossy().starts_with("version=")
             && v.path().join(crate::warehouse::layout::PART).exists()
     })
@@ -541,11 +542,11 @@ impl Catalog {
             .collect::<Vec<_>>()
             .join(", ");
         let mut script = sql::render_raw(sql::CREATE_MANIFEST_VIEWS, &[("manifests", &list)]);
-        for table in TABLE_NAMES {
+        for table in SNAPSHOT_TABLES {
             if !any_table(&self.warehouse, table) {
                 continue;
             }
-            let vars = [("warehouse", warehouse.as_str()), ("table", table)];
+            let vars = [("warehouse", warehouse.as_str()), ("table", table.as_str())];
             script.push_str(&sql::render(sql::CREATE_SNAPSHOT_VIEW, &vars));
             script.push_str(&sql::render(sql::CREATE_LATEST_VIEW, &vars));
         }
@@ -553,7 +554,7 @@ impl Catalog {
             if any_table(&self.warehouse, table) {
                 let vars = [
                     ("warehouse", warehouse.as_str()),
-                    ("table", table),
+                    ("table", table.as_str()),
                     ("all_view", all_view),
                     ("latest_view", latest_view),
                 ];
@@ -562,13 +563,13 @@ impl Catalog {
         }
         script.push_str(sql::CREATE_SUCCESSOR_VIEWS);
         script.push_str(sql::CREATE_HIERARCHY_VIEWS);
-        if any_table(&self.warehouse, "trusts") {
+        if any_table(&self.warehouse, Table::Trusts) {
             script.push_str(sql::CREATE_MERGE_VIEWS);
         }
-        if any_table(&self.warehouse, "history") {
+        if any_table(&self.warehouse, Table::History) {
             script.push_str(sql::CREATE_HISTORY_VIEWS);
         }
-        if any_table(&self.warehouse, "changes") {
+        if any_table(&self.warehouse, Table::Changes) {
             script.push_str(sql::CREATE_RECODING_VIEWS);
         }
         self.exec(&script)?;

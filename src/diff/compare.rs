@@ -12,11 +12,11 @@ pub(super) fn null_dates(n: usize) -> ArrayRef {
 }
 
 /// A one-line description of a child row for row-level changes: `RE5:QM7`, `RO197`, …
-pub(super) fn child_label(table: &str, batch: &RecordBatch) -> ArrayRef {
+pub(super) fn child_label(table: Table, batch: &RecordBatch) -> ArrayRef {
     let s = |name: &str| batch.column_by_name(name).map(text);
     let (a, b) = match table {
-        "roles" => (s("role_id"), None),
-        "relationships" => (s("rel_type"), s("target_code")),
+        Table::Roles => (s("role_id"), None),
+        Table::Relationships => (s("rel_type"), s("target_code")),
         _ => (s("type"), s("target_code")),
     };
     let a = a.expect("label column");
@@ -36,10 +36,10 @@ pub(super) fn child_label(table: &str, batch: &RecordBatch) -> ArrayRef {
 }
 
 /// The change kind of a child-table change.
-pub(super) fn child_kind(table: &str, batch: &RecordBatch, added: bool) -> ArrayRef {
+pub(super) fn child_kind(table: Table, batch: &RecordBatch, added: bool) -> ArrayRef {
     let n = batch.num_rows();
     match table {
-        "relationships" => {
+        Table::Relationships => {
             let types = text(col(batch, "rel_type"));
             let types = types.as_any().downcast_ref::<StringArray>().expect("text");
             ChangeKind::column(types.iter().map(|t| {
@@ -50,7 +50,7 @@ pub(super) fn child_kind(table: &str, batch: &RecordBatch, added: bool) -> Array
                 }
             }))
         }
-        "successors" if added => {
+        Table::Successors if added => {
             let types = text(col(batch, "type"));
             let types = types.as_any().downcast_ref::<StringArray>().expect("text");
             ChangeKind::column(types.iter().map(|t| {
@@ -114,7 +114,7 @@ pub(super) fn diff_table(
             out,
         );
     }
-    if spec.table == "organisations" {
+    if spec.table == Table::Organisations {
         out.org_rows = Some((old, new));
     }
     Ok(())
@@ -134,7 +134,7 @@ pub(super) fn sorted_union(a: &[u32], b: &[u32]) -> Vec<u32> {
 pub(super) fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Changes) {
     let code = col(batch, "code").clone();
     let key = col(batch, spec.key).clone();
-    if spec.table == "organisations" {
+    if spec.table == Table::Organisations {
         let effective = col(batch, "operational_start").clone();
         for field in field_names(batch, spec) {
             let values = text(col(batch, &field));
@@ -143,7 +143,7 @@ pub(super) fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Change
             let n = keep.true_count();
             out.push(
                 f(&code),
-                spec.table,
+                spec.table.as_str(),
                 f(&key),
                 Some(&field),
                 null_strings(n),
@@ -158,7 +158,7 @@ pub(super) fn emit_added(spec: &TableSpec, batch: &RecordBatch, out: &mut Change
         let kind = child_kind(spec.table, batch, true);
         out.push(
             code,
-            spec.table,
+            spec.table.as_str(),
             key,
             None,
             null_strings(n),
@@ -176,7 +176,7 @@ pub(super) fn emit_deleted(
     new_path: &Path,
     out: &mut Changes,
 ) -> Result<(), DiffError> {
-    let is_org = spec.table == "organisations";
+    let is_org = spec.table == Table::Organisations;
     let n = batch.num_rows();
     let kind = if is_org {
         ChangeKind::Deleted.repeat(n)
@@ -196,7 +196,7 @@ pub(super) fn emit_deleted(
     };
     out.push(
         col(batch, "code").clone(),
-        spec.table,
+        spec.table.as_str(),
         col(batch, spec.key).clone(),
         None,
         old,
@@ -210,8 +210,8 @@ pub(super) fn emit_deleted(
 
 /// The relationship type of each row of a relationships batch (what the shift guard counts
 /// relationship changes by); `None` for other tables.
-pub(super) fn qualifier_of(table: &str, batch: &RecordBatch) -> Option<ArrayRef> {
-    (table == "relationships").then(|| col(batch, "rel_type").clone())
+pub(super) fn qualifier_of(table: Table, batch: &RecordBatch) -> Option<ArrayRef> {
+    (table == Table::Relationships).then(|| col(batch, "rel_type").clone())
 }
 
 /// The same diff for a shift-sized change (most rows moved): changed rows are read in chunks so
@@ -357,7 +357,7 @@ pub(super) fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, to
     use rayon::prelude::*;
     let code = col(new, "code");
     let key = col(new, spec.key);
-    let is_org = spec.table == "organisations";
+    let is_org = spec.table == Table::Organisations;
     let new_end = if is_org {
         Some(col(new, "operational_end").clone())
     } else {
@@ -369,7 +369,7 @@ pub(super) fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, to
         .into_iter()
         .partition(|f| old.schema().index_of(f).is_ok());
     out.one_sided
-        .extend(one_sided.into_iter().map(|f| format!("{}.{f}", spec.table)));
+        .extend(one_sided.into_iter().map(|f| format!("{}.{f}", spec.table.as_str())));
     let found: Vec<FieldChanges> = fields
         .into_par_iter()
         .filter_map(|field| {
@@ -381,7 +381,7 @@ pub(super) fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, to
             }
             let f = |x: &ArrayRef| filter(x, &mask).expect("same length");
             let (old_values, new_values) = (text(&f(a)), text(&f(b)));
-            let qualifier = (spec.table == "relationships").then(|| f(col(new, "rel_type")));
+            let qualifier = (spec.table == Table::Relationships).then(|| f(col(new, "rel_type")));
             let (kind, effective): (ArrayRef, ArrayRef) = if is_org {
                 org_kind(&field, &old_values, &new_values, &f(new_end.as_ref().expect("org")))
             } else {
@@ -405,7 +405,7 @@ pub(super) fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, to
         count_field_changes(spec.table, &c.field, new, &c.mask, &mut out.shift);
         out.push(
             c.code,
-            spec.table,
+            spec.table.as_str(),
             c.key,
             Some(&c.field),
             c.old_values,
@@ -420,13 +420,13 @@ pub(super) fn compare(spec: &TableSpec, old: &RecordBatch, new: &RecordBatch, to
 
 /// Counts changed values per field for the shift guard; relationships per relationship type.
 pub(super) fn count_field_changes(
-    table: &str,
+    table: Table,
     field: &str,
     new: &RecordBatch,
     mask: &BooleanArray,
     shift: &mut ShiftStats,
 ) {
-    if table == "relationships" {
+    if table == Table::Relationships {
         let types = text(&filter(col(new, "rel_type"), mask).expect("same length"));
         let types = types.as_any().downcast_ref::<StringArray>().expect("text");
         for t in types.iter().flatten() {

@@ -13,7 +13,7 @@
 //! - **Shift labels per column and qualifier** ([`label_shift`]).
 
 use super::{Diff, PARENT_REL_TYPES, text};
-use crate::model::states::ChangeKind;
+use crate::model::states::{ChangeKind, Table};
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -62,7 +62,7 @@ pub(super) fn relabel(rows: &Rows<'_>) -> ArrayRef {
     let mut closed: HashSet<&str> = HashSet::new();
     let mut reopened: HashSet<&str> = HashSet::new();
     for i in 0..n {
-        if rows.table.value(i) != "organisations" {
+        if rows.table.value(i) != Table::Organisations.as_str() {
             continue;
         }
         match ChangeKind::at(rows.kind, i) {
@@ -88,7 +88,7 @@ pub(super) fn relabel(rows: &Rows<'_>) -> ArrayRef {
         (0..n)
             .map(|i| {
                 let (code, kind) = (rows.code.value(i), rows.kind.value(i));
-                Some(if rows.table.value(i) == "organisations" {
+                Some(if rows.table.value(i) == Table::Organisations.as_str() {
                     kind
                 } else if added.contains(code) {
                     ChangeKind::Added.as_str()

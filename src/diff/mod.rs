@@ -30,8 +30,7 @@ pub use shift::{ShiftLimits, ShiftStats, check_shift};
 pub use summary::DiffSummary;
 use summary::*;
 
-use crate::model::states::ChangeKind;
-use crate::model::tables::TABLE_NAMES;
+use crate::model::states::{ChangeKind, Table};
 use crate::snapshot::SnapshotStore;
 use crate::warehouse::Tables;
 use arrow::array::{Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, UInt32Array};
@@ -81,25 +80,25 @@ pub const METADATA_FIELDS: [&str; 1] = ["amended_record"];
 
 /// Which tables are diffed, by which key, comparing which fields.
 struct TableSpec {
-    table: &'static str,
+    table: Table,
     key: &'static str,
 }
 
 const SPECS: [TableSpec; 4] = [
     TableSpec {
-        table: "organisations",
+        table: Table::Organisations,
         key: "code",
     },
     TableSpec {
-        table: "roles",
+        table: Table::Roles,
         key: "row_key",
     },
     TableSpec {
-        table: "relationships",
+        table: Table::Relationships,
         key: "row_key",
     },
     TableSpec {
-        table: "successors",
+        table: Table::Successors,
         key: "row_key",
     },
 ];
@@ -172,11 +171,11 @@ pub fn diff_versions(store: &SnapshotStore, from: u64, to: u64, today: NaiveDate
 
 /// Child tables a source kind does not fill: comparing them across a change of source would
 /// report every row of the other side as deleted or added.
-pub fn unsupplied(kind: crate::model::states::SourceKind) -> &'static [&'static str] {
+pub fn unsupplied(kind: crate::model::states::SourceKind) -> &'static [Table] {
     use crate::model::states::SourceKind;
     match kind {
         // Successions are on no documented FHIR resource; the bulk CSV files have none either.
-        SourceKind::Fhir | SourceKind::Csv => &["successors"],
+        SourceKind::Fhir | SourceKind::Csv => &[Table::Successors],
         SourceKind::Ord | SourceKind::TrudXml => &[],
     }
 }
@@ -191,14 +190,16 @@ pub fn diff_tables(
     today: NaiveDate,
     sources: [crate::model::states::SourceKind; 2],
 ) -> Result<Diff, DiffError> {
-    debug_assert!(TABLE_NAMES.contains(&"organisations"));
     let mut changes = Changes::default();
     let mut not_compared = Vec::new();
     for spec in &SPECS {
         if let Some(kind) = sources.iter().find(|k| unsupplied(**k).contains(&spec.table)) {
             // Only worth saying when the other side does supply it.
             if sources.iter().any(|k| !unsupplied(*k).contains(&spec.table)) {
-                not_compared.push(format!("{}: the {kind} source does not supply them", spec.table));
+                not_compared.push(format!(
+                    "{}: the {kind} source does not supply them",
+                    spec.table.as_str()
+                ));
             }
             continue;
         }
@@ -206,7 +207,7 @@ pub fn diff_tables(
         let new_path = new_dir.file(spec.table);
         let t = std::time::Instant::now();
         let classified = classify(&old_path, &new_path, spec.key)?;
-        if spec.table == "organisations" {
+        if spec.table == Table::Organisations {
             let rows = |p: &Path| -> Result<u64, DiffError> {
                 let file = std::fs::File::open(p).map_err(|e| read_err(p)(e.to_string()))?;
                 let reader =
@@ -225,7 +226,7 @@ pub fn diff_tables(
         let t1 = t.elapsed();
         diff_table(spec, &old_path, &new_path, &classified, today, &mut changes)?;
         tracing::debug!(
-            table = spec.table,
+            table = spec.table.as_str(),
             classify_ms = t1.as_millis() as u64,
             total_ms = t.elapsed().as_millis() as u64,
             "diffed"

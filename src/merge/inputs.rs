@@ -2,6 +2,7 @@
 //! inputs as tables, and the organisation rows that changed since the base.
 
 use super::*;
+use crate::model::states::Table;
 use arrow::datatypes::SchemaRef;
 
 /// What loading leaves besides DuckDB's tables.
@@ -19,7 +20,7 @@ pub(super) fn load(conn: &Connection, job: &Job<'_>, plan: &Plan) -> Result<Load
     // The previous trust table is read while DuckDB loads the other inputs and finds what changed.
     let shape = trusts::shape(conn)?;
     let previous_read = plan.previous.map(|v| {
-        let path = Layout::new(job.warehouse, job.pipeline).table_file("trusts", v);
+        let path = Layout::new(job.warehouse, job.pipeline).table_file(Table::Trusts, v);
         trusts::read_previous(&path, &shape)
     });
     load_small_inputs(conn, job, plan)?;
@@ -43,10 +44,10 @@ fn load_big_inputs(conn: &Connection, job: &Job<'_>, plan: &Plan) -> Result<(), 
     } = *job;
     let store = SnapshotStore::new(warehouse, pipeline);
     let (previous, base_version, fields) = (plan.previous, plan.base_version, &plan.fields);
-    let org_path = |v: u64| store.tables(v).file("organisations");
+    let org_path = |v: u64| store.tables(v).file(Table::Organisations);
     let mut prelude = format!(
         "CREATE TEMP VIEW ods_raw AS SELECT * FROM read_parquet({}, hive_partitioning = false);\n",
-        quote_path(&ods.tables.file("organisations"))
+        quote_path(&ods.tables.file(Table::Organisations))
     );
     // The base must exist: merging over an empty base would reopen every resolved conflict and
     // invent new ones. (The commit protocol publishes a merge with its snapshot, so only damage
@@ -95,9 +96,9 @@ fn load_big_inputs(conn: &Connection, job: &Job<'_>, plan: &Plan) -> Result<(), 
                 "CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape UNION ALL BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
                  INSERT INTO prev_conflicts BY NAME SELECT * FROM read_parquet({}, hive_partitioning = false);\n\
                  INSERT INTO prev_sources SELECT code, field, source FROM read_parquet({}, hive_partitioning = false);\n",
-                quote_path(&dir.file("trusts")),
-                quote_path(&dir.file("conflicts")),
-                quote_path(&dir.file("sources")),
+                quote_path(&dir.file(Table::Trusts)),
+                quote_path(&dir.file(Table::Conflicts)),
+                quote_path(&dir.file(Table::Sources)),
             ));
         }
         None => prelude.push_str("CREATE TEMP VIEW prev_trusts AS SELECT * FROM prev_trusts_shape;\n"),

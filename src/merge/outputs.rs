@@ -2,6 +2,7 @@
 //! conflicts, provenance and sources tables, and the report; staged as one version.
 
 use super::*;
+use crate::model::states::Table;
 use arrow::datatypes::SchemaRef;
 
 pub(super) fn write(
@@ -57,9 +58,9 @@ fn write_small_outputs(conn: &Connection, tmp: &Path) -> Result<(), MergeError> 
     // baseline is one row per cell (6.25M at 250k organisations), and exporting it to Arrow to
     // encode it again took longer than DuckDB's own parallel Parquet writer.
     for (table, order) in [
-        ("conflicts", "code, field, conflict_id"),
-        ("provenance", "code, field"),
-        ("sources", "code, field"),
+        (Table::Conflicts, "code, field, conflict_id"),
+        (Table::Provenance, "code, field"),
+        (Table::Sources, "code, field"),
     ] {
         let started = std::time::Instant::now();
         conn.execute_batch(&format!(
@@ -67,7 +68,11 @@ fn write_small_outputs(conn: &Connection, tmp: &Path) -> Result<(), MergeError> 
             crate::sql::quote_path(&tmp.join(format!("{table}.parquet")))
         ))
         .map_err(sql_err("write outputs"))?;
-        tracing::trace!(ms = started.elapsed().as_millis() as u64, table, "merge output written");
+        tracing::trace!(
+            ms = started.elapsed().as_millis() as u64,
+            table = table.as_str(),
+            "merge output written"
+        );
     }
     Ok(())
 }

@@ -199,6 +199,28 @@ impl SourceKind {
     }
 }
 
+closed_set!(
+    /// A table odsync writes, by its name (its folder in the warehouse, its catalog view, the
+    /// `table` column of a diff's changes): the snapshot's eight, the diff's, the history's and
+    /// the merge's four.
+    Table {
+        Organisations => "organisations",
+        Roles => "roles",
+        Relationships => "relationships",
+        Successors => "successors",
+        CodeSystemRoles => "code_system_roles",
+        Quarantine => "quarantine",
+        Deletions => "deletions",
+        Raw => "raw",
+        Changes => "changes",
+        History => "history",
+        Trusts => "trusts",
+        Conflicts => "conflicts",
+        Provenance => "provenance",
+        Sources => "sources",
+    }
+);
+
 impl ChangeKind {
     /// The kind in row `i` of a `change_kind` column; `None` for a null or a value this version
     /// does not know (a table written by another version: callers treat it as no kind they test).

@@ -4,6 +4,7 @@
 //! batches (and the same Parquet bytes). Column specs are declared once per table; the schema and
 //! the batch are both derived from that declaration so they cannot drift apart.
 
+use super::states::Table;
 use super::{Deletion, OrgRecord, Organisation, Quarantined, RawRecord, Relationship, Role, Successor};
 use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Date32Array, RecordBatch, StringBuilder, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -13,15 +14,15 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// Table names, in the order they are written and listed in the manifest.
-pub const TABLE_NAMES: [&str; 8] = [
-    "organisations",
-    "roles",
-    "relationships",
-    "successors",
-    "code_system_roles",
-    "quarantine",
-    "deletions",
-    "raw",
+pub const SNAPSHOT_TABLES: [Table; 8] = [
+    Table::Organisations,
+    Table::Roles,
+    Table::Relationships,
+    Table::Successors,
+    Table::CodeSystemRoles,
+    Table::Quarantine,
+    Table::Deletions,
+    Table::Raw,
 ];
 
 /// One entry of the ORD `/roles` code system, stored with every snapshot.
@@ -35,14 +36,14 @@ pub struct CodeSystemRole {
 
 /// The tables of one snapshot, ready to write.
 pub struct SnapshotTables {
-    pub batches: Vec<(&'static str, RecordBatch)>,
+    pub batches: Vec<(Table, RecordBatch)>,
     /// sha256 over every table's rows except `raw` (see [`build`]): equal hashes mean equal data.
     pub content_hash: String,
 }
 
 impl SnapshotTables {
     /// A table's batch (every table is always there).
-    pub fn batch(&self, table: &str) -> &RecordBatch {
+    pub fn batch(&self, table: Table) -> &RecordBatch {
         self.batches
             .iter()
             .find(|(name, _)| *name == table)
@@ -50,7 +51,7 @@ impl SnapshotTables {
             .expect("every snapshot table is built")
     }
 
-    pub fn rows(&self, table: &str) -> usize {
+    pub fn rows(&self, table: Table) -> usize {
         self.batches
             .iter()
             .find(|(name, _)| *name == table)
@@ -380,17 +381,19 @@ fn raw_columns() -> Vec<Column<RawRow>> {
 }
 
 /// The schema of a snapshot table by name (for readers and documentation).
-pub fn schema(table: &str) -> Option<SchemaRef> {
+pub fn schema(table: Table) -> Option<SchemaRef> {
     Some(match table {
-        "organisations" => schema_of(&organisation_columns()),
-        "roles" => schema_of(&role_columns()),
-        "relationships" => schema_of(&relationship_columns()),
-        "successors" => schema_of(&successor_columns()),
-        "code_system_roles" => schema_of(&code_system_columns()),
-        "quarantine" => schema_of(&quarantine_columns()),
-        "deletions" => schema_of(&deletion_columns()),
-        "raw" => schema_of(&raw_columns()),
-        _ => return None,
+        Table::Organisations => schema_of(&organisation_columns()),
+        Table::Roles => schema_of(&role_columns()),
+        Table::Relationships => schema_of(&relationship_columns()),
+        Table::Successors => schema_of(&successor_columns()),
+        Table::CodeSystemRoles => schema_of(&code_system_columns()),
+        Table::Quarantine => schema_of(&quarantine_columns()),
+        Table::Deletions => schema_of(&deletion_columns()),
+        Table::Raw => schema_of(&raw_columns()),
+        Table::Changes | Table::History | Table::Trusts | Table::Conflicts | Table::Provenance | Table::Sources => {
+            return None;
+        }
     })
 }
 
@@ -523,10 +526,10 @@ pub fn build_carried(
     let mut hasher = Sha256::new();
     hasher.update(format!("odsync-schema-{}\n", super::SCHEMA_VERSION));
     for (name, batch) in [
-        ("organisations", &organisations),
-        ("roles", &role_batch),
-        ("relationships", &rel_batch),
-        ("successors", &succ_batch),
+        (Table::Organisations, &organisations),
+        (Table::Roles, &role_batch),
+        (Table::Relationships, &rel_batch),
+        (Table::Successors, &succ_batch),
     ] {
         hasher.update(format!("#{name}\n"));
         let hashes = batch
@@ -549,14 +552,14 @@ pub fn build_carried(
 
     Some(SnapshotTables {
         batches: vec![
-            ("organisations", organisations),
-            ("roles", role_batch),
-            ("relationships", rel_batch),
-            ("successors", succ_batch),
-            ("code_system_roles", batch_of(&code_system_columns(), &code_system)),
-            ("quarantine", batch_of(&quarantine_columns(), &quarantine)),
-            ("deletions", batch_of(&deletion_columns(), &deletions)),
-            ("raw", raw_batch),
+            (Table::Organisations, organisations),
+            (Table::Roles, role_batch),
+            (Table::Relationships, rel_batch),
+            (Table::Successors, succ_batch),
+            (Table::CodeSystemRoles, batch_of(&code_system_columns(), &code_system)),
+            (Table::Quarantine, batch_of(&quarantine_columns(), &quarantine)),
+            (Table::Deletions, batch_of(&deletion_columns(), &deletions)),
+            (Table::Raw, raw_batch),
         ],
         content_hash: format!("{:x}", hasher.finalize()),
     })

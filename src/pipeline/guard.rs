@@ -11,7 +11,7 @@
 //! incomplete or wrong file.
 
 use crate::diff::{Diff, ShiftLimits};
-use crate::model::states::{ChangeKind, OrgStatus};
+use crate::model::states::{ChangeKind, OrgStatus, Table};
 use crate::snapshot::Manifest;
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,7 +162,7 @@ pub fn assess(
         a.explanation.push(line);
     }
     if s.deleted > 0 {
-        let old = previous_status(&old_dir.file("organisations"));
+        let old = previous_status(&old_dir.file(Table::Organisations));
         let vanished = vanished_organisations(diff);
         let closed = vanished
             .iter()
@@ -245,7 +245,10 @@ fn added_organisations(diff: &Diff) -> BTreeMap<String, (Option<String>, Option<
     };
     let mut out: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     for i in 0..c.num_rows() {
-        if table.value(i) != "organisations" || ChangeKind::at(kind, i) != Some(ChangeKind::Added) || field.is_null(i) {
+        if table.value(i) != Table::Organisations.as_str()
+            || ChangeKind::at(kind, i) != Some(ChangeKind::Added)
+            || field.is_null(i)
+        {
             continue;
         }
         let entry = out.entry(code.value(i).to_owned()).or_default();
@@ -266,7 +269,9 @@ fn vanished_organisations(diff: &Diff) -> BTreeSet<String> {
         return BTreeSet::new();
     };
     (0..c.num_rows())
-        .filter(|&i| table.value(i) == "organisations" && ChangeKind::at(kind, i) == Some(ChangeKind::Deleted))
+        .filter(|&i| {
+            table.value(i) == Table::Organisations.as_str() && ChangeKind::at(kind, i) == Some(ChangeKind::Deleted)
+        })
         .map(|i| code.value(i).to_owned())
         .collect()
 }

@@ -14,6 +14,7 @@ mod charts;
 
 use crate::catalog::{Catalog, RunRecord};
 use crate::model::states::ChangeKind;
+use crate::model::states::Table;
 use crate::sql::quote_path;
 use crate::warehouse::{Layout, Output};
 use serde::Serialize;
@@ -190,13 +191,13 @@ pub fn render(warehouse: &Path, pipeline: &str, summary: &Value) -> Result<Strin
     let diff = &summary["diff"];
     match (version, diff.is_object()) {
         (Some(v), true) => {
-            let changes = layout.table_file("changes", v);
+            let changes = layout.table_file(Table::Changes, v);
             let from = diff["from_version"].as_u64().unwrap_or(0);
             if changes.exists() {
                 match changes_detail(
                     &changes,
-                    &layout.table_file("organisations", v),
-                    &layout.table_file("organisations", from),
+                    &layout.table_file(Table::Organisations, v),
+                    &layout.table_file(Table::Organisations, from),
                 ) {
                     Ok((parents, notable)) => {
                         extras.by_parent = parents;

@@ -12,7 +12,8 @@
 //! - One writer per pipeline at a time (`warehouse::lock`); a run's outputs appear together
 //!   (`warehouse::Txn`).
 
-use crate::model::tables::{SnapshotTables, TABLE_NAMES, sha256_hex};
+use crate::model::states::Table;
+use crate::model::tables::{SNAPSHOT_TABLES, SnapshotTables, sha256_hex};
 use crate::model::{Quarantined, RawFormat, RawRecord};
 use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -225,7 +226,7 @@ impl SnapshotStore {
 
     /// One table of a version, batch by batch in file order, checked against the columns the
     /// table is declared with.
-    pub fn read_table_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
+    pub fn read_table_batches(&self, version: u64, table: Table) -> Result<Vec<RecordBatch>, SnapshotError> {
         let path = self.tables(version).file(table);
         let schema = crate::model::tables::schema(table).ok_or_else(|| SnapshotError::Parquet {
             path: path.clone(),
@@ -241,7 +242,7 @@ impl SnapshotStore {
             })
     }
 
-    fn read_batches(&self, version: u64, table: &str) -> Result<Vec<RecordBatch>, SnapshotError> {
+    fn read_batches(&self, version: u64, table: Table) -> Result<Vec<RecordBatch>, SnapshotError> {
         let path = self.tables(version).file(table);
         let file = std::fs::File::open(&path).map_err(io(&path))?;
         let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet {
@@ -262,9 +263,9 @@ impl SnapshotStore {
 
     /// The raw records of a version: the input for applying a delta, and for replay.
     pub fn read_raw(&self, version: u64) -> Result<Vec<RawRecord>, SnapshotError> {
-        let path = self.tables(version).file("raw");
+        let path = self.tables(version).file(Table::Raw);
         let mut out = Vec::new();
-        for batch in self.read_batches(version, "raw")? {
+        for batch in self.read_batches(version, Table::Raw)? {
             let code = string_col(&batch, "code", &path)?;
             let format = string_col(&batch, "format", &path)?;
             let origin = string_col(&batch, "origin", &path)?;
@@ -287,12 +288,12 @@ impl SnapshotStore {
 
     /// The tombstones of a version (absent in snapshots written before deletions were tracked).
     pub fn read_deletions(&self, version: u64) -> Result<Vec<crate::model::Deletion>, SnapshotError> {
-        let path = self.tables(version).file("deletions");
+        let path = self.tables(version).file(Table::Deletions);
         if !path.exists() {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for batch in self.read_batches(version, "deletions")? {
+        for batch in self.read_batches(version, Table::Deletions)? {
             let text = |name: &str| string_col(&batch, name, &path).cloned();
             let (code, reason_code, reason, at) = (
                 text("code")?,
@@ -315,12 +316,12 @@ impl SnapshotStore {
 
     /// The ORD `/roles` code system stored with a version (empty for sources that have none).
     pub fn read_code_system(&self, version: u64) -> Result<Vec<crate::model::tables::CodeSystemRole>, SnapshotError> {
-        let path = self.tables(version).file("code_system_roles");
+        let path = self.tables(version).file(Table::CodeSystemRoles);
         if !path.exists() {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        for batch in self.read_batches(version, "code_system_roles")? {
+        for batch in self.read_batches(version, Table::CodeSystemRoles)? {
             let (role_id, code, name) = (
                 string_col(&batch, "role_id", &path)?,
                 string_col(&batch, "code", &path)?,
@@ -347,9 +348,9 @@ impl SnapshotStore {
     }
 
     pub fn read_quarantine(&self, version: u64) -> Result<Vec<Quarantined>, SnapshotError> {
-        let path = self.tables(version).file("quarantine");
+        let path = self.tables(version).file(Table::Quarantine);
         let mut out = Vec::new();
-        for batch in self.read_batches(version, "quarantine")? {
+        for batch in self.read_batches(version, Table::Quarantine)? {
             let code = string_col(&batch, "code", &path)?;
             let source = string_col(&batch, "source", &path)?;
             let reason = string_col(&batch, "reason", &path)?;
@@ -416,7 +417,7 @@ impl SnapshotStore {
                 let path = dir.join(format!("{name}.parquet"));
                 // The manifest names each file where the commit puts it, relative to the
                 // pipeline folder.
-                let target = Layout::of(&self.root).table_file(name, version);
+                let target = Layout::of(&self.root).table_file(*name, version);
                 let file = target
                     .strip_prefix(&self.root)
                     .unwrap_or(&target)
@@ -427,7 +428,7 @@ impl SnapshotStore {
                     batch,
                     &[
                         ("odsync.pipeline", &self.pipeline),
-                        ("odsync.table", name),
+                        ("odsync.table", name.as_str()),
                         ("odsync.snapshot_version", &version_text),
                         ("odsync.run_id", &manifest.run_id),
                         ("odsync.schema_version", &schema_text),
@@ -440,11 +441,11 @@ impl SnapshotStore {
                     bytes,
                     sha256,
                 };
-                Ok(((*name).to_owned(), info))
+                Ok((name.as_str().to_owned(), info))
             })
             .collect::<Result<_, SnapshotError>>()?;
         manifest.tables.extend(written);
-        debug_assert_eq!(manifest.tables.len(), TABLE_NAMES.len());
+        debug_assert_eq!(manifest.tables.len(), SNAPSHOT_TABLES.len());
         let path = dir.join("manifest.json");
         let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
         text.push('\n');
@@ -477,7 +478,7 @@ pub fn stage_output(
     pipeline: &str,
     output: Output,
     version: u64,
-    tables: &[(&str, &RecordBatch)],
+    tables: &[(Table, &RecordBatch)],
     summary: &serde_json::Value,
     metadata: &[(&str, &str)],
 ) -> Result<PathBuf, SnapshotError> {

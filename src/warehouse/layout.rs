@@ -23,6 +23,7 @@
 //! is moved to this one by [`migrate`], through the same journal as a run's commit.
 
 use super::{Journal, Move, WarehouseError, apply, io_err, sync_dir, versions_in};
+use crate::model::states::Table;
 use std::path::{Path, PathBuf};
 
 /// The data file of a table version.
@@ -56,12 +57,12 @@ impl Output {
         }
     }
 
-    pub fn tables(self) -> &'static [&'static str] {
+    pub fn tables(self) -> &'static [Table] {
         match self {
-            Output::Snapshot => &crate::model::tables::TABLE_NAMES,
-            Output::Changes => &["changes"],
-            Output::History => &["history"],
-            Output::Merged => &["trusts", "conflicts", "provenance", "sources"],
+            Output::Snapshot => &crate::model::tables::SNAPSHOT_TABLES,
+            Output::Changes => &[Table::Changes],
+            Output::History => &[Table::History],
+            Output::Merged => &[Table::Trusts, Table::Conflicts, Table::Provenance, Table::Sources],
         }
     }
 
@@ -102,11 +103,11 @@ impl Layout {
     }
 
     /// The dataset directory of a table (`<pipeline>/<table>`).
-    pub fn table_dir(&self, table: &str) -> PathBuf {
-        self.dir.join(table)
+    pub fn table_dir(&self, table: Table) -> PathBuf {
+        self.dir.join(table.as_str())
     }
 
-    pub fn table_file(&self, table: &str, version: u64) -> PathBuf {
+    pub fn table_file(&self, table: Table, version: u64) -> PathBuf {
         self.table_dir(table).join(version_dir_name(version)).join(PART)
     }
 
@@ -139,7 +140,7 @@ impl Layout {
         let mut out: Vec<u64> = output
             .tables()
             .iter()
-            .flat_map(|t| versions_in(&self.table_dir(t)))
+            .flat_map(|t| versions_in(&self.table_dir(*t)))
             .collect();
         if output.meta_file().is_some() {
             out.extend(versions_in(&self.dir.join(META).join(output.name())));
@@ -157,7 +158,7 @@ impl Layout {
                 output
                     .tables()
                     .iter()
-                    .map(|t| self.table_dir(t).join(version_dir_name(version))),
+                    .map(|t| self.table_dir(*t).join(version_dir_name(version))),
             )
             .filter(|p| p.exists())
             .collect()
@@ -175,7 +176,7 @@ impl Layout {
     pub fn temp_parents(&self) -> Vec<PathBuf> {
         let mut out = vec![self.dir.clone()];
         for output in Output::ALL {
-            out.extend(output.tables().iter().map(|t| self.table_dir(t)));
+            out.extend(output.tables().iter().map(|t| self.table_dir(*t)));
             out.push(self.dir.join(META).join(output.name()));
             // Leftovers of the first layout.
             out.push(self.dir.join(output.name()));
@@ -196,7 +197,7 @@ pub enum Tables {
 }
 
 impl Tables {
-    pub fn file(&self, table: &str) -> PathBuf {
+    pub fn file(&self, table: Table) -> PathBuf {
         match self {
             Tables::Flat(dir) => dir.join(format!("{table}.parquet")),
             Tables::Committed { layout, version } => layout.table_file(table, *version),
@@ -301,7 +302,7 @@ pub fn migrate(warehouse: &Path, pipeline: &str) -> Result<Option<Migration>, Wa
                 if from.exists() {
                     moves.push(Move {
                         from: rel(&from),
-                        to: rel(&layout.table_file(t, v)),
+                        to: rel(&layout.table_file(*t, v)),
                         replace: false,
                     });
                     any = true;
@@ -366,8 +367,11 @@ fn rewrite_manifest(from: &Path, to: &Path, layout: &Layout, version: u64) -> Re
     };
     if let Some(tables) = value.get_mut("tables").and_then(|t| t.as_object_mut()) {
         for (name, info) in tables.iter_mut() {
-            if let Some(obj) = info.as_object_mut() {
-                let path = layout.table_file(name, version);
+            // (A table this version does not know keeps the file name it had.)
+            if let Some(obj) = info.as_object_mut()
+                && let Ok(table) = name.parse::<Table>()
+            {
+                let path = layout.table_file(table, version);
                 let rel = path.strip_prefix(layout.dir()).unwrap_or(&path);
                 obj.insert("file".into(), rel.to_string_lossy().into_owned().into());
             }
@@ -384,7 +388,7 @@ fn remove_old_folders(warehouse: &Path, pipeline: &str) {
     let dir = warehouse.join(pipeline);
     for output in Output::ALL {
         let old = dir.join(output.name());
-        let is_table_dir = output.tables().contains(&output.name());
+        let is_table_dir = output.tables().iter().any(|t| t.as_str() == output.name());
         for v in versions_in(&old) {
             let vdir = old.join(version_dir_name(v));
             let Ok(entries) = std::fs::read_dir(&vdir) else {

@@ -159,7 +159,7 @@ impl Txn {
         names.sort();
         let mut meta = None;
         for name in names {
-            if let Some(table) = name.strip_suffix(".parquet")
+            if let Some(table) = name.strip_suffix(".parquet").and_then(|t| t.parse().ok())
                 && output.tables().contains(&table)
             {
                 self.stage(&tmp.join(&name), &layout.table_file(table, version), replace)?;
@@ -483,7 +483,10 @@ mod tests {
         let r = recover(w.path(), "p").unwrap();
         assert_eq!(r.rolled_forward.as_deref(), Some("r2"));
         let layout = Layout::new(w.path(), "p");
-        assert_eq!(std::fs::read(layout.table_file("changes", 1)).unwrap(), b"y");
+        assert_eq!(
+            std::fs::read(layout.table_file(crate::model::states::Table::Changes, 1)).unwrap(),
+            b"y"
+        );
         assert_eq!(layout.versions(Output::Changes), [1]);
         assert!(!p.join(JOURNAL).exists());
         assert!(!tmp.exists(), "the emptied staging folder is removed");
@@ -494,6 +497,9 @@ mod tests {
         // Applying the same journal again is a no-op (moves are idempotent).
         std::fs::write(p.join(JOURNAL), serde_json::to_vec(&journal).unwrap()).unwrap();
         recover(w.path(), "p").unwrap();
-        assert_eq!(std::fs::read(layout.table_file("changes", 1)).unwrap(), b"y");
+        assert_eq!(
+            std::fs::read(layout.table_file(crate::model::states::Table::Changes, 1)).unwrap(),
+            b"y"
+        );
     }
 }

@@ -4,7 +4,7 @@ use crate::common::{TestContext, ods_csv};
 use arrow::array::{Array, RecordBatch, StringArray};
 use odsync::testkit::Tables;
 use odsync::testkit::diff_tables;
-use odsync::testkit::tables::{self, TABLE_NAMES};
+use odsync::testkit::tables::{self, SNAPSHOT_TABLES};
 use odsync::testkit::{OrgRecord, Organisation, Period, SourceKind};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -193,7 +193,7 @@ fn write_snapshot(dir: &Path, records: Vec<OrgRecord>) {
     for (name, batch) in &built.batches {
         odsync::testkit::write_parquet(&dir.join(format!("{name}.parquet")), batch, &[]).unwrap();
     }
-    assert_eq!(built.batches.len(), TABLE_NAMES.len());
+    assert_eq!(built.batches.len(), SNAPSHOT_TABLES.len());
 }
 
 type OrgMap = BTreeMap<String, BTreeMap<String, Option<String>>>;

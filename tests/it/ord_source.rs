@@ -280,7 +280,7 @@ fn the_same_inputs_give_byte_identical_snapshots() {
     std::fs::rename(ctx.warehouse(), &first).unwrap();
     ctx.run_ok(T0, "trusts", &[]);
     let dir = |root: &std::path::Path| root.join("trusts");
-    let mut names: Vec<String> = odsync::testkit::tables::TABLE_NAMES
+    let mut names: Vec<String> = odsync::testkit::tables::SNAPSHOT_TABLES
         .iter()
         .map(|t| format!("{t}/version=000001/part-0.parquet"))
         .collect();

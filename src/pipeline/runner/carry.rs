@@ -95,13 +95,14 @@ pub(super) fn read_carried(
     keep: std::collections::HashSet<String>,
     with_raw: bool,
 ) -> Result<tables::Carried, crate::snapshot::SnapshotError> {
-    let read = |table: &str| store.read_table_batches(version, table);
+    use crate::model::states::Table;
+    let read = |table: Table| store.read_table_batches(version, table);
     Ok(tables::Carried {
-        organisations: read("organisations")?,
-        roles: read("roles")?,
-        relationships: read("relationships")?,
-        successors: read("successors")?,
-        raw: if with_raw { read("raw")? } else { Vec::new() },
+        organisations: read(Table::Organisations)?,
+        roles: read(Table::Roles)?,
+        relationships: read(Table::Relationships)?,
+        successors: read(Table::Successors)?,
+        raw: if with_raw { read(Table::Raw)? } else { Vec::new() },
         keep,
     })
 }

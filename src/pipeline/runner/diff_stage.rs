@@ -3,6 +3,7 @@
 //! in the run's transaction.
 
 use super::*;
+use crate::model::states::Table;
 
 /// What the diff stage reads.
 pub(super) struct DiffInputs<'a, 't> {
@@ -56,7 +57,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (Stage, any
         [prev.source.kind, source_kind],
     )
     .map_err(|e| (Stage::Diff, e.into()))?;
-    let history = store.layout().table_file("history", prev.version);
+    let history = store.layout().table_file(Table::History, prev.version);
     let verdict = crate::pipeline::guard::assess(
         &diff,
         guard,
@@ -87,7 +88,7 @@ pub(super) fn diff_stage(i: DiffInputs<'_, '_>) -> Result<DiffStage, (Stage, any
         pipeline,
         crate::warehouse::Output::Changes,
         new.version,
-        &[("changes", &diff.changes)],
+        &[(crate::model::states::Table::Changes, &diff.changes)],
         &serde_json::to_value(&diff.summary).expect("serialises"),
         &[("odsync.run_id", run_id)],
     )

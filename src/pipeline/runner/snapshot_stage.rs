@@ -90,9 +90,9 @@ impl Runner<'_> {
             build_tables(carried, fetched.complete, records, code_system, deletions, &redo);
         counts.carried = carried_count;
         counts.quarantined = quarantined;
-        counts.organisations = built.rows("organisations") as u64;
+        counts.organisations = built.rows(crate::model::states::Table::Organisations) as u64;
         let unmapped_roles = match &mapping {
-            Some(_) => crate::pipeline::roles::unmapped_in(built.batch("organisations")),
+            Some(_) => crate::pipeline::roles::unmapped_in(built.batch(crate::model::states::Table::Organisations)),
             None => Vec::new(),
         };
         if !unmapped_roles.is_empty() {
@@ -116,7 +116,7 @@ impl Runner<'_> {
         let table_rows: BTreeMap<String, u64> = built
             .batches
             .iter()
-            .map(|(n, b)| ((*n).to_owned(), b.num_rows() as u64))
+            .map(|(n, b)| (n.as_str().to_owned(), b.num_rows() as u64))
             .collect();
         let content_hash = built.content_hash;
         drop(built.batches);
