@@ -2,11 +2,29 @@
 
 use super::{Globals, display_path};
 use crate::cli::RunArgs;
+use crate::error::UserError;
+use crate::model::code::OdsCode;
 use crate::model::states::RunStatus;
 use crate::pipeline::runner::{RunOptions, RunSummary, Runner};
 use std::process::ExitCode;
 
 pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // Checked before anything else: a code goes into a URL path.
+    let codes = args
+        .codes
+        .as_ref()
+        .map(|codes| {
+            codes
+                .iter()
+                .map(|c| c.parse::<OdsCode>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|e| {
+            UserError(format!(
+                "--codes: {e}\nHelp: give ODS codes separated by commas, e.g. --codes RWR,RAX"
+            ))
+        })?;
     let pipeline = globals.load(&args.pipeline)?;
     let built = globals.source(&pipeline, args.base_url.as_deref(), args.fhir_base_url.as_deref())?;
     let runner = Runner {
@@ -19,7 +37,7 @@ pub fn run(globals: &Globals, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let options = RunOptions {
         full: args.full,
-        codes: args.codes.clone(),
+        codes,
         accept_shift: args.accept_shift,
         dry_run: args.dry_run,
     };

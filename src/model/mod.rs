@@ -8,6 +8,7 @@
 //!   meaning: a record without a code or name, or with a date that is not a date, is quarantined
 //!   with a reason naming the field, never silently dropped or half-filled.
 
+pub mod code;
 pub mod csv_row;
 pub mod fhir_json;
 pub mod ord_json;

@@ -25,7 +25,7 @@ pub enum FetchMode {
     /// Records changed since a date; applied to the previous snapshot.
     Incremental { since: NaiveDate },
     /// Just these codes; applied to the previous snapshot.
-    Codes { codes: Vec<String> },
+    Codes { codes: Vec<crate::model::code::OdsCode> },
 }
 
 impl FetchMode {

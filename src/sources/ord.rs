@@ -356,7 +356,7 @@ impl Source for OrdSource {
         let (mut codes, complete) = match mode {
             FetchMode::Baseline { .. } => (self.list_scope(&mut metrics)?, true),
             FetchMode::Incremental { since } => (self.sync(*since, &mut metrics)?, false),
-            FetchMode::Codes { codes } => (codes.iter().cloned().collect(), false),
+            FetchMode::Codes { codes } => (codes.iter().map(|c| c.as_str().to_owned()).collect(), false),
         };
         // Codes an earlier run could not fetch: asked for again until they succeed. A baseline
         // lists its whole scope, so it only retries those still in it.

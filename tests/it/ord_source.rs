@@ -272,6 +272,31 @@ fn codes_refresh_only_the_given_records_and_keep_the_watermark() {
 }
 
 #[test]
+fn codes_that_are_not_ods_codes_fail_before_any_request_and_lower_case_is_taken() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    ctx.run_ok(T0, "trusts", &[]);
+    let before = ctx.server().requests().len();
+    // A code goes into the URL path: `../roles` must never become a request for another resource.
+    for bad in ["RAX,../roles", "RAX,", "RAX?x=1"] {
+        let out = ctx.odsync("2025-07-16T02:00:00Z", &["run", "trusts", "--codes", bad, "--json"]);
+        assert_eq!(out.code, 1, "{bad}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--codes") && out.stderr.contains("ODS code"),
+            "{bad}: {}",
+            out.stderr
+        );
+        assert_eq!(out.json()["class"], "user", "{bad}");
+    }
+    assert_eq!(ctx.server().requests().len(), before, "nothing was fetched");
+    assert_eq!(ctx.versions("trusts").len(), 1);
+    let fetched_before = targets(&ctx, "/organisations/RAX").len();
+    let s = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &["--codes", "rax"]);
+    assert_eq!(s["records"]["fetched"], 1);
+    assert_eq!(targets(&ctx, "/organisations/RAX").len(), fetched_before + 1);
+}
+
+#[test]
 fn the_same_inputs_give_byte_identical_snapshots() {
     let ctx = TestContext::with_server("demo-2021");
     ctx.ord_pipeline("trusts", &["RO197", "RO198"]);

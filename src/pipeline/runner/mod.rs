@@ -50,7 +50,7 @@ pub struct RunOptions {
     /// Force a baseline even when an incremental run is possible.
     pub full: bool,
     /// Refresh only these codes.
-    pub codes: Option<Vec<String>>,
+    pub codes: Option<Vec<crate::model::code::OdsCode>>,
     /// Commit even when the publication-shift guard trips (recorded in the run and manifest).
     pub accept_shift: bool,
     /// Do everything a run does (fetch, parse, diff, guard, history, merge) in the run's
@@ -303,7 +303,10 @@ impl Runner<'_> {
                 // Committed: from here nothing may turn the run into a failure.
                 let recording = Instant::now();
                 crate::catalog::record_run(&self.warehouse, &record);
-                tracing::debug!(ms = recording.elapsed().as_millis() as u64, "run recorded in the catalog");
+                tracing::debug!(
+                    ms = recording.elapsed().as_millis() as u64,
+                    "run recorded in the catalog"
+                );
                 Ok(summary)
             }
             // (The transaction, uncommitted, was dropped with the closure: its staging is gone.)

@@ -409,7 +409,8 @@ impl Source for FhirSource {
                 (false, serde_json::json!({"search": redact(&url), "since": since}))
             }
             FetchMode::Codes { codes } => {
-                failures = self.by_code(codes, &mut orgs, &mut origins)?;
+                let codes: Vec<String> = codes.iter().map(|c| c.as_str().to_owned()).collect();
+                failures = self.by_code(&codes, &mut orgs, &mut origins)?;
                 (false, serde_json::json!({"codes": codes}))
             }
         };
