@@ -67,6 +67,7 @@ impl Runner<'_> {
         } = self.sidecars(step, &fetched, &mut current, &mut parsed, &mut counts, &mapped_roles)?;
         counts.quarantined = quarantine.len() as u64;
         laps.lap(Stage::Roles);
+        let t0 = std::time::Instant::now();
         let carried = match carry_from {
             Some(m) => {
                 let keep: std::collections::HashSet<String> =
@@ -80,6 +81,7 @@ impl Runner<'_> {
             }
             None => None,
         };
+        tracing::trace!(ms = t0.elapsed().as_millis() as u64, "carried rows read");
         let redo = |r: &mut Records| parse_carried(&mut r.current, &mut r.parsed, &mut r.quarantine, &ctx, &derive);
         let records = Records {
             current,

@@ -4,11 +4,14 @@
 //! batches (and the same Parquet bytes). Column specs are declared once per table; the schema and
 //! the batch are both derived from that declaration so they cannot drift apart.
 
+mod merge;
+
 use super::states::Table;
 use super::{Deletion, OrgRecord, Organisation, Quarantined, RawRecord, Relationship, Role, Successor};
 use arrow::array::{ArrayRef, BinaryBuilder, BooleanArray, Date32Array, RecordBatch, StringBuilder, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
+use merge::merge_sorted;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -447,6 +450,8 @@ pub fn build_carried(
     mut code_system: Vec<CodeSystemRole>,
     mut deletions: Vec<Deletion>,
 ) -> Option<SnapshotTables> {
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| tracing::trace!(ms = t0.elapsed().as_millis() as u64, what, "build tables");
     deletions.sort_by(|a, b| a.code.cmp(&b.code));
     deletions.dedup_by(|a, b| a.code == b.code);
     records.sort_by(|a, b| a.organisation.code.cmp(&b.organisation.code));
@@ -488,6 +493,7 @@ pub fn build_carried(
     unique_keys(&mut roles);
     unique_keys(&mut rels);
     unique_keys(&mut succs);
+    lap("child rows");
     let raw_rows: Vec<RawRow> = {
         use rayon::prelude::*;
         raw.into_par_iter()
@@ -497,6 +503,7 @@ pub fn build_carried(
             })
             .collect()
     };
+    lap("raw sha256");
     let hashes = hash_rows(&orgs, |r, out| to_json(out, &r.org));
     orgs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
     let hashes = hash_rows(&roles, |r, out| to_json(out, &(&r.code, &r.row)));
@@ -506,6 +513,7 @@ pub fn build_carried(
     let hashes = hash_rows(&succs, |r, out| to_json(out, &(&r.code, &r.row)));
     succs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
 
+    lap("row hashes");
     let mut organisations = batch_of(&organisation_columns(), &orgs);
     drop(orgs);
     let mut role_batch = batch_of(&role_columns(), &roles);
@@ -513,6 +521,7 @@ pub fn build_carried(
     let mut succ_batch = batch_of(&successor_columns(), &succs);
     let mut raw_batch = batch_of(&raw_columns(), &raw_rows);
     drop((roles, rels, succs, raw_rows));
+    lap("batches");
     if let Some(c) = carried {
         // (Child keys are unique per table after `unique_keys`, so the key alone orders them.)
         let keep = |code: &str| c.keep.contains(code);
@@ -523,6 +532,7 @@ pub fn build_carried(
         raw_batch = merge_sorted(&c.raw, &keep, &raw_batch, "code")?;
     }
 
+    lap("merged with carried");
     let mut hasher = Sha256::new();
     hasher.update(format!("odsync-schema-{}\n", super::SCHEMA_VERSION));
     for (name, batch) in [
@@ -563,74 +573,4 @@ pub fn build_carried(
         ],
         content_hash: format!("{:x}", hasher.finalize()),
     })
-}
-
-/// The carried rows whose organisation `keep`s them and the new rows, each run sorted by its
-/// unique `key`, as one sorted table: a linear merge of the two runs, gathered in one copy
-/// straight from the batches read (no filtering or concatenating copy first). `None` when a key
-/// appears on both sides or was made unique by [`unique_keys`] (the caller rebuilds from every
-/// record).
-fn merge_sorted(
-    carried: &[RecordBatch],
-    keep: &dyn Fn(&str) -> bool,
-    new: &RecordBatch,
-    key: &str,
-) -> Option<RecordBatch> {
-    use arrow::array::StringArray;
-    use std::cmp::Ordering;
-    let schema = new.schema();
-    // The carried rows were read back from Parquet: same columns, same order, same types.
-    let mut sources: Vec<RecordBatch> = carried
-        .iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let text = |b: &RecordBatch, name: &str| -> Option<StringArray> {
-        b.column_by_name(name)?.as_any().downcast_ref::<StringArray>().cloned()
-    };
-    // The carried rows that stay, in order: (batch, row, key).
-    let mut kept: Vec<(usize, usize)> = Vec::new();
-    let mut keys: Vec<StringArray> = Vec::with_capacity(sources.len());
-    for (bi, b) in sources.iter().enumerate() {
-        let (k, codes) = (text(b, key)?, text(b, "code")?);
-        kept.extend((0..b.num_rows()).filter(|&r| keep(codes.value(r))).map(|r| (bi, r)));
-        keys.push(k);
-    }
-    let new_keys = text(new, key)?;
-    // A key `unique_keys` made unique (`<id>@<code>`) depends on every row that shared the id: a
-    // baseline of these records may key it otherwise (the row it collided with may be gone, or
-    // a new row may now share an id with a carried one), so such a table is built from every
-    // record. (ODS ids are unique; only sources repeating them get here.)
-    let uniquified = |k: &StringArray, r: usize| key != "code" && k.value(r).contains('@');
-    if kept.iter().any(|&(bi, r)| uniquified(&keys[bi], r)) || (0..new.num_rows()).any(|r| uniquified(&new_keys, r)) {
-        return None;
-    }
-    let new_index = sources.len();
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(kept.len() + new.num_rows());
-    let (mut i, mut j) = (0, 0);
-    while i < kept.len() || j < new.num_rows() {
-        let take_carried = if i == kept.len() {
-            false
-        } else if j == new.num_rows() {
-            true
-        } else {
-            let (bi, r) = kept[i];
-            match keys[bi].value(r).cmp(new_keys.value(j)) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                // One key on both sides: two rows would share a diff key.
-                Ordering::Equal => return None,
-            }
-        };
-        if take_carried {
-            order.push(kept[i]);
-            i += 1;
-        } else {
-            order.push((new_index, j));
-            j += 1;
-        }
-    }
-    sources.push(new.clone());
-    let refs: Vec<&RecordBatch> = sources.iter().collect();
-    arrow::compute::interleave_record_batch(&refs, &order).ok()
 }
