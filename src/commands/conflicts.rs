@@ -85,18 +85,19 @@ fn who(by: Option<&str>) -> String {
 }
 
 fn from_args(globals: &Globals, a: &ResolveArgs) -> anyhow::Result<Resolution> {
+    use crate::model::states::ResolutionKind;
     let resolution = if a.accept_ods {
-        "accept_ods"
+        ResolutionKind::AcceptOds
     } else if a.keep_local {
-        "keep_local"
+        ResolutionKind::KeepLocal
     } else if a.set.is_some() {
-        "set"
+        ResolutionKind::Set
     } else {
-        "ignore"
+        ResolutionKind::Ignore
     };
     Ok(Resolution {
         conflict_id: a.id.clone(),
-        resolution: resolution.to_owned(),
+        resolution,
         value: a.set.clone(),
         reason: a.reason.clone(),
         by: who(a.by.as_deref()),

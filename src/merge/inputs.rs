@@ -165,7 +165,7 @@ fn load_small_inputs(conn: &Connection, job: &Job<'_>, plan: &Plan) -> Result<()
             insert
                 .execute(params![
                     r.conflict_id,
-                    r.resolution,
+                    r.resolution.as_str(),
                     r.value,
                     r.reason,
                     r.by,

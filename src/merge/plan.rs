@@ -53,7 +53,7 @@ pub(super) fn plan(job: &Job<'_>) -> Result<Planned, MergeError> {
     let all_resolutions = resolutions::read(&resolutions_path)?;
     let lapsed_ignores: Vec<&str> = all_resolutions
         .iter()
-        .filter(|r| r.resolution == "ignore" && r.until.is_some_and(|u| u < today))
+        .filter(|r| r.resolution == crate::model::states::ResolutionKind::Ignore && r.until.is_some_and(|u| u < today))
         .map(|r| r.conflict_id.as_str())
         .collect();
 

@@ -2,18 +2,16 @@
 //! next merge. Every resolution records who, when and why.
 
 use super::MergeError;
+use crate::model::states::ResolutionKind;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub const KINDS: [&str; 4] = ["accept_ods", "keep_local", "set", "ignore"];
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
     pub conflict_id: String,
-    /// accept_ods | keep_local | set | ignore
-    pub resolution: String,
+    pub resolution: ResolutionKind,
     /// The custom value of a `set`.
     pub value: Option<String>,
     pub reason: Option<String>,
@@ -47,26 +45,19 @@ pub fn read(path: &Path) -> Result<Vec<Resolution>, MergeError> {
 
 /// Checks one resolution against the conflicts that can still be resolved.
 pub fn validate(r: &Resolution, resolvable: &BTreeSet<String>) -> Result<(), String> {
-    if !KINDS.contains(&r.resolution.as_str()) {
-        return Err(format!(
-            "`{}` is not a resolution (one of: {})",
-            r.resolution,
-            KINDS.join(", ")
-        ));
-    }
     if !resolvable.contains(&r.conflict_id) {
         return Err(format!(
             "no open conflict `{}`\nHelp: `odsync conflicts list <pipeline>` shows the open ones",
             r.conflict_id
         ));
     }
-    if r.resolution == "set" && r.value.is_none() {
+    if r.resolution == ResolutionKind::Set && r.value.is_none() {
         return Err("`set` needs a value".into());
     }
-    if r.resolution == "ignore" && r.reason.as_deref().is_none_or(str::is_empty) {
+    if r.resolution == ResolutionKind::Ignore && r.reason.as_deref().is_none_or(str::is_empty) {
         return Err("`ignore` needs a reason".into());
     }
-    if r.resolution != "ignore" && r.until.is_some() {
+    if r.resolution != ResolutionKind::Ignore && r.until.is_some() {
         return Err("`until` only applies to `ignore`".into());
     }
     Ok(())
@@ -139,9 +130,17 @@ pub fn read_bulk(
         if !seen.insert(row.conflict_id.clone()) {
             return Err(bad(format!("conflict `{}` appears twice", row.conflict_id)));
         }
+        let resolution = row.resolution.parse().map_err(|_| {
+            let known: Vec<&str> = ResolutionKind::ALL.iter().map(|k| k.as_str()).collect();
+            bad(format!(
+                "`{}` is not a resolution (one of: {})",
+                row.resolution,
+                known.join(", ")
+            ))
+        })?;
         let r = Resolution {
             conflict_id: row.conflict_id,
-            resolution: row.resolution,
+            resolution,
             value: row.value.filter(|v| !v.is_empty()),
             reason: row.reason.filter(|v| !v.is_empty()),
             by: by.to_owned(),

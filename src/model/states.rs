@@ -192,6 +192,20 @@ closed_set!(
     }
 );
 
+closed_set!(
+    /// How a conflict is resolved (`odsync conflicts resolve`, the `resolutions.csv` log).
+    ResolutionKind {
+        /// Take the ODS value.
+        AcceptOds => "accept_ods",
+        /// Keep the team's value.
+        KeepLocal => "keep_local",
+        /// A value of the team's choosing (`value`).
+        Set => "set",
+        /// Leave the conflict open but out of the counts, with a reason, until a date if given.
+        Ignore => "ignore",
+    }
+);
+
 impl SourceKind {
     /// An API with a `/sync`-style change feed: runs take deltas from a watermark.
     pub fn has_change_feed(self) -> bool {

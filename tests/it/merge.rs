@@ -310,6 +310,22 @@ fn bad_resolutions_are_refused_as_a_whole_naming_the_line() {
     // Nothing was recorded: A1 is still open after a merge.
     ctx.odsync("2025-07-03", &["merge", "trusts"]).ok();
     assert!(open_conflicts(&ctx).iter().any(|r| r[0].as_deref() == Some("A1")));
+    // A resolution kind that does not exist is refused at its line, naming the known ones.
+    std::fs::write(
+        &file,
+        format!("conflict_id,resolution,value,reason,until\n{a1},maybe,,,\n"),
+    )
+    .unwrap();
+    let out = ctx.odsync("2025-07-03", &["conflicts", "apply", "trusts", file.to_str().unwrap()]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("line 2")
+            && out
+                .stderr
+                .contains("`maybe` is not a resolution (one of: accept_ods, keep_local, set, ignore)"),
+        "{}",
+        out.stderr
+    );
 
     let bad_override = ctx.path().join("pipelines/trusts.overrides.csv");
     std::fs::write(

@@ -442,6 +442,10 @@ pub fn build(
 /// table a baseline of the same records builds (the carried rows were built the same way).
 /// `None` when a new child row's key collides with a carried one (a source repeating an id
 /// across organisations): the caller then builds from every record instead.
+///
+/// Long on purpose: one pass per step over the same rows (sort, child rows, raw hashes, row
+/// hashes, batches, merge, content hash), each timed at trace level, in the order the content
+/// hash depends on.
 pub fn build_carried(
     carried: Option<Carried>,
     mut records: Vec<OrgRecord>,

@@ -153,6 +153,10 @@ pub fn choose_mode(
 }
 
 impl Runner<'_> {
+    /// One run: lock, plan, record its start, work in a transaction, commit, record its end.
+    ///
+    /// Long on purpose (a little over 120 lines): the order of lock, catalog row, transaction and
+    /// commit is the crash-safety argument of the module docs, kept readable in one place.
     pub fn run(&self, options: &RunOptions) -> anyhow::Result<RunSummary> {
         let started = Instant::now();
         let name = self.pipeline.config.name.clone();

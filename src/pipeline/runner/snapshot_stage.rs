@@ -2,6 +2,7 @@
 //! and merged with the parsed records), the manifest, and the staged version.
 
 use super::*;
+use crate::model::states::Table;
 
 /// What parsing hands to the snapshot stages.
 pub(super) struct Parsed<'a> {
@@ -92,9 +93,9 @@ impl Runner<'_> {
             build_tables(carried, fetched.complete, records, code_system, deletions, &redo);
         counts.carried = carried_count;
         counts.quarantined = quarantined;
-        counts.organisations = built.rows(crate::model::states::Table::Organisations) as u64;
+        counts.organisations = built.rows(Table::Organisations) as u64;
         let unmapped_roles = match &mapping {
-            Some(_) => crate::pipeline::roles::unmapped_in(built.batch(crate::model::states::Table::Organisations)),
+            Some(_) => crate::pipeline::roles::unmapped_in(built.batch(Table::Organisations)),
             None => Vec::new(),
         };
         if !unmapped_roles.is_empty() {
