@@ -203,8 +203,14 @@ pub struct RawRecord {
     pub format: RawFormat,
     /// Where it was read: the URL, or `file:line` for CSV.
     pub origin: String,
-    pub payload: Vec<u8>,
+    /// The bytes, shared rather than owned: a record read back from a snapshot points into the
+    /// decoded `raw` column (no copy per record), one fetched now owns its own buffer.
+    pub payload: Payload,
 }
+
+/// A raw record's bytes: an immutable, reference-counted Arrow buffer (`Buffer::from(vec)` takes
+/// a `Vec<u8>` without copying; a slice of a decoded Parquet column shares its memory).
+pub type Payload = arrow::buffer::Buffer;
 
 /// A record that could not be fetched or parsed; kept with its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -182,22 +182,23 @@ impl RoleMapping {
 
 /// Primary roles of organisations the mapping gave no type (counts, up to five example codes in
 /// code order), read from a built `organisations` table (carried rows included).
-pub fn unmapped_in(organisations: &arrow::array::RecordBatch) -> Vec<UnmappedRole> {
+pub fn unmapped_in(organisations: &[arrow::array::RecordBatch]) -> Vec<UnmappedRole> {
     use arrow::array::{Array, StringArray};
-    let col = |name: &str| {
-        organisations
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .expect("the organisations table has its text columns")
-    };
-    let (codes, roles, types) = (col("code"), col("primary_role"), col("org_type"));
     let mut seen: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
-    for i in (0..organisations.num_rows()).filter(|&i| types.is_null(i)) {
-        let role = if roles.is_null(i) { "(none)" } else { roles.value(i) };
-        let entry = seen.entry(role.to_owned()).or_default();
-        entry.0 += 1;
-        if entry.1.len() < 5 {
-            entry.1.push(codes.value(i).to_owned());
+    for part in organisations {
+        let col = |name: &str| {
+            part.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .expect("the organisations table has its text columns")
+        };
+        let (codes, roles, types) = (col("code"), col("primary_role"), col("org_type"));
+        for i in (0..part.num_rows()).filter(|&i| types.is_null(i)) {
+            let role = if roles.is_null(i) { "(none)" } else { roles.value(i) };
+            let entry = seen.entry(role.to_owned()).or_default();
+            entry.0 += 1;
+            if entry.1.len() < 5 {
+                entry.1.push(codes.value(i).to_owned());
+            }
         }
     }
     seen.into_iter()

@@ -288,7 +288,7 @@ pub fn split_file_profiled(bytes: &[u8], name: &str) -> (Vec<RawRecord>, Vec<Qua
             code,
             format: RawFormat::Csv,
             origin,
-            payload: payload.to_vec(),
+            payload: payload.to_vec().into(),
         });
     }
     (records, failures, tally)

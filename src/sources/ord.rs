@@ -279,7 +279,7 @@ impl OrdSource {
                         code: code.clone(),
                         format: RawFormat::OrdJson,
                         origin: resp.url,
-                        payload: resp.body,
+                        payload: resp.body.into(),
                     })),
                     Err(why) => Ok(Err(Quarantined {
                         code: Some(code.clone()),

@@ -190,8 +190,10 @@ fn org(code: &str, name: &str, status: bool, postcode: Option<&str>, end: Option
 fn write_snapshot(dir: &Path, records: Vec<OrgRecord>) {
     std::fs::create_dir_all(dir).unwrap();
     let built = tables::build(records, vec![], vec![], vec![], vec![]);
-    for (name, batch) in &built.batches {
-        odsync::testkit::write_parquet(&dir.join(format!("{name}.parquet")), batch, &[]).unwrap();
+    for (name, parts) in &built.batches {
+        // A table built from records alone is one batch.
+        assert_eq!(parts.len(), 1);
+        odsync::testkit::write_parquet(&dir.join(format!("{name}.parquet")), &parts[0], &[]).unwrap();
     }
     assert_eq!(built.batches.len(), SNAPSHOT_TABLES.len());
 }

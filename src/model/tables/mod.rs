@@ -39,18 +39,20 @@ pub struct CodeSystemRole {
 
 /// The tables of one snapshot, ready to write.
 pub struct SnapshotTables {
-    pub batches: Vec<(Table, RecordBatch)>,
+    /// Each table's rows in key order, as one or more batches: a delta's table is the carried
+    /// rows' runs (slices of the batches read back, not copied) between the new rows.
+    pub batches: Vec<(Table, Vec<RecordBatch>)>,
     /// sha256 over every table's rows except `raw` (see [`build`]): equal hashes mean equal data.
     pub content_hash: String,
 }
 
 impl SnapshotTables {
-    /// A table's batch (every table is always there).
-    pub fn batch(&self, table: Table) -> &RecordBatch {
+    /// A table's batches, in key order (every table is always there).
+    pub fn batches_of(&self, table: Table) -> &[RecordBatch] {
         self.batches
             .iter()
             .find(|(name, _)| *name == table)
-            .map(|(_, b)| b)
+            .map(|(_, b)| b.as_slice())
             .expect("every snapshot table is built")
     }
 
@@ -58,7 +60,7 @@ impl SnapshotTables {
         self.batches
             .iter()
             .find(|(name, _)| *name == table)
-            .map_or(0, |(_, b)| b.num_rows())
+            .map_or(0, |(_, b)| b.iter().map(RecordBatch::num_rows).sum())
     }
 }
 
@@ -518,22 +520,22 @@ pub fn build_carried(
     succs.iter_mut().zip(hashes).for_each(|(r, h)| r.row_hash = h);
 
     lap("row hashes");
-    let mut organisations = batch_of(&organisation_columns(), &orgs);
+    let mut organisations = vec![batch_of(&organisation_columns(), &orgs)];
     drop(orgs);
-    let mut role_batch = batch_of(&role_columns(), &roles);
-    let mut rel_batch = batch_of(&relationship_columns(), &rels);
-    let mut succ_batch = batch_of(&successor_columns(), &succs);
-    let mut raw_batch = batch_of(&raw_columns(), &raw_rows);
+    let mut role_batch = vec![batch_of(&role_columns(), &roles)];
+    let mut rel_batch = vec![batch_of(&relationship_columns(), &rels)];
+    let mut succ_batch = vec![batch_of(&successor_columns(), &succs)];
+    let mut raw_batch = vec![batch_of(&raw_columns(), &raw_rows)];
     drop((roles, rels, succs, raw_rows));
     lap("batches");
     if let Some(c) = carried {
         // (Child keys are unique per table after `unique_keys`, so the key alone orders them.)
         let keep = |code: &str| c.keep.contains(code);
-        organisations = merge_sorted(&c.organisations, &keep, &organisations, "code")?;
-        role_batch = merge_sorted(&c.roles, &keep, &role_batch, "row_key")?;
-        rel_batch = merge_sorted(&c.relationships, &keep, &rel_batch, "row_key")?;
-        succ_batch = merge_sorted(&c.successors, &keep, &succ_batch, "row_key")?;
-        raw_batch = merge_sorted(&c.raw, &keep, &raw_batch, "code")?;
+        organisations = merge_sorted(&c.organisations, &keep, &organisations[0], "code")?;
+        role_batch = merge_sorted(&c.roles, &keep, &role_batch[0], "row_key")?;
+        rel_batch = merge_sorted(&c.relationships, &keep, &rel_batch[0], "row_key")?;
+        succ_batch = merge_sorted(&c.successors, &keep, &succ_batch[0], "row_key")?;
+        raw_batch = merge_sorted(&c.raw, &keep, &raw_batch[0], "code")?;
     }
 
     lap("merged with carried");
@@ -546,12 +548,14 @@ pub fn build_carried(
         (Table::Successors, &succ_batch),
     ] {
         hasher.update(format!("#{name}\n"));
-        let hashes = batch
-            .column_by_name("row_hash")
-            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
-            .expect("every parsed table has its row hash");
-        for h in hashes.values() {
-            hasher.update(h.to_be_bytes());
+        for part in batch {
+            let hashes = part
+                .column_by_name("row_hash")
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+                .expect("every parsed table has its row hash");
+            for h in hashes.values() {
+                hasher.update(h.to_be_bytes());
+            }
         }
     }
     hasher.update(b"#code_system_roles\n");
@@ -570,9 +574,12 @@ pub fn build_carried(
             (Table::Roles, role_batch),
             (Table::Relationships, rel_batch),
             (Table::Successors, succ_batch),
-            (Table::CodeSystemRoles, batch_of(&code_system_columns(), &code_system)),
-            (Table::Quarantine, batch_of(&quarantine_columns(), &quarantine)),
-            (Table::Deletions, batch_of(&deletion_columns(), &deletions)),
+            (
+                Table::CodeSystemRoles,
+                vec![batch_of(&code_system_columns(), &code_system)],
+            ),
+            (Table::Quarantine, vec![batch_of(&quarantine_columns(), &quarantine)]),
+            (Table::Deletions, vec![batch_of(&deletion_columns(), &deletions)]),
             (Table::Raw, raw_batch),
         ],
         content_hash: format!("{:x}", hasher.finalize()),

@@ -80,29 +80,41 @@ pub(super) fn parse_carried(
                     code: Some(code),
                     source: raw.origin,
                     reason,
-                    raw: raw.payload,
+                    raw: raw.payload.to_vec(),
                 });
             }
         }
     }
 }
 
-/// The previous snapshot's tables, read column-wise, for the rows of the organisations in `keep`
-/// (the raw records too when `with_raw`).
+/// The previous snapshot's tables, read column-wise (the four files on every core), for the
+/// rows of the organisations in `keep`; the raw rows too when given (`raw`: the batches the
+/// fetch stage read already).
 pub(super) fn read_carried(
     store: &SnapshotStore,
     version: u64,
     keep: std::collections::HashSet<String>,
-    with_raw: bool,
+    raw: Option<Vec<arrow::array::RecordBatch>>,
 ) -> Result<tables::Carried, crate::snapshot::SnapshotError> {
     use crate::model::states::Table;
-    let read = |table: Table| store.read_table_batches(version, table);
+    use rayon::prelude::*;
+    let tables = [
+        Table::Organisations,
+        Table::Roles,
+        Table::Relationships,
+        Table::Successors,
+    ];
+    let mut read: Vec<Vec<arrow::array::RecordBatch>> = tables
+        .par_iter()
+        .map(|&table| store.read_table_batches(version, table))
+        .collect::<Result<_, _>>()?;
+    let mut next = || read.remove(0);
     Ok(tables::Carried {
-        organisations: read(Table::Organisations)?,
-        roles: read(Table::Roles)?,
-        relationships: read(Table::Relationships)?,
-        successors: read(Table::Successors)?,
-        raw: if with_raw { read(Table::Raw)? } else { Vec::new() },
+        organisations: next(),
+        roles: next(),
+        relationships: next(),
+        successors: next(),
+        raw: raw.unwrap_or_default(),
         keep,
     })
 }

@@ -9,6 +9,9 @@ pub(super) struct Fetch {
     /// The previous snapshot's raw records (a delta is applied to them; a failed record of any
     /// run keeps its previous copy).
     pub(super) previous_raw: Vec<RawRecord>,
+    /// The previous snapshot's `raw` table as read (the records above point into it): a delta
+    /// carries the untouched records' rows from these batches instead of decoding the file again.
+    pub(super) previous_raw_batches: Vec<arrow::array::RecordBatch>,
     pub(super) previous_quarantine: Vec<Quarantined>,
     /// Codes of the fetched records byte-identical to their previous copy.
     pub(super) unchanged: std::collections::HashSet<String>,
@@ -64,13 +67,19 @@ impl Runner<'_> {
 
         // A baseline needs the previous records only to keep the previous copy of a record that
         // fails; a delta is applied to them.
-        let previous_raw: Vec<RawRecord> = match previous.map(|m| store.read_raw(m.version)) {
+        let (previous_raw, previous_raw_batches) = match previous.map(|m| store.read_raw_columns(m.version)) {
             Some(Ok(raw)) => raw,
             Some(Err(e)) => {
                 tolerate("raw records", e)?;
-                Vec::new()
+                Default::default()
             }
-            None => Vec::new(),
+            None => Default::default(),
+        };
+        // Only a delta carries raw rows forward (a whole file's raw rows are today's).
+        let previous_raw_batches = if fetched.complete {
+            Vec::new()
+        } else {
+            previous_raw_batches
         };
         laps.lap(Stage::ReadPrevious);
         // Byte-identical to the previous copy (a map of borrowed payloads: no hashing needed).
@@ -89,6 +98,7 @@ impl Runner<'_> {
         Ok(Fetch {
             fetched,
             previous_raw,
+            previous_raw_batches,
             previous_quarantine,
             unchanged,
             laps,

@@ -27,6 +27,7 @@ impl Runner<'_> {
         let Fetch {
             mut fetched,
             previous_raw,
+            previous_raw_batches,
             previous_quarantine,
             unchanged,
             mut laps,
@@ -143,6 +144,7 @@ impl Runner<'_> {
                 fetched,
                 mapping,
                 carry_from,
+                previous_raw_batches,
                 ctx,
                 derivation,
             },
@@ -203,7 +205,7 @@ fn apply_fetched(
                 code: Some(raw.code.clone()),
                 source: raw.origin.clone(),
                 reason: format!("asked for `{}` but the record is `{}`", raw.code, rec.organisation.code),
-                raw: raw.payload,
+                raw: raw.payload.to_vec(),
             }),
             Ok(rec) if scope.matches(&rec) => {
                 parsed.insert(raw.code.clone(), rec);
@@ -217,7 +219,7 @@ fn apply_fetched(
                 code: Some(raw.code.clone()),
                 source: raw.origin.clone(),
                 reason,
-                raw: raw.payload,
+                raw: raw.payload.to_vec(),
             }),
         }
     }

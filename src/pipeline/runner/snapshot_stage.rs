@@ -18,6 +18,8 @@ pub(super) struct Parsed<'a> {
     pub(super) mapping: Option<crate::pipeline::roles::RoleMapping>,
     /// The previous snapshot whose rows are carried forward, if any.
     pub(super) carry_from: Option<&'a Manifest>,
+    /// The previous snapshot's `raw` batches, already read by the fetch stage.
+    pub(super) previous_raw_batches: Vec<arrow::array::RecordBatch>,
     pub(super) ctx: ParseContext,
     pub(super) derivation: String,
 }
@@ -52,6 +54,7 @@ impl Runner<'_> {
             fetched,
             mapping,
             carry_from,
+            previous_raw_batches,
             ctx,
             derivation,
         } = parsed_records;
@@ -76,8 +79,13 @@ impl Runner<'_> {
                 // A whole file read every record again: its raw rows are today's (their origin,
                 // the file and line, moves), not the previous snapshot's.
                 Some(
-                    read_carried(store, m.version, keep, !fetched.complete)
-                        .map_err(|e| (Stage::ReadPreviousSnapshot, previous_hint(&config.name, e)))?,
+                    read_carried(
+                        store,
+                        m.version,
+                        keep,
+                        (!fetched.complete).then_some(previous_raw_batches),
+                    )
+                    .map_err(|e| (Stage::ReadPreviousSnapshot, previous_hint(&config.name, e)))?,
                 )
             }
             None => None,
@@ -95,7 +103,7 @@ impl Runner<'_> {
         counts.quarantined = quarantined;
         counts.organisations = built.rows(Table::Organisations) as u64;
         let unmapped_roles = match &mapping {
-            Some(_) => crate::pipeline::roles::unmapped_in(built.batch(Table::Organisations)),
+            Some(_) => crate::pipeline::roles::unmapped_in(built.batches_of(Table::Organisations)),
             None => Vec::new(),
         };
         if !unmapped_roles.is_empty() {
@@ -119,7 +127,7 @@ impl Runner<'_> {
         let table_rows: BTreeMap<String, u64> = built
             .batches
             .iter()
-            .map(|(n, b)| (n.as_str().to_owned(), b.num_rows() as u64))
+            .map(|(n, b)| (n.as_str().to_owned(), b.iter().map(|p| p.num_rows() as u64).sum()))
             .collect();
         let content_hash = built.content_hash;
         drop(built.batches);

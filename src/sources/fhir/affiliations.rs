@@ -124,7 +124,7 @@ impl FhirSource {
                 code: code.clone(),
                 format: RawFormat::FhirJson,
                 origin: origin(code),
-                payload: serde_json::to_vec(&bundle).expect("serialises"),
+                payload: serde_json::to_vec(&bundle).expect("serialises").into(),
             });
         }
         if !without_role.is_empty() {

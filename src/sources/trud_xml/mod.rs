@@ -396,7 +396,7 @@ impl Source for TrudXmlSource {
                         code: code.clone(),
                         format: RawFormat::OrdXml,
                         origin,
-                        payload: element.payload,
+                        payload: element.payload.into(),
                     },
                     rec,
                     kind: file.kind,
