@@ -274,6 +274,37 @@ fn at(doc: &serde_json::Value, path: &str) -> Option<String> {
 }
 
 #[test]
+fn the_report_lists_deleted_organisations_whose_change_rows_name_no_field() {
+    let ctx = TestContext::new();
+    let file = ctx.path().join("etr.csv");
+    let lines: Vec<String> = std::fs::read_to_string(ods_csv("etr-2025-07-folakeobalakun.csv"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    ctx.write_pipeline(
+        "etr",
+        &format!("name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n", file.display()),
+    );
+    ctx.run_ok("2025-07-16", "etr", &[]);
+    // Two open organisations leave the file: deleted (not closed ones leaving its window).
+    let kept: Vec<&str> = lines.iter().map(String::as_str).filter(|l| !l.starts_with("\"RA2\"") && !l.starts_with("\"RA9\"")).collect();
+    assert_eq!(kept.len(), lines.len() - 2, "RA2 and RA9 are in the file");
+    std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+    let summary = ctx.run_ok("2025-07-17", "etr", &[]);
+    assert_eq!(summary["diff"]["by_kind"]["deleted"], 2, "{}", summary["diff"]);
+    let html = std::fs::read_to_string(summary["report"].as_str().unwrap()).unwrap();
+    assert!(!html.contains("could not be read"), "the changes section is there");
+    let at = html.find("id=\"notable-deleted\"").expect("the deleted organisations are listed");
+    let table = &html[at..at + html[at..].find("</table>").unwrap()];
+    for code in ["RA2", "RA9"] {
+        assert!(table.contains(&format!("<code>{code}</code>")), "{code}: {table}");
+    }
+    assert!(table.contains("the whole record"), "{table}");
+}
+
+#[test]
 fn the_run_report_shows_the_numbers_of_the_run_summary_and_is_self_contained() {
     let ctx = TestContext::new();
     let pipeline = etr_with_local_rename(&ctx);
@@ -315,6 +346,15 @@ fn the_run_report_shows_the_numbers_of_the_run_summary_and_is_self_contained() {
     );
     assert!(html.contains("ROYAL SURREY (LOCAL NAME)"), "the conflict it opened");
     assert_eq!(html.matches("<svg").count(), 3, "kinds, parents and runs charts");
+    // The organisations behind each kind are listed (a deleted one's change row names no field:
+    // that once made the whole section "could not be read").
+    assert!(!html.contains("could not be read"), "the changes section is there");
+    for kind in ["closed", "deleted", "added"] {
+        if summary["diff"]["by_kind"][kind].as_u64().unwrap_or(0) > 0 {
+            assert!(html.contains(&format!("id=\"notable-{kind}\"")), "{kind} organisations listed");
+        }
+    }
+
     assert!(
         html.contains(first["run_id"].as_str().unwrap()),
         "the earlier run in the history"
