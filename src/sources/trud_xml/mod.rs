@@ -351,6 +351,7 @@ impl Source for TrudXmlSource {
     fn fetch(&self, _mode: &FetchMode, _retry_codes: &[String]) -> Result<Fetched, SourceError> {
         let started = Instant::now();
         let (files, zip_sha) = self.read_files()?;
+        tracing::trace!(ms = started.elapsed().as_millis() as u64, "trud files read and cut into elements");
         let mut failures: Vec<Quarantined> = Vec::new();
         let mut by_code: BTreeMap<String, Candidate> = BTreeMap::new();
         let mut duplicates: Vec<String> = Vec::new();
@@ -372,6 +373,7 @@ impl Source for TrudXmlSource {
                 .par_iter()
                 .map(|e| crate::model::ord_xml::parse_organisation(&e.payload))
                 .collect();
+            tracing::trace!(ms = started.elapsed().as_millis() as u64, file = %file.name, "trud elements parsed");
             for (index, (element, result)) in file.elements.into_iter().zip(parsed).enumerate() {
                 let origin = format!("{}:{}", file.name, element.line);
                 let rec = match result {
@@ -419,6 +421,7 @@ impl Source for TrudXmlSource {
                 }
             }
         }
+        tracing::trace!(ms = started.elapsed().as_millis() as u64, "trud records by code");
         for d in duplicates.iter().take(20) {
             tracing::warn!("{d}");
         }
