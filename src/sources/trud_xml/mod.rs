@@ -27,14 +27,13 @@ use super::{CheckReport, FetchMetrics, FetchMode, Fetched, Source, SourceError};
 use crate::model::states::SourceKind;
 use crate::model::{OrgRecord, Quarantined, RawFormat, RawRecord};
 use chrono::NaiveDate;
-use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use stream::{FileKind, Header, XmlFile, read_xml, release_kind};
+use stream::{FileKind, Header, ParseFn, XmlFile, read_xml, release_kind};
 
 /// What the manifest records about each file.
 #[derive(Debug, Clone, Serialize)]
@@ -84,8 +83,9 @@ impl TrudXmlSource {
     }
 
     /// Reads every release file the location holds (full first, then archive), and the zip's
-    /// sha256 when the location is a zip.
-    pub fn read_files(&self) -> Result<(Vec<XmlFile>, Option<String>), SourceError> {
+    /// sha256 when the location is a zip; with `parse`, each file's elements are parsed as it is
+    /// read (`XmlFile::parsed`).
+    pub fn read_files(&self, parse: Option<&ParseFn>) -> Result<(Vec<XmlFile>, Option<String>), SourceError> {
         let meta = std::fs::metadata(&self.location).map_err(|e| self.io(&self.location, e))?;
         let mut files = Vec::new();
         let mut zip_sha = None;
@@ -99,7 +99,7 @@ impl TrudXmlSource {
             let xmls: Vec<&PathBuf> = names.iter().filter(|p| release_kind(&file_name(p)).is_some()).collect();
             if !xmls.is_empty() {
                 for path in xmls {
-                    self.read_plain(path, &mut files)?;
+                    self.read_plain(path, &mut files, parse)?;
                 }
             } else {
                 let zips: Vec<&PathBuf> = names
@@ -107,7 +107,7 @@ impl TrudXmlSource {
                     .filter(|p| file_name(p).to_ascii_lowercase().ends_with(".zip"))
                     .collect();
                 match zips.as_slice() {
-                    [one] => zip_sha = Some(self.read_zip_file(one, &mut files)?),
+                    [one] => zip_sha = Some(self.read_zip_file(one, &mut files, parse)?),
                     [] => {
                         return Err(self.err(
                             format!(
@@ -126,9 +126,9 @@ impl TrudXmlSource {
                 }
             }
         } else if is_zip(&self.location).map_err(|e| self.io(&self.location, e))? {
-            zip_sha = Some(self.read_zip_file(&self.location, &mut files)?);
+            zip_sha = Some(self.read_zip_file(&self.location, &mut files, parse)?);
         } else {
-            self.read_plain(&self.location, &mut files)?;
+            self.read_plain(&self.location, &mut files, parse)?;
         }
         if let (Some(want), Some(got)) = (&self.sha256, &zip_sha)
             && want != got
@@ -168,13 +168,13 @@ impl TrudXmlSource {
         Ok((files, zip_sha))
     }
 
-    fn read_plain(&self, path: &Path, files: &mut Vec<XmlFile>) -> Result<(), SourceError> {
+    fn read_plain(&self, path: &Path, files: &mut Vec<XmlFile>, parse: Option<&ParseFn>) -> Result<(), SourceError> {
         let file = std::fs::File::open(path).map_err(|e| self.io(path, e))?;
         let name = file_name(path);
         if !self.archive && release_kind(&name) == Some(FileKind::Archive) {
             return Ok(());
         }
-        files.push(read_xml(&name, file).map_err(|m| self.file_err(&name, m))?);
+        files.push(read_xml(&name, file, parse).map_err(|m| self.file_err(&name, m))?);
         Ok(())
     }
 
@@ -192,11 +192,16 @@ impl TrudXmlSource {
 
     /// The release zip: its entries may be the XML files, or zips (`fullfile.zip`,
     /// `archive.zip`) holding them. Returns the zip's sha256.
-    fn read_zip_file(&self, path: &Path, files: &mut Vec<XmlFile>) -> Result<String, SourceError> {
+    fn read_zip_file(
+        &self,
+        path: &Path,
+        files: &mut Vec<XmlFile>,
+        parse: Option<&ParseFn>,
+    ) -> Result<String, SourceError> {
         let bytes = std::fs::read(path).map_err(|e| self.io(path, e))?;
         let sha = format!("{:x}", Sha256::digest(&bytes));
         let outer = file_name(path);
-        let found = self.read_zip(&outer, bytes, files, 0)?;
+        let found = self.read_zip(&outer, bytes, files, 0, parse)?;
         if found == 0 {
             return Err(self.err(
                 format!(
@@ -209,7 +214,14 @@ impl TrudXmlSource {
         Ok(sha)
     }
 
-    fn read_zip(&self, name: &str, bytes: Vec<u8>, files: &mut Vec<XmlFile>, depth: u32) -> Result<usize, SourceError> {
+    fn read_zip(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        files: &mut Vec<XmlFile>,
+        depth: u32,
+        parse: Option<&ParseFn>,
+    ) -> Result<usize, SourceError> {
         let zerr = |e: zip::result::ZipError| {
             self.err(
                 format!("`{name}` is not a readable zip: {e}"),
@@ -229,7 +241,7 @@ impl TrudXmlSource {
                     continue;
                 }
                 let file = archive.by_name(&entry).map_err(zerr)?;
-                files.push(read_xml(&base, file).map_err(|m| self.file_err(&base, m))?);
+                files.push(read_xml(&base, file, parse).map_err(|m| self.file_err(&base, m))?);
                 found += 1;
             } else if lower.ends_with(".zip") && depth == 0 {
                 if !self.archive && lower.contains("archive") {
@@ -242,7 +254,7 @@ impl TrudXmlSource {
                     .map_err(zerr)?
                     .read_to_end(&mut inner)
                     .map_err(|e| self.err(format!("`{name}` → `{entry}`: {e}"), "download the release again"))?;
-                found += self.read_zip(&base, inner, files, depth + 1)?;
+                found += self.read_zip(&base, inner, files, depth + 1, parse)?;
             }
         }
         Ok(found)
@@ -350,8 +362,8 @@ impl Source for TrudXmlSource {
 
     fn fetch(&self, _mode: &FetchMode, _retry_codes: &[String]) -> Result<Fetched, SourceError> {
         let started = Instant::now();
-        let (files, zip_sha) = self.read_files()?;
-        tracing::trace!(ms = started.elapsed().as_millis() as u64, "trud files read and cut into elements");
+        let (files, zip_sha) = self.read_files(Some(&crate::model::ord_xml::parse_organisation))?;
+        tracing::trace!(ms = started.elapsed().as_millis() as u64, "trud files read, cut into elements and parsed");
         let mut failures: Vec<Quarantined> = Vec::new();
         let mut by_code: BTreeMap<String, Candidate> = BTreeMap::new();
         let mut duplicates: Vec<String> = Vec::new();
@@ -368,13 +380,7 @@ impl Source for TrudXmlSource {
                 records: file.elements.len() as u64,
                 header: file.header.clone(),
             });
-            let parsed: Vec<Result<OrgRecord, String>> = file
-                .elements
-                .par_iter()
-                .map(|e| crate::model::ord_xml::parse_organisation(&e.payload))
-                .collect();
-            tracing::trace!(ms = started.elapsed().as_millis() as u64, file = %file.name, "trud elements parsed");
-            for (index, (element, result)) in file.elements.into_iter().zip(parsed).enumerate() {
+            for (index, (element, result)) in file.elements.into_iter().zip(file.parsed).enumerate() {
                 let origin = format!("{}:{}", file.name, element.line);
                 let rec = match result {
                     Ok(rec) => rec,
@@ -471,7 +477,7 @@ impl Source for TrudXmlSource {
 
     fn check(&self) -> Result<CheckReport, SourceError> {
         let started = Instant::now();
-        let (files, zip_sha) = self.read_files()?;
+        let (files, zip_sha) = self.read_files(None)?;
         let mut notes: Vec<String> = files
             .iter()
             .map(|f| {

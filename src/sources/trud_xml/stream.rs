@@ -3,6 +3,7 @@
 //! checked (`</Organisations>` present, nothing after it). What the elements mean is
 //! `model::ord_xml`'s job; which of them a run keeps is the source's (`mod.rs`).
 
+use crate::model::OrgRecord;
 use crate::model::tables::CodeSystemRole;
 use serde::Serialize;
 use std::io::Read;
@@ -44,8 +45,13 @@ pub struct XmlFile {
     pub kind: FileKind,
     pub header: Header,
     pub elements: Vec<Element>,
+    /// Each element parsed, in the same order, when a parser was given (else empty).
+    pub parsed: Vec<Result<OrgRecord, String>>,
     pub bytes: u64,
 }
+
+/// What parses an element's bytes (`model::ord_xml::parse_organisation`).
+pub type ParseFn = dyn Fn(&[u8]) -> Result<OrgRecord, String> + Sync;
 
 /// `HSCOrgRefData_Full_20260828.xml` → Full; `…_Archive_…` → Archive.
 pub fn release_kind(name: &str) -> Option<FileKind> {
@@ -109,7 +115,48 @@ fn find_open(buf: &[u8], from: usize, finder: &memchr::memmem::Finder<'_>) -> Re
 ///
 /// Long on purpose: one pass over the stream (header, then elements cut out chunk by chunk,
 /// then the end check) whose buffer and offsets are shared by every step.
-pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError> {
+///
+/// With `parse`, the elements are parsed on the pool while the file is still being read: each
+/// chunk's elements are handed over as soon as they are cut (decompressing and cutting keep one
+/// core busy, parsing takes the others), and `XmlFile::parsed` holds the results in file order.
+pub fn read_xml(name: &str, reader: impl Read, parse: Option<&ParseFn>) -> Result<XmlFile, FileError> {
+    type Done = (usize, Vec<Element>, Vec<Result<OrgRecord, String>>);
+    let done: std::sync::Mutex<Vec<Done>> = std::sync::Mutex::new(Vec::new());
+    let mut file = rayon::in_place_scope(|scope| {
+        let mut batches = 0usize;
+        let mut hand_over = |elements: &mut Vec<Element>| {
+            let Some(parse) = parse else { return };
+            if elements.is_empty() {
+                return;
+            }
+            let batch = std::mem::take(elements);
+            let (seq, done) = (batches, &done);
+            batches += 1;
+            scope.spawn(move |_| {
+                let parsed = batch.iter().map(|e| parse(&e.payload)).collect();
+                done.lock().expect("a parse task does not panic").push((seq, batch, parsed));
+            });
+        };
+        cut_elements(name, reader, &mut hand_over)
+    })?;
+    if parse.is_some() {
+        let mut done = done.into_inner().expect("a parse task does not panic");
+        done.sort_by_key(|(seq, _, _)| *seq);
+        for (_, elements, parsed) in done {
+            file.elements.extend(elements);
+            file.parsed.extend(parsed);
+        }
+    }
+    Ok(file)
+}
+
+/// The reading itself: the header, then the elements cut chunk by chunk (each chunk's handed to
+/// `hand_over`, which may take them), then the end check.
+fn cut_elements(
+    name: &str,
+    mut reader: impl Read,
+    hand_over: &mut dyn FnMut(&mut Vec<Element>),
+) -> Result<XmlFile, FileError> {
     let not_release = |what: &str| {
         (
             format!("not an HSCOrgRefData (TRUD ODS XML) file: {what}"),
@@ -154,6 +201,8 @@ pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError>
     let open = memchr::memmem::Finder::new(b"<Organisation");
     let close = memchr::memmem::Finder::new(b"</Organisation>");
     let mut elements = Vec::new();
+    // Elements cut, and the `<Organisation` start tags inside them (handed-over ones included).
+    let (mut cut, mut read) = (0u64, 0u64);
     let mut base_offset: u64 = 0; // file offset of buf[0]
     let mut line: u64 = 1; // line number at buf[line_pos]
     let mut line_pos = 0usize;
@@ -179,6 +228,8 @@ pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError>
                 line_pos = s;
                 let payload = buf[s..e].to_vec();
                 let starts = 1 + count_opens(&payload[1..], &open);
+                cut += 1;
+                read += starts;
                 elements.push(Element {
                     payload,
                     line,
@@ -194,6 +245,7 @@ pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError>
                     line += memchr::memchr_iter(b'\n', &buf[line_pos..keep]).count() as u64;
                     line_pos = keep;
                 }
+                hand_over(&mut elements);
                 buf.drain(..keep);
                 base_offset += keep as u64;
                 line_pos -= keep;
@@ -211,15 +263,14 @@ pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError>
                 }
                 if !container_closed && memchr::memmem::find(tail, b"</Organisations>").is_none() && !empty_container {
                     return Err(damaged(format!(
-                        "the file ends without </Organisations> after {} records: it is cut off",
-                        elements.len()
+                        "the file ends without </Organisations> after {cut} records: it is cut off"
                     )));
                 }
                 break;
             }
         }
     }
-    let read: u64 = elements.iter().map(|e| e.starts).sum();
+    hand_over(&mut elements);
     match header.record_count {
         Some(count) if count != read => {
             return Err(damaged(format!(
@@ -238,6 +289,7 @@ pub fn read_xml(name: &str, mut reader: impl Read) -> Result<XmlFile, FileError>
         kind,
         header,
         elements,
+        parsed: Vec::new(),
         bytes: base_offset + buf.len() as u64,
     })
 }
@@ -343,4 +395,40 @@ fn parse_header(bytes: &[u8]) -> Result<Header, String> {
     }
     header.code_system = roles;
     Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of several read chunks: the elements parsed on the pool while it is read come back
+    /// in file order, each beside its own result, and the count check still sees every element.
+    #[test]
+    fn elements_parsed_while_reading_keep_their_file_order() {
+        let n = 60_000;
+        let mut xml = format!(
+            "<?xml version=\"1.0\"?><OrgRefData><Manifest><RecordCount value=\"{n}\"/></Manifest><Organisations>\n"
+        );
+        for i in 0..n {
+            // ~300 bytes each: about 18 MB, so a little over two chunks.
+            xml.push_str(&format!(
+                "<Organisation orgRecordClass=\"RC1\"><Name>ORG {i}</Name><OrgId extension=\"X{i:06}\"/>{}</Organisation>\n",
+                " ".repeat(220)
+            ));
+        }
+        xml.push_str("</Organisations></OrgRefData>\n");
+        assert!(xml.len() > 2 * CHUNK);
+        let parse: &ParseFn = &|payload: &[u8]| Err(String::from_utf8_lossy(&payload[..60]).into_owned());
+        let file = read_xml("HSCOrgRefData_Full_20260101.xml", xml.as_bytes(), Some(parse)).unwrap();
+        assert_eq!(file.elements.len(), n);
+        assert_eq!(file.parsed.len(), n);
+        for (i, (element, parsed)) in file.elements.iter().zip(&file.parsed).enumerate() {
+            assert_eq!(element.line, i as u64 + 2, "element {i} in file order");
+            let name = format!("<Name>ORG {i}</Name>");
+            assert!(parsed.as_ref().unwrap_err().contains(&name), "element {i}: its own result");
+        }
+        let unparsed = read_xml("HSCOrgRefData_Full_20260101.xml", xml.as_bytes(), None).unwrap();
+        assert_eq!(unparsed.elements.len(), n);
+        assert!(unparsed.parsed.is_empty());
+    }
 }
