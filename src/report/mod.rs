@@ -439,10 +439,7 @@ fn changes_detail(changes: &Path, new_orgs: &Path, old_orgs: &Path) -> Result<De
             .items
             .push(item);
     }
-    let notable = kinds
-        .iter()
-        .filter_map(|(k, _)| by_kind.remove(k.as_str()))
-        .collect();
+    let notable = kinds.iter().filter_map(|(k, _)| by_kind.remove(k.as_str())).collect();
     Ok((parents, notable))
 }
 

@@ -660,8 +660,9 @@ mod tests {
         let payloads: Vec<Vec<u8>> = (0..n)
             .map(|_| (0..rng.usize(5..40)).map(|_| rng.alphanumeric() as u8).collect())
             .collect();
-        let groups: Vec<Option<String>> =
-            (0..n).map(|_| rng.bool().then(|| format!("G{}", rng.u32(0..50)))).collect();
+        let groups: Vec<Option<String>> = (0..n)
+            .map(|_| rng.bool().then(|| format!("G{}", rng.u32(0..50))))
+            .collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("code", DataType::Utf8, false),
             Field::new("group", DataType::Utf8, true),

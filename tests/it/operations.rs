@@ -285,18 +285,27 @@ fn the_report_lists_deleted_organisations_whose_change_rows_name_no_field() {
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     ctx.write_pipeline(
         "etr",
-        &format!("name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n", file.display()),
+        &format!(
+            "name = \"etr\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n",
+            file.display()
+        ),
     );
     ctx.run_ok("2025-07-16", "etr", &[]);
     // Two open organisations leave the file: deleted (not closed ones leaving its window).
-    let kept: Vec<&str> = lines.iter().map(String::as_str).filter(|l| !l.starts_with("\"RA2\"") && !l.starts_with("\"RA9\"")).collect();
+    let kept: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.starts_with("\"RA2\"") && !l.starts_with("\"RA9\""))
+        .collect();
     assert_eq!(kept.len(), lines.len() - 2, "RA2 and RA9 are in the file");
     std::fs::write(&file, kept.join("\n") + "\n").unwrap();
     let summary = ctx.run_ok("2025-07-17", "etr", &[]);
     assert_eq!(summary["diff"]["by_kind"]["deleted"], 2, "{}", summary["diff"]);
     let html = std::fs::read_to_string(summary["report"].as_str().unwrap()).unwrap();
     assert!(!html.contains("could not be read"), "the changes section is there");
-    let at = html.find("id=\"notable-deleted\"").expect("the deleted organisations are listed");
+    let at = html
+        .find("id=\"notable-deleted\"")
+        .expect("the deleted organisations are listed");
     let table = &html[at..at + html[at..].find("</table>").unwrap()];
     for code in ["RA2", "RA9"] {
         assert!(table.contains(&format!("<code>{code}</code>")), "{code}: {table}");
@@ -351,7 +360,10 @@ fn the_run_report_shows_the_numbers_of_the_run_summary_and_is_self_contained() {
     assert!(!html.contains("could not be read"), "the changes section is there");
     for kind in ["closed", "deleted", "added"] {
         if summary["diff"]["by_kind"][kind].as_u64().unwrap_or(0) > 0 {
-            assert!(html.contains(&format!("id=\"notable-{kind}\"")), "{kind} organisations listed");
+            assert!(
+                html.contains(&format!("id=\"notable-{kind}\"")),
+                "{kind} organisations listed"
+            );
         }
     }
 

@@ -363,7 +363,10 @@ impl Source for TrudXmlSource {
     fn fetch(&self, _mode: &FetchMode, _retry_codes: &[String]) -> Result<Fetched, SourceError> {
         let started = Instant::now();
         let (files, zip_sha) = self.read_files(Some(&crate::model::ord_xml::parse_organisation))?;
-        tracing::trace!(ms = started.elapsed().as_millis() as u64, "trud files read, cut into elements and parsed");
+        tracing::trace!(
+            ms = started.elapsed().as_millis() as u64,
+            "trud files read, cut into elements and parsed"
+        );
         let mut failures: Vec<Quarantined> = Vec::new();
         let mut by_code: BTreeMap<String, Candidate> = BTreeMap::new();
         let mut duplicates: Vec<String> = Vec::new();

@@ -134,7 +134,9 @@ pub fn read_xml(name: &str, reader: impl Read, parse: Option<&ParseFn>) -> Resul
             batches += 1;
             scope.spawn(move |_| {
                 let parsed = batch.iter().map(|e| parse(&e.payload)).collect();
-                done.lock().expect("a parse task does not panic").push((seq, batch, parsed));
+                done.lock()
+                    .expect("a parse task does not panic")
+                    .push((seq, batch, parsed));
             });
         };
         cut_elements(name, reader, &mut hand_over)
@@ -425,7 +427,10 @@ mod tests {
         for (i, (element, parsed)) in file.elements.iter().zip(&file.parsed).enumerate() {
             assert_eq!(element.line, i as u64 + 2, "element {i} in file order");
             let name = format!("<Name>ORG {i}</Name>");
-            assert!(parsed.as_ref().unwrap_err().contains(&name), "element {i}: its own result");
+            assert!(
+                parsed.as_ref().unwrap_err().contains(&name),
+                "element {i}: its own result"
+            );
         }
         let unparsed = read_xml("HSCOrgRefData_Full_20260101.xml", xml.as_bytes(), None).unwrap();
         assert_eq!(unparsed.elements.len(), n);
