@@ -48,7 +48,7 @@ pub struct FlagRule {
 }
 
 /// A primary role no rule maps, with how often and where it was seen.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UnmappedRole {
     pub role_id: String,
     pub organisations: u64,

@@ -271,6 +271,34 @@ fn codes_refresh_only_the_given_records_and_keep_the_watermark() {
     assert_eq!(s["watermark_after"], "2025-07-10");
 }
 
+/// A refresh whose records are all byte-identical to their copies is the previous snapshot
+/// (found without rebuilding the tables), reported as a full rebuild would report it; one whose
+/// records changed is a new version.
+#[test]
+fn a_refresh_that_brings_nothing_new_is_unchanged_and_one_that_does_is_a_new_version() {
+    let ctx = TestContext::with_server("demo-2021");
+    ctx.ord_pipeline("trusts", &["RO197", "RO198"]);
+    let base = ctx.run_ok(T0, "trusts", &[]);
+    let same = ctx.run_ok("2025-07-16T02:00:00Z", "trusts", &["--codes", "RAX,RWR"]);
+    assert_eq!(same["status"], "unchanged", "{same}");
+    assert_eq!(same["snapshot_version"], 1);
+    assert_eq!(same["records"]["fetched"], 2);
+    assert_eq!(same["records"]["unchanged"], 2);
+    let orgs = base["records"]["organisations"].as_u64().unwrap();
+    assert_eq!(same["records"]["organisations"], orgs);
+    assert_eq!(same["records"]["carried"], orgs - 2, "{same}");
+    assert_eq!(same["unmapped_roles"], base["unmapped_roles"]);
+    assert_eq!(same["watermark_after"], base["watermark_after"]);
+    assert_eq!(ctx.versions("trusts").len(), 1);
+    // The same refresh once ODS changed one of them: a new version with the change.
+    ctx.server().set_state("demo-2025-07").unwrap();
+    let changed = ctx.run_ok("2025-07-16T03:00:00Z", "trusts", &["--codes", "RAX,RWR"]);
+    assert_eq!(changed["status"], "succeeded", "{changed}");
+    assert_eq!(changed["snapshot_version"], 2);
+    assert!(changed["records"]["unchanged"].as_u64().unwrap() < 2, "{changed}");
+    assert!(changed["diff"]["changes"].as_u64().unwrap() > 0, "{changed}");
+}
+
 #[test]
 fn codes_that_are_not_ods_codes_fail_before_any_request_and_lower_case_is_taken() {
     let ctx = TestContext::with_server("demo-2021");

@@ -29,6 +29,8 @@ struct Sidecars {
     deletions: Vec<crate::model::Deletion>,
     code_system: Vec<tables::CodeSystemRole>,
     code_system_changes: Vec<crate::pipeline::roles::CodeSystemChange>,
+    /// The code system table comes out as the previous snapshot's.
+    code_system_same: bool,
 }
 
 impl Runner<'_> {
@@ -68,9 +70,55 @@ impl Runner<'_> {
             deletions,
             code_system,
             code_system_changes,
+            code_system_same,
         } = self.sidecars(step, &fetched, &mut current, &mut parsed, &mut counts, &mapped_roles)?;
         counts.quarantined = quarantine.len() as u64;
         laps.lap(Stage::Roles);
+        // A delta that brought nothing new: every record it fetched is byte-identical to its copy
+        // in the previous snapshot, nothing failed, was withdrawn, left the scope or left the
+        // quarantine, and the code system is the same. Its rows would all be the previous rows
+        // (same derivation: `carry_from`), so the snapshot is the previous one, found without
+        // carrying 371k organisations through the table builder to compare content hashes.
+        if let Some(prev) = carry_from
+            && !fetched.complete
+            && code_system_same
+            && counts.fetched == counts.unchanged
+            && fetched.failures.is_empty()
+            && fetched.deletions.is_empty()
+            && counts.out_of_scope == 0
+            && pending.is_empty()
+            && prev
+                .tables
+                .get("quarantine")
+                .is_some_and(|t| t.rows == counts.quarantined)
+        {
+            counts.carried = current.keys().filter(|c| !parsed.contains_key(*c)).count() as u64;
+            counts.organisations = prev.tables.get("organisations").map_or(0, |t| t.rows);
+            let unmapped_roles: Vec<crate::pipeline::roles::UnmappedRole> =
+                serde_json::from_value(prev.summary["unmapped_roles"].clone()).unwrap_or_default();
+            if !unmapped_roles.is_empty() {
+                tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
+            }
+            let watermark_after = self.watermark_after(mode, &pending, &fetched, watermark_before);
+            counts.pending = Vec::new();
+            laps.lap(Stage::BuildTables);
+            laps.lap(Stage::WriteSnapshot);
+            return self.publish(
+                step,
+                Snapshotted {
+                    staged: crate::snapshot::Staged::Unchanged { version: prev.version },
+                    content_hash: prev.content_hash.clone(),
+                    table_rows: prev.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
+                    counts,
+                    watermark_after,
+                    unmapped_roles,
+                    code_system_changes,
+                    fetched,
+                },
+                laps,
+                txn,
+            );
+        }
         let t0 = std::time::Instant::now();
         let carried = match carry_from {
             Some(m) => {
@@ -184,23 +232,32 @@ impl Runner<'_> {
         deletions.extend(fetched.deletions.iter().cloned());
 
         let code_system = fetched.code_system.clone().unwrap_or_default();
-        let code_system_changes = match (previous, &fetched.code_system) {
+        let (code_system_changes, code_system_same) = match (previous, &fetched.code_system) {
             (Some(m), Some(now)) => {
-                let before = match store.read_code_system(m.version) {
+                let mut before = match store.read_code_system(m.version) {
                     Ok(b) => b,
                     Err(e) => {
                         tolerate("code system", e)?;
                         Vec::new()
                     }
                 };
-                self.code_system_changes(&before, now, mapped_roles)
+                let changes = self.code_system_changes(&before, now, mapped_roles);
+                let mut now = now.clone();
+                before.sort_by(|a, b| a.role_id.cmp(&b.role_id));
+                now.sort_by(|a, b| a.role_id.cmp(&b.role_id));
+                (changes, before == now)
             }
-            _ => Vec::new(),
+            (Some(m), None) => (
+                Vec::new(),
+                m.tables.get("code_system_roles").is_some_and(|t| t.rows == 0),
+            ),
+            _ => (Vec::new(), false),
         };
         Ok(Sidecars {
             deletions,
             code_system,
             code_system_changes,
+            code_system_same,
         })
     }
 
