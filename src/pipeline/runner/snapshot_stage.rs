@@ -34,6 +34,11 @@ struct Sidecars {
 }
 
 impl Runner<'_> {
+    /// The snapshot stages: sidecars, the tables (the previous snapshot when nothing is new,
+    /// else built or carried and merged), the manifest and the staged version.
+    ///
+    /// Long on purpose: the order (sidecars before the nothing-new check, the check before any
+    /// table is read, the batches dropped once written) is the invariant; it reads top to bottom.
     pub(super) fn snapshot(
         &self,
         step: Step<'_>,
@@ -74,50 +79,17 @@ impl Runner<'_> {
         } = self.sidecars(step, &fetched, &mut current, &mut parsed, &mut counts, &mapped_roles)?;
         counts.quarantined = quarantine.len() as u64;
         laps.lap(Stage::Roles);
-        // A delta that brought nothing new: every record it fetched is byte-identical to its copy
-        // in the previous snapshot, nothing failed, was withdrawn, left the scope or left the
-        // quarantine, and the code system is the same. Its rows would all be the previous rows
-        // (same derivation: `carry_from`), so the snapshot is the previous one, found without
-        // carrying 371k organisations through the table builder to compare content hashes.
+        // A delta that brought nothing new is the previous snapshot (`brings_nothing_new`), found
+        // without carrying 371k organisations through the table builder to compare content hashes.
         if let Some(prev) = carry_from
-            && !fetched.complete
-            && code_system_same
-            && counts.fetched == counts.unchanged
-            && fetched.failures.is_empty()
-            && fetched.deletions.is_empty()
-            && counts.out_of_scope == 0
-            && pending.is_empty()
-            && prev
-                .tables
-                .get("quarantine")
-                .is_some_and(|t| t.rows == counts.quarantined)
+            && brings_nothing_new(prev, &fetched, &counts, &pending, code_system_same)
         {
             counts.carried = current.keys().filter(|c| !parsed.contains_key(*c)).count() as u64;
-            counts.organisations = prev.tables.get("organisations").map_or(0, |t| t.rows);
-            let unmapped_roles: Vec<crate::pipeline::roles::UnmappedRole> =
-                serde_json::from_value(prev.summary["unmapped_roles"].clone()).unwrap_or_default();
-            if !unmapped_roles.is_empty() {
-                tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
-            }
             let watermark_after = self.watermark_after(mode, &pending, &fetched, watermark_before);
-            counts.pending = Vec::new();
             laps.lap(Stage::BuildTables);
             laps.lap(Stage::WriteSnapshot);
-            return self.publish(
-                step,
-                Snapshotted {
-                    staged: crate::snapshot::Staged::Unchanged { version: prev.version },
-                    content_hash: prev.content_hash.clone(),
-                    table_rows: prev.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
-                    counts,
-                    watermark_after,
-                    unmapped_roles,
-                    code_system_changes,
-                    fetched,
-                },
-                laps,
-                txn,
-            );
+            let previous = previous_unchanged(prev, counts, watermark_after, code_system_changes, fetched);
+            return self.publish(step, previous, laps, txn);
         }
         let t0 = std::time::Instant::now();
         let carried = match carry_from {
@@ -416,4 +388,57 @@ fn build_tables(
         deletions,
     );
     (built, 0, quarantined)
+}
+
+/// Whether a delta brought nothing new: every record it fetched is byte-identical to its copy in
+/// the previous snapshot, nothing failed, was withdrawn or left the scope, nothing left the
+/// quarantine (it holds as many rows as before, and nothing was added to it), and the code system
+/// is the same. With the previous rows derived the same way (`carry_from`), every table would come
+/// out as the previous snapshot's.
+fn brings_nothing_new(
+    prev: &Manifest,
+    fetched: &crate::sources::Fetched,
+    counts: &RecordCounts,
+    pending: &BTreeSet<String>,
+    code_system_same: bool,
+) -> bool {
+    !fetched.complete
+        && code_system_same
+        && counts.fetched == counts.unchanged
+        && fetched.failures.is_empty()
+        && fetched.deletions.is_empty()
+        && counts.out_of_scope == 0
+        && pending.is_empty()
+        && prev
+            .tables
+            .get("quarantine")
+            .is_some_and(|t| t.rows == counts.quarantined)
+}
+
+/// The previous snapshot as this run's result: `unchanged`, with the counts and unmapped roles a
+/// rebuild would report (the organisations and unmapped roles are the previous version's).
+fn previous_unchanged(
+    prev: &Manifest,
+    mut counts: RecordCounts,
+    watermark_after: Option<NaiveDate>,
+    code_system_changes: Vec<crate::pipeline::roles::CodeSystemChange>,
+    fetched: crate::sources::Fetched,
+) -> Snapshotted {
+    counts.organisations = prev.tables.get("organisations").map_or(0, |t| t.rows);
+    counts.pending = Vec::new();
+    let unmapped_roles: Vec<crate::pipeline::roles::UnmappedRole> =
+        serde_json::from_value(prev.summary["unmapped_roles"].clone()).unwrap_or_default();
+    if !unmapped_roles.is_empty() {
+        tracing::warn!(roles = ?unmapped_roles.iter().map(|u| &u.role_id).collect::<Vec<_>>(), "primary roles with no rule in the role mapping");
+    }
+    Snapshotted {
+        staged: crate::snapshot::Staged::Unchanged { version: prev.version },
+        content_hash: prev.content_hash.clone(),
+        table_rows: prev.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
+        counts,
+        watermark_after,
+        unmapped_roles,
+        code_system_changes,
+        fetched,
+    }
 }

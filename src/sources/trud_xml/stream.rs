@@ -113,9 +113,6 @@ fn find_open(buf: &[u8], from: usize, finder: &memchr::memmem::Finder<'_>) -> Re
 
 /// Reads one HSCOrgRefData XML file as a stream.
 ///
-/// Long on purpose: one pass over the stream (header, then elements cut out chunk by chunk,
-/// then the end check) whose buffer and offsets are shared by every step.
-///
 /// With `parse`, the elements are parsed on the pool while the file is still being read: each
 /// chunk's elements are handed over as soon as they are cut (decompressing and cutting keep one
 /// core busy, parsing takes the others), and `XmlFile::parsed` holds the results in file order.
@@ -154,6 +151,9 @@ pub fn read_xml(name: &str, reader: impl Read, parse: Option<&ParseFn>) -> Resul
 
 /// The reading itself: the header, then the elements cut chunk by chunk (each chunk's handed to
 /// `hand_over`, which may take them), then the end check.
+///
+/// Long on purpose: one pass over the stream (header, then elements cut out chunk by chunk,
+/// then the end check) whose buffer and offsets are shared by every step.
 fn cut_elements(
     name: &str,
     mut reader: impl Read,
