@@ -93,7 +93,7 @@ pub(super) fn parse_carried(
 pub(super) fn read_carried(
     store: &SnapshotStore,
     version: u64,
-    keep: std::collections::HashSet<String>,
+    keep: tables::CodeSet,
     raw: Option<Vec<arrow::array::RecordBatch>>,
 ) -> Result<tables::Carried, crate::snapshot::SnapshotError> {
     use crate::model::states::Table;
