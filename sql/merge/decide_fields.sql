@@ -201,7 +201,10 @@ FROM decided;
 -- (`local_field`); each cell is new to the trust table, so each is recorded in the provenance.
 -- {fresh_cells} renders, per field, as CAST(o.<field> AS VARCHAR) AS <field> (NULL::VARCHAR for a
 -- team-owned column).
-CREATE OR REPLACE TEMP TABLE fresh_decisions AS
+-- A view, read once, by the provenance's COPY: a baseline's fresh cells are one per field of every
+-- organisation (9.8M at national scale), and holding them as a table beside the sort that writes
+-- them doubled the merge's memory. The report counts their rules from `fresh_rule_counts`.
+CREATE OR REPLACE TEMP VIEW fresh_decisions AS
 WITH wide AS (
     SELECT o.code, {fresh_cells}
     FROM ods_changed AS o
@@ -219,3 +222,20 @@ SELECT
          THEN 'derived' ELSE 'ods' END AS source
 FROM long AS l
 JOIN merge_fields AS f USING (field);
+
+-- The fresh cells' rules, counted without listing the cells: a team-owned column is `local_field`,
+-- an ODS value `ods_update`, an empty one `no_ods_change`. {fresh_filled} renders as
+-- count(o.<field>) + … over the ODS-owned fields; {ods_fields} and {local_fields} are how many
+-- fields each kind has.
+CREATE OR REPLACE TEMP TABLE fresh_rule_counts AS
+WITH fresh_rows AS (
+    SELECT count(*) AS n, {fresh_filled} AS filled
+    FROM ods_changed AS o
+    WHERE EXISTS (SELECT 1 FROM fresh AS f WHERE f.code = o.code)
+)
+SELECT rule, n FROM (
+    SELECT 'local_field' AS rule, n * {local_fields} AS n FROM fresh_rows
+    UNION ALL SELECT 'ods_update', filled FROM fresh_rows
+    UNION ALL SELECT 'no_ods_change', n * {ods_fields} - filled FROM fresh_rows
+)
+WHERE n > 0;

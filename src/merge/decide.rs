@@ -73,8 +73,20 @@ pub(super) fn decide(
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // The fresh cells' rule counts (decide_fields.sql): filled ODS cells, and how many of each kind.
+    let fresh_filled = fields
+        .iter()
+        .filter(|(_, _, local)| !*local)
+        .map(|(f, _, _)| format!("count(o.{f})"))
+        .collect::<Vec<_>>();
+    let ods_fields = fresh_filled.len().to_string();
+    let local_fields = (fields.len() - fresh_filled.len()).to_string();
+    let fresh_filled = if fresh_filled.is_empty() { "0".to_owned() } else { fresh_filled.join(" + ") };
     let lists = [
         ("fresh_cells", fresh_cells.as_str()),
+        ("fresh_filled", fresh_filled.as_str()),
+        ("ods_fields", ods_fields.as_str()),
+        ("local_fields", local_fields.as_str()),
         ("ods_casts", ods_cols.as_str()),
         ("all_columns", all_columns.as_str()),
         ("cell_columns", cell_columns.as_str()),

@@ -86,8 +86,10 @@ fn count_report(conn: &Connection, report: &mut MergeReport) -> Result<(), Merge
     };
     let mut stmt = conn
         .prepare(
-            "SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) \
-             FROM (SELECT rule FROM decisions WHERE in_ods OR NOT in_base UNION ALL SELECT rule FROM fresh_decisions) \
+            "SELECT r, sum(n)::BIGINT FROM ( \
+                 SELECT CASE WHEN rule LIKE 'resolution:%' THEN 'resolution' ELSE rule END AS r, count(*) AS n \
+                 FROM decisions WHERE in_ods OR NOT in_base GROUP BY r \
+                 UNION ALL SELECT rule, n FROM fresh_rule_counts) \
              GROUP BY r ORDER BY r",
         )
         .map_err(sql_err("report"))?;
