@@ -81,7 +81,11 @@ pub(super) fn decide(
         .collect::<Vec<_>>();
     let ods_fields = fresh_filled.len().to_string();
     let local_fields = (fields.len() - fresh_filled.len()).to_string();
-    let fresh_filled = if fresh_filled.is_empty() { "0".to_owned() } else { fresh_filled.join(" + ") };
+    let fresh_filled = if fresh_filled.is_empty() {
+        "0".to_owned()
+    } else {
+        fresh_filled.join(" + ")
+    };
     let lists = [
         ("fresh_cells", fresh_cells.as_str()),
         ("fresh_filled", fresh_filled.as_str()),

@@ -94,8 +94,7 @@ impl Runner<'_> {
         let t0 = std::time::Instant::now();
         let carried = match carry_from {
             Some(m) => {
-                let keep: tables::CodeSet =
-                    current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
+                let keep: tables::CodeSet = current.keys().filter(|c| !parsed.contains_key(*c)).cloned().collect();
                 // A whole file read every record again: its raw rows are today's (their origin,
                 // the file and line, moves), not the previous snapshot's.
                 Some(
