@@ -13,20 +13,19 @@
 //!   (`warehouse::Txn`).
 
 use crate::model::states::Table;
-use crate::model::tables::{SNAPSHOT_TABLES, SnapshotTables, sha256_hex};
+use crate::model::tables::{SNAPSHOT_TABLES, SnapshotTables};
 use crate::model::{Quarantined, RawFormat, RawRecord};
 use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use chrono::{DateTime, NaiveDate, Utc};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::warehouse::{Layout, Output, Tables};
+
+mod writer;
+pub use writer::{write_parquet, write_parquet_hashed};
 
 /// Version of the manifest's own layout (not of the data).
 pub const MANIFEST_FORMAT: u32 = 1;
@@ -512,92 +511,6 @@ pub fn stage_output(
     Ok(tmp)
 }
 
-/// zstd, page statistics, 128k-row row groups and odsync's own key-value metadata; rows arrive sorted by key.
-pub fn write_parquet(path: &Path, batch: &RecordBatch, metadata: &[(&str, &str)]) -> Result<(), SnapshotError> {
-    write_parquet_hashed(path, std::slice::from_ref(batch), metadata).map(|_| ())
-}
-
-/// Rows per row group: DuckDB scans a file one row group per thread, and the min/max statistics
-/// of the sorted key let readers skip row groups by code.
-const ROW_GROUP: usize = 131_072;
-
-/// `parts` (one table's rows in order, in batches of any length) as one batch per row group:
-/// a row group inside one part is a slice of it, one across parts is copied together. The
-/// writer then sees what it sees for the same rows in one batch (it cuts that at row groups too),
-/// so a delta's table (slices of the carried rows between new ones) is written byte for byte as
-/// a baseline's single batch is. (Smaller windows give the same bytes when aligned to the
-/// writer's 1024-value runs, but cost 3× the time: every column's dictionary is revisited, and
-/// out of cache, every 1024 rows instead of once per row group.)
-fn aligned_windows(parts: &[RecordBatch]) -> impl Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>> + '_ {
-    let mut part = 0;
-    let mut offset = 0;
-    std::iter::from_fn(move || {
-        let mut pieces: Vec<RecordBatch> = Vec::new();
-        let mut want = ROW_GROUP;
-        while want > 0 && part < parts.len() {
-            let available = parts[part].num_rows() - offset;
-            let take = available.min(want);
-            if take > 0 {
-                pieces.push(parts[part].slice(offset, take));
-            }
-            want -= take;
-            offset += take;
-            if offset == parts[part].num_rows() {
-                part += 1;
-                offset = 0;
-            }
-        }
-        match pieces.len() {
-            0 => None,
-            1 => pieces.pop().map(Ok),
-            _ => Some(arrow::compute::concat_batches(&pieces[0].schema(), &pieces)),
-        }
-    })
-}
-
-/// As [`write_parquet`], returning the file's size and sha256 (from the bytes written, so the
-/// file is not read back).
-pub fn write_parquet_hashed(
-    path: &Path,
-    parts: &[RecordBatch],
-    metadata: &[(&str, &str)],
-) -> Result<(u64, String), SnapshotError> {
-    let schema = parts
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| SnapshotError::Parquet {
-            path: path.to_owned(),
-            message: "a table with no batches (not even an empty one)".into(),
-        })?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        ))
-        .build();
-    let perr = |e: parquet::errors::ParquetError| SnapshotError::Parquet {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(props)).map_err(perr)?;
-    for window in aligned_windows(parts) {
-        let window = window.map_err(|e| SnapshotError::Parquet {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        writer.write(&window).map_err(perr)?;
-    }
-    writer.close().map_err(perr)?;
-    write_synced(path, &buffer)?;
-    Ok((buffer.len() as u64, sha256_hex(&buffer)))
-}
-
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(io(path))?;
@@ -638,57 +551,5 @@ impl crate::error::Classify for SnapshotError {
             }
             SnapshotError::NoSuchVersion { .. } => crate::error::ErrorClass::User,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{BinaryArray, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use std::sync::Arc;
-
-    /// A table handed to the writer as many slices of any length (a delta's carried runs between
-    /// new rows) is the same file, byte for byte, as the same rows in one batch (a baseline):
-    /// enough rows for three row groups, and bytes for several pages per column and a dictionary
-    /// that falls back.
-    #[test]
-    fn a_table_in_slices_is_written_as_the_same_bytes_as_in_one_batch() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        let n = 2 * ROW_GROUP + 5_000;
-        let codes: Vec<String> = (0..n).map(|i| format!("C{i:06}")).collect();
-        let payloads: Vec<Vec<u8>> = (0..n)
-            .map(|_| (0..rng.usize(5..40)).map(|_| rng.alphanumeric() as u8).collect())
-            .collect();
-        let groups: Vec<Option<String>> = (0..n)
-            .map(|_| rng.bool().then(|| format!("G{}", rng.u32(0..50))))
-            .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("code", DataType::Utf8, false),
-            Field::new("group", DataType::Utf8, true),
-            Field::new("payload", DataType::Binary, false),
-        ]));
-        let whole = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from_iter_values(&codes)),
-                Arc::new(StringArray::from(groups)),
-                Arc::new(BinaryArray::from_iter_values(&payloads)),
-            ],
-        )
-        .unwrap();
-        let mut parts = Vec::new();
-        let mut at = 0;
-        while at < n {
-            let len = rng.usize(1..3000).min(n - at);
-            parts.push(whole.slice(at, len));
-            at += len;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let one = write_parquet_hashed(&dir.path().join("one.parquet"), std::slice::from_ref(&whole), &[]).unwrap();
-        let sliced = write_parquet_hashed(&dir.path().join("sliced.parquet"), &parts, &[]).unwrap();
-        assert!(parts.len() > 20);
-        assert!(one.0 > 2 << 20, "several pages per column: {} bytes", one.0);
-        assert_eq!(one, sliced);
     }
 }

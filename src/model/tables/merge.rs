@@ -5,8 +5,8 @@ use arrow::array::RecordBatch;
 
 /// The carried rows whose organisation `keep`s them and the new rows, each run sorted by its
 /// unique `key`, as one sorted table: a linear merge of the two runs, returned as slices of the
-/// batches read and of the new rows, in order (no copy: the Parquet writer takes them in aligned
-/// windows, `snapshot::write_parquet_hashed`).
+/// batches read and of the new rows, in order (no copy: the Parquet writer takes them a row group
+/// at a time, `snapshot::write_parquet_hashed`).
 /// `None` when a key appears on both sides or was made unique by
 /// [`unique_keys`](super::unique_keys) (the caller rebuilds from every record).
 pub(super) fn merge_sorted(

@@ -37,12 +37,12 @@ pub struct CodeSystemRole {
     pub primary_role: bool,
 }
 
-/// The tables of one snapshot, ready to write.
 /// A set of organisation codes looked up once per carried row of every table (a million times a
 /// night at 250k organisations): FxHash, as the codes come from ODS and the previous snapshot,
 /// not from anyone who could choose them to collide.
 pub type CodeSet = rustc_hash::FxHashSet<String>;
 
+/// The tables of one snapshot, ready to write.
 pub struct SnapshotTables {
     /// Each table's rows in key order, as one or more batches: a delta's table is the carried
     /// rows' runs (slices of the batches read back, not copied) between the new rows.

@@ -104,16 +104,17 @@ pub(super) fn read_carried(
         Table::Relationships,
         Table::Successors,
     ];
-    let mut read: Vec<Vec<arrow::array::RecordBatch>> = tables
+    let read: Vec<Vec<arrow::array::RecordBatch>> = tables
         .par_iter()
         .map(|&table| store.read_table_batches(version, table))
         .collect::<Result<_, _>>()?;
-    let mut next = || read.remove(0);
+    let [organisations, roles, relationships, successors]: [Vec<arrow::array::RecordBatch>; 4] =
+        read.try_into().expect("one result per table");
     Ok(tables::Carried {
-        organisations: next(),
-        roles: next(),
-        relationships: next(),
-        successors: next(),
+        organisations,
+        roles,
+        relationships,
+        successors,
         raw: raw.unwrap_or_default(),
         keep,
     })
