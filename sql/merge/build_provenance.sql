@@ -2,7 +2,7 @@
 -- resolution), which snapshot version and run set it, and by which rule. A value that stayed as it
 -- was (same value, same source) keeps the provenance an earlier merge recorded, so it still names
 -- the run that really set it; the view `provenance_latest` picks the newest entry per
--- (code, field). A view: odsync reads it once, to write it (a baseline's is one row per cell).
+-- (code, field). A view: odsync reads it once, to write it.
 CREATE OR REPLACE TEMP VIEW provenance AS
 SELECT
     d.code,
@@ -20,11 +20,15 @@ WHERE d.code IN (SELECT code FROM kept)
        OR d.rule = 'conflict'
        OR d.rule LIKE 'resolution:%')
 UNION ALL
--- Every cell of a fresh organisation is new (decide_fields.sql).
+-- A fresh organisation (select_touched.sql) is one entry, field '*' and rule 'fresh': every cell
+-- of its new row is its ODS value, decided alike (decide_fields.sql), so its row in this version's
+-- trust table says what each was, and `provenance_latest` (sql/report/create_merge_views.sql)
+-- lists them cell by cell. A baseline wrote one entry per cell before: 6.25M rows at 250k
+-- organisations, most of the merge's time and memory, for what one row per organisation says.
 SELECT
-    code, field, value, source,
-    (SELECT ods_version FROM merge_params), (SELECT run_id FROM merge_params), rule, (SELECT merged_at FROM merge_params)
-FROM fresh_decisions;
+    code, '*', NULL::VARCHAR, 'ods',
+    (SELECT ods_version FROM merge_params), (SELECT run_id FROM merge_params), 'fresh', (SELECT merged_at FROM merge_params)
+FROM fresh;
 
 -- The cells of the new trust table whose value does not come from ODS or odsync's derivations
 -- (local table, override, resolution): the next merge reads this instead of the whole provenance

@@ -17,8 +17,11 @@
 --   conflict         all differ, field under review: keep local until resolved
 --   local_field      a team-owned column: the local value
 -- A conflict on one field never blocks the other fields of the same organisation.
--- The fresh organisations (select_touched.sql) are decided at the end of this file, all alike.
--- {ods_casts}, {all_columns}, {cell_columns}, {cell_structs} and {fresh_cells} are field lists
+-- The fresh organisations (select_touched.sql) are decided alike: an ODS value is taken
+-- (`ods_update`), an empty one is kept empty (`no_ods_change`), a team-owned column is empty
+-- (`local_field`); their rows come from build_trusts.sql, their provenance is one entry each
+-- (build_provenance.sql) and their rules are counted at the end of this file.
+-- {ods_casts}, {all_columns}, {cell_columns} and {cell_structs} are field lists
 -- rendered by odsync.
 CREATE OR REPLACE TEMP VIEW ods_touched AS
 SELECT code, {ods_casts} FROM ods_touched_rows;
@@ -194,34 +197,6 @@ SELECT
         WHEN rule = 'conflict' THEN substr(sha256(code || '|' || field || '|' || coalesce(ods_value, '<null>')), 1, 16)
     END AS conflict_id
 FROM decided;
-
--- The cells of the fresh organisations, decided as the rules above decide them for a new row
--- nothing local points at: base and previous value are NULL, so an ODS value is taken
--- (`ods_update`), an empty one is kept empty (`no_ods_change`), a team-owned column is empty
--- (`local_field`); each cell is new to the trust table, so each is recorded in the provenance.
--- {fresh_cells} renders, per field, as CAST(o.<field> AS VARCHAR) AS <field> (NULL::VARCHAR for a
--- team-owned column).
--- A view, read once, by the provenance's COPY: a baseline's fresh cells are one per field of every
--- organisation (9.8M at national scale), and holding them as a table beside the sort that writes
--- them doubled the merge's memory. The report counts their rules from `fresh_rule_counts`.
-CREATE OR REPLACE TEMP VIEW fresh_decisions AS
-WITH wide AS (
-    SELECT o.code, {fresh_cells}
-    FROM ods_changed AS o
-    WHERE EXISTS (SELECT 1 FROM fresh AS f WHERE f.code = o.code)
-),
-long AS (
-    SELECT code, field, value FROM wide UNPIVOT INCLUDE NULLS (value FOR field IN ({all_columns}))
-)
-SELECT
-    l.code,
-    l.field,
-    l.value,
-    CASE WHEN f.is_local_field THEN 'local_field' WHEN l.value IS NULL THEN 'no_ods_change' ELSE 'ods_update' END AS rule,
-    CASE WHEN l.field IN ('org_type', 'health_system', 'foundation_trust', 'parent_code', 'parent_relationship')
-         THEN 'derived' ELSE 'ods' END AS source
-FROM long AS l
-JOIN merge_fields AS f USING (field);
 
 -- The fresh cells' rules, counted without listing the cells: a team-owned column is `local_field`,
 -- an ODS value `ods_update`, an empty one `no_ods_change`. {fresh_filled} renders as

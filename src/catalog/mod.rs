@@ -564,7 +564,13 @@ impl Catalog {
         script.push_str(sql::CREATE_SUCCESSOR_VIEWS);
         script.push_str(sql::CREATE_HIERARCHY_VIEWS);
         if any_table(&self.warehouse, Table::Trusts) {
-            script.push_str(sql::CREATE_MERGE_VIEWS);
+            let ods_fields = crate::model::ODS_FIELDS
+                .iter()
+                .map(|(f, _)| format!("'{f}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let views = sql::render(sql::CREATE_MERGE_VIEWS, &[("warehouse", warehouse.as_str())]);
+            script.push_str(&sql::render_raw(&views, &[("ods_fields", &ods_fields)]));
         }
         if any_table(&self.warehouse, Table::History) {
             script.push_str(sql::CREATE_HISTORY_VIEWS);

@@ -50,18 +50,7 @@ pub(super) fn decide(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    // A fresh organisation's cells (decide_fields.sql) and row (build_trusts.sql): its ODS values.
-    let fresh_cells = fields
-        .iter()
-        .map(|(f, _, local)| {
-            if *local {
-                format!("NULL::VARCHAR AS {f}")
-            } else {
-                format!("CAST(o.{f} AS VARCHAR) AS {f}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    // A fresh organisation's row (build_trusts.sql): its ODS values.
     let fresh_columns = fields
         .iter()
         .map(|(f, t, local)| {
@@ -87,7 +76,6 @@ pub(super) fn decide(
         fresh_filled.join(" + ")
     };
     let lists = [
-        ("fresh_cells", fresh_cells.as_str()),
         ("fresh_filled", fresh_filled.as_str()),
         ("ods_fields", ods_fields.as_str()),
         ("local_fields", local_fields.as_str()),

@@ -418,7 +418,9 @@ fn fresh_organisations_are_merged_as_the_cell_by_cell_rules_would_merge_them() {
     // New organisations nothing local points at skip the cell-by-cell decision (select_touched.sql
     // `fresh`). A local table that lists every code with empty cells points at all of them
     // without changing any value: every cell then goes through decide_fields.sql, and every
-    // output must come out byte for byte the same.
+    // output must come out byte for byte the same, but for the provenance log, where a fresh
+    // organisation is one entry (field '*') that `provenance_latest` lists cell by cell: that
+    // view must then give every cell the same value, source, rule, run and version.
     let mut merged = Vec::new();
     for listed in [false, true] {
         let ctx = TestContext::new();
@@ -440,7 +442,7 @@ fn fresh_organisations_are_merged_as_the_cell_by_cell_rules_would_merge_them() {
         assert_eq!(fresh, if listed { (0, 0) } else { (10, 1) }, "{first} {second}");
         let mut files = Vec::new();
         for version in ["000001", "000002"] {
-            for table in ["trusts", "conflicts", "provenance", "sources"] {
+            for table in ["trusts", "conflicts", "sources"] {
                 let path = ctx
                     .warehouse()
                     .join("trusts")
@@ -449,11 +451,36 @@ fn fresh_organisations_are_merged_as_the_cell_by_cell_rules_would_merge_them() {
                 files.push((format!("{table} {version}"), std::fs::read(&path).unwrap()));
             }
         }
-        merged.push((files, first["merge"]["rules"].clone(), second["merge"]["rules"].clone()));
+        let whole_rows = ctx.query(
+            "SELECT version, count(*) FROM provenance_log WHERE pipeline = 'trusts' AND field = '*' AND rule = 'fresh' GROUP BY ALL ORDER BY ALL",
+        );
+        let expected: Vec<Vec<Option<String>>> = if listed {
+            vec![]
+        } else {
+            vec![
+                vec![Some("1".into()), Some("10".into())],
+                vec![Some("2".into()), Some("1".into())],
+            ]
+        };
+        assert_eq!(whole_rows, expected, "one provenance entry per fresh organisation");
+        let latest = ctx.query("SELECT * FROM provenance_latest ORDER BY ALL");
+        // Every column (25 ODS fields and trust_type) of every row of the latest trust table.
+        let rows = ctx.query("SELECT count(*) FROM latest_trusts WHERE pipeline = 'trusts'")[0][0].clone();
+        let rows: usize = rows.unwrap().parse().unwrap();
+        assert!(rows > 0, "{rows}");
+        assert_eq!(latest.len(), rows * 26, "{latest:?}");
+        merged.push((
+            files,
+            first["merge"]["rules"].clone(),
+            second["merge"]["rules"].clone(),
+            latest,
+        ));
     }
-    let ((fresh_files, fresh_r1, fresh_r2), (listed_files, listed_r1, listed_r2)) = (&merged[0], &merged[1]);
+    let ((fresh_files, fresh_r1, fresh_r2, fresh_latest), (listed_files, listed_r1, listed_r2, listed_latest)) =
+        (&merged[0], &merged[1]);
     assert_eq!((fresh_r1, fresh_r2), (listed_r1, listed_r2), "decisions per rule");
     for ((name, a), (_, b)) in fresh_files.iter().zip(listed_files) {
         assert!(a == b, "{name} differs between fresh and cell-by-cell decisions");
     }
+    assert_eq!(fresh_latest, listed_latest, "provenance_latest, fresh and cell by cell");
 }
