@@ -93,8 +93,8 @@ pub fn update(
     };
     let tmp = txn.temp_dir(Output::History, version).map_err(wh)?;
     conn.execute_batch(&format!(
-        // `history` is built in this order (update_history.sql ends in ORDER BY) and DuckDB keeps
-        // insertion order, so it is not sorted a second time.
+        // `history` is a view ending in ORDER BY (update_history.sql): COPY writes its rows in
+        // that order (DuckDB preserves a query's order into COPY).
         "COPY history TO {} (FORMAT parquet, COMPRESSION zstd);",
         quote_path(&tmp.join("history.parquet"))
     ))

@@ -17,7 +17,9 @@ FROM changes
 WHERE "table" = 'organisations'
 GROUP BY code;
 
-CREATE OR REPLACE TEMP TABLE history AS
+-- A view: odsync reads it once, into its COPY, which writes the rows in this ORDER BY's order
+-- (building it as a table first and copying that took ~0.3 s more at 250k organisations).
+CREATE OR REPLACE TEMP VIEW history AS
 -- Rows that were already closed, and current rows of organisations that did not change.
 SELECT * FROM prev_history
 WHERE NOT is_current OR code NOT IN (SELECT code FROM changed_codes)

@@ -427,6 +427,7 @@ impl SnapshotStore {
                     .unwrap_or(&target)
                     .to_string_lossy()
                     .into_owned();
+                let started = std::time::Instant::now();
                 let (bytes, sha256) = write_parquet_hashed(
                     &path,
                     batch,
@@ -439,6 +440,12 @@ impl SnapshotStore {
                         ("odsync.version", env!("CARGO_PKG_VERSION")),
                     ],
                 )?;
+                tracing::trace!(
+                    ms = started.elapsed().as_millis() as u64,
+                    table = name.as_str(),
+                    bytes,
+                    "table written"
+                );
                 let info = TableInfo {
                     file,
                     rows: batch.iter().map(|b| b.num_rows() as u64).sum(),

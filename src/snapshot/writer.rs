@@ -10,12 +10,18 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use std::path::Path;
 
 /// zstd, page statistics, 128k-row row groups and odsync's own key-value metadata; rows arrive sorted by key.
 pub fn write_parquet(path: &Path, batch: &RecordBatch, metadata: &[(&str, &str)]) -> Result<(), SnapshotError> {
     write_parquet_hashed(path, std::slice::from_ref(batch), metadata).map(|_| ())
 }
+
+/// Columns written without a dictionary (see [`write_parquet_hashed`]): keys, hashes and
+/// payloads, one value per row. (`code` keeps one: a row group's 131,072 codes fit in a
+/// dictionary page, and writing them plain was slower.)
+const UNIQUE_COLUMNS: [&str; 4] = ["row_key", "row_hash", "sha256", "payload"];
 
 /// Rows per row group: DuckDB scans a file one row group per thread, and the min/max statistics
 /// of the sorted key let readers skip row groups by code.
@@ -69,7 +75,17 @@ pub fn write_parquet_hashed(
             path: path.to_owned(),
             message: "a table with no batches (not even an empty one)".into(),
         })?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder();
+    // Columns whose values are (nearly) all distinct: a dictionary would only be built, outgrow
+    // its page and be thrown away for plain encoding, at each row group. At 250k organisations
+    // (three alternated pairs) roles and relationships files came out 14–16% smaller and roles
+    // encoded ~15% faster; the other tables' times stayed within noise.
+    for field in schema.fields() {
+        if UNIQUE_COLUMNS.contains(&field.name().as_str()) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    let props = props
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP))
