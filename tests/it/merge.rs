@@ -484,3 +484,84 @@ fn fresh_organisations_are_merged_as_the_cell_by_cell_rules_would_merge_them() {
     }
     assert_eq!(fresh_latest, listed_latest, "provenance_latest, fresh and cell by cell");
 }
+
+#[test]
+fn a_new_organisations_provenance_lists_its_own_pipelines_columns_until_a_later_merge_changes_one() {
+    // A fresh organisation is one provenance entry (field '*') that provenance_latest lists cell
+    // by cell, from the columns of its own pipeline's trust table: two pipelines on one warehouse
+    // (one with a team-owned column) must not borrow each other's columns, and a cell a later
+    // merge changes must show that merge's entry instead.
+    let ctx = TestContext::new();
+    setup(&ctx);
+    let dir = ctx.path();
+    std::fs::write(
+        dir.join("pipelines/plain.toml"),
+        format!(
+            "name = \"plain\"\n[source]\ntype = \"csv\"\nkind = \"etr\"\nlocation = \"{}\"\n\
+             [guard]\nmax_added_share = 1.0\nmax_vanished_share = 1.0\nmax_field_change_share = 1.0\n",
+            dir.join("etr.csv").display()
+        ),
+    )
+    .unwrap();
+    write(&dir.join("etr.csv"), &ods_v1());
+    ctx.run_ok("2025-07-01", "trusts", &[]);
+    ctx.run_ok("2025-07-01", "plain", &[]);
+    let per_pipeline = ctx.query(
+        "SELECT pipeline, count(DISTINCT code), count(*), count(*) FILTER (WHERE field = 'trust_type'), \
+         count(*) FILTER (WHERE rule = 'local_field') FROM provenance_latest GROUP BY ALL ORDER BY ALL",
+    );
+    let row = |cells: [&str; 5]| cells.iter().map(|c| Some((*c).to_owned())).collect::<Vec<_>>();
+    assert_eq!(
+        per_pipeline,
+        vec![
+            row(["plain", "10", "250", "0", "0"]),
+            row(["trusts", "10", "260", "10", "10"])
+        ]
+    );
+    let log = ctx.query("SELECT pipeline, count(*) FROM provenance_log WHERE field = '*' GROUP BY ALL ORDER BY ALL");
+    assert_eq!(log, vec![row_of(&["plain", "10"]), row_of(&["trusts", "10"])]);
+
+    write(&dir.join("etr.csv"), &ods_v2());
+    ctx.run_ok("2025-07-02", "plain", &[]);
+    let cells = ctx.query(
+        "SELECT field, value, source, rule, merged_version FROM provenance_latest \
+         WHERE pipeline = 'plain' AND code = 'J1' AND field IN ('name', 'postcode', 'org_type') ORDER BY field",
+    );
+    // (org_type is derived by the role mapping; its value is whatever the trust table holds.)
+    let org_type = value_of(&ctx, "plain", "J1", "org_type");
+    let org_type_rule = if org_type.is_some() {
+        "ods_update"
+    } else {
+        "no_ods_change"
+    };
+    assert_eq!(
+        cells,
+        vec![
+            row(["name", "JAY NEW", "ods", "ods_update", "2"]),
+            vec![
+                Some("org_type".into()),
+                org_type,
+                Some("derived".into()),
+                Some(org_type_rule.into()),
+                Some("1".into())
+            ],
+            row(["postcode", "JJ1 1JJ", "ods", "ods_update", "1"]),
+        ]
+    );
+    // E1 is new in the second version: its entry is version 2's.
+    let e1 = ctx.query(
+        "SELECT DISTINCT merged_version, rule FROM provenance_latest WHERE pipeline = 'plain' AND code = 'E1' AND field = 'name'",
+    );
+    assert_eq!(e1, vec![row_of(&["2", "ods_update"])]);
+}
+
+fn row_of(cells: &[&str]) -> Vec<Option<String>> {
+    cells.iter().map(|c| Some((*c).to_owned())).collect()
+}
+
+fn value_of(ctx: &TestContext, pipeline: &str, code: &str, field: &str) -> Option<String> {
+    ctx.query(&format!(
+        "SELECT CAST({field} AS VARCHAR) FROM latest_trusts WHERE pipeline = '{pipeline}' AND code = '{code}'"
+    ))[0][0]
+        .clone()
+}
