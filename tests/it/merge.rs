@@ -76,10 +76,7 @@ fn ods_v2() -> Vec<String> {
 type Rows = Vec<Vec<Option<String>>>;
 
 fn value(ctx: &TestContext, code: &str, field: &str) -> Option<String> {
-    let rows = ctx.query(&format!(
-        "SELECT CAST({field} AS VARCHAR) FROM latest_trusts WHERE pipeline = 'trusts' AND code = '{code}'"
-    ));
-    rows.first().and_then(|r| r[0].clone())
+    value_of(ctx, "trusts", code, field)
 }
 
 fn provenance(ctx: &TestContext, code: &str, field: &str) -> (String, String) {
@@ -559,9 +556,10 @@ fn row_of(cells: &[&str]) -> Vec<Option<String>> {
     cells.iter().map(|c| Some((*c).to_owned())).collect()
 }
 
+/// A field of a row of a pipeline's latest trust table, as text (`None`: empty, or no such row).
 fn value_of(ctx: &TestContext, pipeline: &str, code: &str, field: &str) -> Option<String> {
-    ctx.query(&format!(
+    let rows = ctx.query(&format!(
         "SELECT CAST({field} AS VARCHAR) FROM latest_trusts WHERE pipeline = '{pipeline}' AND code = '{code}'"
-    ))[0][0]
-        .clone()
+    ));
+    rows.first().and_then(|r| r[0].clone())
 }
